@@ -1,0 +1,191 @@
+"""Numba kernels for the selective scan on the CPU.
+
+Layout is what makes this fast: each channel's ``u``/``delta`` row is read
+contiguously, ``B``/``C`` are time-major ``(groups, L, N)`` so one step's N
+coefficients are a single contiguous vector, and the N-wide state update is
+vectorised by LLVM. ``exp`` is a polynomial that LLVM can vectorise too (libm's
+scalar ``expf`` would block that); its relative error is ~1e-7, float32's own.
+The forward pass saves the state at chunk boundaries; the backward pass
+recomputes each chunk from its saved state, so memory stays O(L/T * N).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+CHUNK = 64
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+
+
+@njit(inline="always", fastmath=True)
+def _exp_f32(x):
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    t = x * np.float32(_LOG2E)
+    k = math.floor(t + np.float32(0.5))
+    f = (t - k) * np.float32(_LN2)  # |f| <= ln2 / 2
+    p = np.float32(1.0 / 720.0)
+    p = p * f + np.float32(1.0 / 120.0)
+    p = p * f + np.float32(1.0 / 24.0)
+    p = p * f + np.float32(1.0 / 6.0)
+    p = p * f + np.float32(0.5)
+    p = p * f + np.float32(1.0)
+    p = p * f + np.float32(1.0)
+    scale = (np.int32(k) + np.int32(127)) << np.int32(23)
+    return p * np.int32(scale).view(np.float32)
+
+
+@njit(inline="always", fastmath=True)
+def _log1p_f32(y):
+    """log(1 + y) for y in [0, 1] as 2*atanh(s), s = y / (2 + y) <= 1/3: vectorisable."""
+    s = y / (np.float32(2.0) + y)
+    s2 = s * s
+    p = np.float32(1.0 / 15.0)
+    p = p * s2 + np.float32(1.0 / 13.0)
+    p = p * s2 + np.float32(1.0 / 11.0)
+    p = p * s2 + np.float32(1.0 / 9.0)
+    p = p * s2 + np.float32(1.0 / 7.0)
+    p = p * s2 + np.float32(1.0 / 5.0)
+    p = p * s2 + np.float32(1.0 / 3.0)
+    p = p * s2 + np.float32(1.0)
+    return np.float32(2.0) * s * p
+
+
+@njit(inline="always")
+def _exp_f64(x):
+    return math.exp(x)
+
+
+@njit(inline="always")
+def _log1p_f64(y):
+    return math.log1p(y)
+
+
+def _build(expf, log1pf):
+    @njit(inline="always", fastmath=True)
+    def delta_row(delta, bias, softplus, out, slope):
+        """out = softplus(delta + bias) (or delta + bias) and its derivative in slope."""
+        one = out.dtype.type(1.0)
+        for l in range(delta.shape[0]):
+            x = delta[l] + bias
+            if softplus:
+                e = expf(-abs(x))
+                out[l] = max(x, out.dtype.type(0.0)) + log1pf(e)
+                slope[l] = one / (one + e) if x >= 0 else e / (one + e)
+            else:
+                out[l] = x
+                slope[l] = one
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
+        bd, L = u.shape
+        N = A.shape[1]
+        T = CHUNK
+        for c in prange(bd):
+            d = c % d_model
+            g = (c // d_model) * groups + d // per_group
+            h = np.zeros(N, u.dtype)
+            dt = np.empty(L, u.dtype)
+            slope = np.empty(L, u.dtype)
+            delta_row(delta[c], bias[d], softplus, dt, slope)
+            a = A[d]
+            for l in range(L):
+                if save_states and l % T == 0:
+                    hs[c, l // T, :] = h
+                dl = dt[l]
+                ul = u[c, l]
+                du = dl * ul
+                acc = u.dtype.type(0.0)
+                for n in range(N):
+                    h[n] = expf(dl * a[n]) * h[n] + du * Bt[g, l, n]
+                    acc += h[n] * Ct[g, l, n]
+                y[c, l] = acc + Dv[d] * ul
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def backward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, hs, dy,
+                 du, ddelta, dA, dBt, dCt, dD, dbias):
+        bd, L = u.shape
+        N = A.shape[1]
+        T = CHUNK
+        n_chunks = hs.shape[1]
+        n_groups = dBt.shape[0]
+        for g in prange(n_groups):
+            b = g // groups
+            hbuf = np.empty((T + 1, N), u.dtype)  # row 0: state before the chunk
+            abuf = np.empty((T, N), u.dtype)
+            dh = np.empty(N, u.dtype)
+            dA_c = np.empty(N, u.dtype)
+            dt = np.empty(L, u.dtype)
+            slope = np.empty(L, u.dtype)
+            for j in range(per_group):
+                d = (g % groups) * per_group + j
+                c = b * d_model + d
+                delta_row(delta[c], bias[d], softplus, dt, slope)
+                a = A[d]
+                dh[:] = 0.0
+                dA_c[:] = 0.0
+                db_acc = u.dtype.type(0.0)
+                dd_acc = u.dtype.type(0.0)
+                for ch in range(n_chunks - 1, -1, -1):
+                    l0 = ch * T
+                    l1 = min(L, l0 + T)
+                    hbuf[0] = hs[c, ch]
+                    for l in range(l0, l1):
+                        i = l - l0
+                        dl = dt[l]
+                        du_ = dl * u[c, l]
+                        for n in range(N):
+                            e = expf(dl * a[n])
+                            abuf[i, n] = e
+                            hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
+                    for l in range(l1 - 1, l0 - 1, -1):
+                        i = l - l0
+                        dyl = dy[c, l]
+                        dl = dt[l]
+                        ul = u[c, l]
+                        dd_acc += dyl * ul
+                        ddt_acc = u.dtype.type(0.0)
+                        du_acc = u.dtype.type(0.0)
+                        for n in range(N):
+                            dhn = dh[n] + dyl * Ct[g, l, n]
+                            dCt[g, l, n] += dyl * hbuf[i + 1, n]
+                            t1 = dhn * hbuf[i, n] * abuf[i, n]
+                            dA_c[n] += t1 * dl
+                            bn = Bt[g, l, n]
+                            ddt_acc += t1 * a[n] + dhn * bn * ul
+                            du_acc += dhn * bn
+                            dBt[g, l, n] += dhn * dl * ul
+                            dh[n] = abuf[i, n] * dhn
+                        gd = ddt_acc * slope[l]
+                        ddelta[c, l] = gd
+                        db_acc += gd
+                        du[c, l] = du_acc * dl + Dv[d] * dyl
+                dA[c] = dA_c
+                dD[c] = dd_acc
+                dbias[c] = db_acc
+
+    return forward, backward
+
+
+_KERNELS = {
+    np.dtype(np.float32): _build(_exp_f32, _log1p_f32),
+    np.dtype(np.float64): _build(_exp_f64, _log1p_f64),
+}
+
+
+def n_chunks(length: int) -> int:
+    return (length + CHUNK - 1) // CHUNK
+
+
+def kernels(dtype: np.dtype):
+    try:
+        return _KERNELS[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"the CPU selective scan runs in float32 or float64, got {dtype}") from None
+
+
+def set_threads(n: int) -> None:
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

@@ -1,0 +1,125 @@
+"""SP-Mamba: frozen encoder -> Half-FPN -> prototypes + SPSS decoder reconstructing the features."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bottleneck import HalfFPN
+from .decoder import SPSSDecoder
+from .encoders import Encoder
+from .prototype import MedicalPrototype
+
+
+@dataclass
+class SPMambaConfig:
+    """Architecture and loss hyper-parameters; ``paper()`` is the published configuration."""
+
+    encoder: str = "resnet34"
+    image_size: int = 256
+    bottleneck_dim: int = 512
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    d_state: int = 16
+    expand: int = 2
+    scan_order: str = "circular_hilbert"
+    num_directions: int = 8
+    prototype_banks: int = 10
+    prototype_window: int = 3
+    drop_path: float = 0.0
+    loss_epsilon: float = 25.0
+
+    def __post_init__(self):
+        self.depths = tuple(self.depths)
+        if self.image_size % 32 or (self.image_size // 32) & (self.image_size // 32 - 1):
+            raise ValueError(f"image_size must be 32 x a power of two (e.g. 128, 256), got {self.image_size}")
+        if self.image_size // 32 < 4 and self.scan_order == "circular_hilbert":
+            raise ValueError("the Circular-Hilbert scan needs a bottleneck of at least 4x4 (image_size >= 128)")
+        if len(self.depths) != 4:
+            raise ValueError(f"the decoder has 4 stages, got depths {self.depths}")
+
+    @property
+    def bottleneck_size(self) -> int:
+        return self.image_size // 32
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SPMambaConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def paper(cls) -> "SPMambaConfig":
+        """ResNet34, K=10, p=3, depths [3,4,6,3], d_state 16, C-H scan, 8 directions, 256x256."""
+        return cls()
+
+    @classmethod
+    def preset(cls, name: str) -> "SPMambaConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown config {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**PRESETS[name])
+
+
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    # The paper's architecture on the encoder every machine can install offline.
+    "paper-lite0": {"encoder": "efficientnet_lite0"},
+}
+
+
+class SPMambaOutput(NamedTuple):
+    features: list[torch.Tensor]  # encoder features, fine to coarse
+    reconstructions: list[torch.Tensor]  # decoder outputs matching ``features``
+    prototype_distance: torch.Tensor  # (B, h, w) at the bottleneck resolution
+
+
+class SPMamba(nn.Module):
+    def __init__(self, config: SPMambaConfig | None = None, encoder_weights: str | None = "imagenet"):
+        super().__init__()
+        self.config = cfg = config or SPMambaConfig.paper()
+        self.encoder = Encoder(cfg.encoder, encoder_weights)
+        self.bottleneck = HalfFPN(self.encoder.channels, cfg.bottleneck_dim)
+        self.prototype = MedicalPrototype(
+            cfg.bottleneck_dim, cfg.bottleneck_size, cfg.prototype_banks, cfg.prototype_window
+        )
+        self.decoder = SPSSDecoder(
+            cfg.bottleneck_dim, cfg.depths, cfg.drop_path, d_state=cfg.d_state, expand=cfg.expand,
+            scan_order=cfg.scan_order, num_directions=cfg.num_directions,
+        )
+        # 1x1 heads only where the decoder's widths differ from the encoder's (never for the paper's ResNet34).
+        self.heads = nn.ModuleList(
+            nn.Identity() if d == c else nn.Conv2d(d, c, 1)
+            for d, c in zip(reversed(self.decoder.out_dims), self.encoder.channels)
+        )
+
+    def trainable_parameters(self):
+        return (p for n, p in self.named_parameters() if not n.startswith("encoder."))
+
+    def forward_features(self, feats: list[torch.Tensor]) -> SPMambaOutput:
+        """Everything after the frozen encoder: lets training reuse cached encoder features."""
+        fused = self.bottleneck(feats)
+        dist = self.prototype(fused)
+        recs = [head(r) for head, r in zip(self.heads, self.decoder(fused))]
+        return SPMambaOutput(list(feats), recs, dist)
+
+    def forward(self, images: torch.Tensor) -> SPMambaOutput:
+        """(B, 1 or 3, S, S) images in [0, 1] -> features, reconstructions, prototype distance."""
+        if images.shape[-2:] != (self.config.image_size,) * 2:
+            raise ValueError(f"model expects {self.config.image_size}x{self.config.image_size} input, "
+                             f"got {tuple(images.shape[-2:])}")
+        return self.forward_features(self.encoder(images))
+
+    def loss(self, out: SPMambaOutput) -> torch.Tensor:
+        """Sum of per-scale MSE + epsilon * mean upsampled prototype distance (METHOD.md)."""
+        mse = sum(F.mse_loss(r, f) for f, r in zip(out.features, out.reconstructions))
+        size = (self.config.image_size,) * 2
+        d = F.interpolate(out.prototype_distance[:, None], size=size, mode="bilinear", align_corners=True)
+        return mse + self.config.loss_epsilon * d.mean()

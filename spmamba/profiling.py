@@ -1,0 +1,51 @@
+"""Parameter and FLOP counts, reported in the paper's convention (fvcore: one multiply-add = 1 FLOP)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .model import SPMamba
+from .model.ss2d import SS2D
+
+
+@dataclass
+class ModelCost:
+    encoder_params: int
+    trainable_params: int
+    dense_macs: int  # convolutions and matrix products, counted by torch
+    scan_macs: int  # selective scans, counted analytically
+
+    @property
+    def total_params(self) -> int:
+        return self.encoder_params + self.trainable_params
+
+    @property
+    def gmacs(self) -> float:
+        return (self.dense_macs + self.scan_macs) / 1e9
+
+
+def scan_macs(batch: int, length: int, d_inner: int, d_state: int) -> int:
+    """VMamba's count for one selective scan: 9 B L D N, plus B D L for the D skip."""
+    return 9 * batch * length * d_inner * d_state + batch * d_inner * length
+
+
+def model_cost(model: SPMamba, batch: int = 1) -> ModelCost:
+    size = model.config.image_size
+    scans = []
+
+    def hook(mod: SS2D, inp, out):
+        b, h, w, _ = inp[0].shape
+        scans.append(scan_macs(b, h * w, mod.d_inner * mod.k, mod.d_state))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SS2D)]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.rand(batch, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    enc = sum(p.numel() for p in model.encoder.parameters())
+    trainable = sum(p.numel() for p in model.trainable_parameters())
+    return ModelCost(enc, trainable, counter.get_total_flops() // 2, sum(scans))

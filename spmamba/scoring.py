@@ -1,0 +1,132 @@
+"""Anomaly maps and image scores (METHOD.md), batched in torch.
+
+Scoring is split in two so the demo's sliders never re-run the network:
+``component_maps`` turns a forward pass into cacheable maps, and ``rescore``
+turns those maps plus a set of weights into the anomaly map and scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+COMPONENTS = ("reconstruction", "prototype", "concentration", "contrast")
+
+
+@dataclass
+class ScoreWeights:
+    """Weights of the score; paper values for ZhangLab (reference code: 0.5, -0.08, 3750, 0.5/1.0)."""
+
+    alpha: float = 1.0  # prototype map
+    beta: float = -0.025  # concentration (negative: normal maps are more dispersed)
+    gamma: float = 400.0  # contrast
+    sigma: float = 4.0  # Gaussian smoothing of the reconstruction map
+    dog_sigma: float = 0.6
+    dog_k_sigma: float = 1.2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScoreWeights":
+        return cls(**{k: float(v) for k, v in d.items()})
+
+
+class ComponentMaps(NamedTuple):
+    per_scale: torch.Tensor  # (B, 3, H, W) 1 - cos per scale, upsampled, unsmoothed
+    prototype: torch.Tensor  # (B, H, W) prototype distance D, upsampled
+
+    @property
+    def reconstruction(self) -> torch.Tensor:
+        return self.per_scale.sum(1)
+
+
+class Scores(NamedTuple):
+    anomaly_map: torch.Tensor  # (B, H, W)
+    reconstruction: torch.Tensor  # (B,) max of the smoothed reconstruction map
+    prototype: torch.Tensor  # (B,) max of the prototype distance map
+    peak: torch.Tensor  # (B,) max of the anomaly map (the score's first term)
+    concentration: torch.Tensor  # (B,)
+    contrast: torch.Tensor  # (B,)
+    total: torch.Tensor  # (B,)
+
+
+def _upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+
+
+def component_maps(features, reconstructions, prototype_distance: torch.Tensor, size: int) -> ComponentMaps:
+    """Per-scale cosine-distance maps and the prototype map, all at ``size`` x ``size``."""
+    per_scale = torch.cat(
+        [_upsample(1 - F.cosine_similarity(f, r, dim=1)[:, None], size) for f, r in zip(features, reconstructions)],
+        1,
+    )
+    return ComponentMaps(per_scale, _upsample(prototype_distance[:, None], size)[:, 0])
+
+
+def _reflect_index(n: int, r: int, device) -> torch.Tensor:
+    """Indices of scipy.ndimage's 'reflect' padding (d c b a | a b c d | d c b a)."""
+    i = torch.arange(-r, n + r, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian over the last two dims, matching scipy.ndimage.gaussian_filter (truncate 4)."""
+    if sigma <= 0:
+        return x
+    r = int(4.0 * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    shape = x.shape
+    h, w = shape[-2:]
+    y = x.reshape(-1, 1, h, w)
+    y = y.index_select(2, _reflect_index(h, r, x.device))
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    y = y.index_select(3, _reflect_index(w, r, x.device))
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    return y.reshape(shape)
+
+
+def concentration(amap: torch.Tensor) -> torch.Tensor:
+    """mean over pixels of (e - e*)^2 * distance to the arg-max (x*, y*) (first maximum on ties)."""
+    b, h, w = amap.shape
+    flat = amap.reshape(b, -1)
+    peak, idx = flat.max(1)
+    ys = torch.arange(h, device=amap.device, dtype=amap.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=amap.device, dtype=amap.dtype).view(1, 1, w)
+    py, px = (idx // w).to(amap.dtype).view(b, 1, 1), (idx % w).to(amap.dtype).view(b, 1, 1)
+    dist = torch.sqrt((ys - py) ** 2 + (xs - px) ** 2)
+    return (((amap - peak.view(b, 1, 1)) ** 2) * dist).mean((1, 2))
+
+
+def contrast(amap: torch.Tensor, sigma: float, k_sigma: float) -> torch.Tensor:
+    """mean |difference of Gaussians| of the map."""
+    return (gaussian_blur(amap, sigma) - gaussian_blur(amap, k_sigma)).abs().mean((1, 2))
+
+
+def rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:
+    """Anomaly map and scores from cached maps: cheap, no network."""
+    recon = gaussian_blur(maps.reconstruction, weights.sigma)
+    amap = recon + weights.alpha * maps.prototype
+    concen = concentration(amap)
+    contra = contrast(amap, weights.dog_sigma, weights.dog_k_sigma)
+    peak = amap.flatten(1).amax(1)
+    total = peak + weights.beta * concen + weights.gamma * contra
+    return Scores(amap, recon.flatten(1).amax(1), maps.prototype.flatten(1).amax(1), peak, concen, contra, total)
+
+
+def ablation_weights(weights: ScoreWeights) -> dict[str, ScoreWeights]:
+    """The paper's Table-4 score ablation: each term added in turn."""
+    rep = dataclasses.replace
+    return {
+        "max only": rep(weights, alpha=0.0, beta=0.0, gamma=0.0),
+        "+ prototype": rep(weights, beta=0.0, gamma=0.0),
+        "+ contrast": rep(weights, beta=0.0),
+        "+ concentration": rep(weights, gamma=0.0),
+        "all four": weights,
+    }
+

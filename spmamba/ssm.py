@@ -1,0 +1,144 @@
+"""Selective scan (S6) with mamba-ssm's ``selective_scan_fn`` semantics.
+
+Backends, chosen per call: mamba-ssm's CUDA kernel when it is importable and the
+tensors are on CUDA; our numba kernel on the CPU; the sequential PyTorch
+reference otherwise (it is also what the tests check both against).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import _scan_cpu
+
+
+@functools.lru_cache(maxsize=1)
+def _mamba_cuda():
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or a CUDA build mismatch raised at import
+        return None
+    return selective_scan_fn
+
+
+def backend_name(device: torch.device | str = "cpu") -> str:
+    """The kernel ``selective_scan_fn`` uses for tensors on ``device``."""
+    if torch.device(device).type == "cuda":
+        return "mamba-ssm CUDA" if _mamba_cuda() is not None else "PyTorch reference (mamba-ssm not installed)"
+    return "numba CPU" if torch.device(device).type == "cpu" else "PyTorch reference"
+
+
+def _prepare_delta(delta, delta_bias, delta_softplus):
+    if delta_bias is not None:
+        delta = delta + delta_bias[..., None].to(delta.dtype)
+    return F.softplus(delta) if delta_softplus else delta
+
+
+def _expand_bc(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(b, n, l) or (b, g, n, l) -> (b, d, n, l) so every channel sees its group's row."""
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.repeat_interleave(d // x.shape[1], dim=1)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Plain sequential PyTorch scan: the readable definition, used by the tests."""
+    dtype_in = u.dtype
+    delta = _prepare_delta(delta, delta_bias, delta_softplus)
+    b, d, L = u.shape
+    Bx, Cx = _expand_bc(B, d), _expand_bc(C, d)
+    h = u.new_zeros(b, d, A.shape[1])
+    ys = []
+    for t in range(L):
+        dA = torch.exp(delta[:, :, t, None] * A)
+        h = dA * h + (delta[:, :, t] * u[:, :, t])[..., None] * Bx[..., t]
+        ys.append((h * Cx[..., t]).sum(-1))
+    y = torch.stack(ys, -1)
+    if D is not None:
+        y = y + u * D[:, None]
+    if z is not None:
+        y = y * F.silu(z)
+    return y.to(dtype_in)
+
+
+def _time_major(x: torch.Tensor, b: int) -> np.ndarray:
+    """(b, n, l) or (b, g, n, l) -> contiguous (b*g, l, n) array."""
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.transpose(-1, -2).reshape(b * x.shape[1], x.shape[-1], x.shape[-2]).contiguous().numpy()
+
+
+class _CPUScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, record):
+        ctx.record = record
+        b, d, L = u.shape
+        groups = 1 if B.dim() == 3 else B.shape[1]
+        if d % groups:
+            raise ValueError(f"d_inner {d} is not divisible by the {groups} B/C groups")
+        fwd, _ = _scan_cpu.kernels(u.numpy().dtype)
+        u2 = u.detach().reshape(b * d, L).contiguous()
+        delta2 = delta.detach().reshape(b * d, L).contiguous()
+        Bt, Ct = _time_major(B.detach(), b), _time_major(C.detach(), b)
+        Dv = (D if D is not None else u.new_zeros(d)).detach().contiguous()
+        bias = (delta_bias if delta_bias is not None else u.new_zeros(d)).detach().contiguous()
+        A = A.detach().contiguous()
+        y = torch.empty_like(u2)
+        save = ctx.record
+        hs = u.new_empty(b * d, _scan_cpu.n_chunks(L) if save else 1, A.shape[1])
+        _scan_cpu.set_threads(torch.get_num_threads())
+        fwd(u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(),
+            d // groups, groups, d, y.numpy(), hs.numpy(), save)
+        if save:
+            ctx.save_for_backward(u2, delta2, bias, A, Dv, hs)
+            ctx.extra = (Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
+        return y.view(b, d, L)
+
+    @staticmethod
+    def backward(ctx, dy):
+        u2, delta2, bias, A, Dv, hs = ctx.saved_tensors
+        Bt, Ct, b_shape, c_shape, groups, softplus, has_d, has_bias = ctx.extra
+        bd, L = u2.shape
+        d = A.shape[0]
+        b = bd // d
+        _, bwd = _scan_cpu.kernels(u2.numpy().dtype)
+        dy2 = dy.reshape(bd, L).contiguous()
+        du, ddelta = torch.empty_like(u2), torch.empty_like(u2)
+        dA = u2.new_zeros(bd, A.shape[1])
+        dD, dbias = u2.new_zeros(bd), u2.new_zeros(bd)
+        dBt, dCt = np.zeros_like(Bt), np.zeros_like(Ct)
+        _scan_cpu.set_threads(torch.get_num_threads())
+        bwd(u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(),
+            d // groups, groups, d, hs.numpy(), dy2.numpy(),
+            du.numpy(), ddelta.numpy(), dA.numpy(), dBt, dCt, dD.numpy(), dbias.numpy())
+
+        def back(x, shape):  # (b*g, l, n) -> original (b, [g,] n, l)
+            return torch.from_numpy(x).view(b, -1, L, shape[-2]).transpose(-1, -2).reshape(shape)
+
+        return (du.view(b, d, L), ddelta.view(b, d, L), dA.view(b, d, -1).sum(0),
+                back(dBt, b_shape), back(dCt, c_shape),
+                dD.view(b, d).sum(0) if has_d else None,
+                dbias.view(b, d).sum(0) if has_bias else None, None, None)
+
+
+def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """y = S6 scan of u, shapes as in mamba-ssm: u, delta, z (b, d, l); A (d, n);
+    B, C (b, n, l) or (b, g, n, l) with d divisible by g; D, delta_bias (d,)."""
+    if u.is_cuda:
+        cuda_fn = _mamba_cuda()
+        if cuda_fn is not None:
+            return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if u.device.type != "cpu":
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    inputs = (u, delta, A, B, C, D, delta_bias)
+    record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    dtype = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
+    args = [None if t is None else t.to(dtype) for t in inputs]
+    y = _CPUScan.apply(*args, bool(delta_softplus), record).to(u.dtype)
+    if z is not None:
+        y = y * F.silu(z)
+    return y

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from spmamba.ssm import backend_name, selective_scan_fn, selective_scan_ref
+
+
+def _inputs(b, d, L, n, groups, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    u, delta = r(b, d, L), 0.5 * r(b, d, L) - 1
+    A = -torch.exp(r(d, n))
+    bc_shape = (b, n, L) if groups is None else (b, groups, n, L)
+    return [t.requires_grad_() for t in (u, delta, A, r(*bc_shape), r(*bc_shape), r(d), 0.1 * r(d))]
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("L", [1, 7, 64, 65, 100, 257])
+@pytest.mark.parametrize("groups", [None, 1, 4])
+def test_cpu_kernel_matches_reference_fp64(L, groups):
+    u, delta, A, B, C, D, bias = _inputs(2, 8, L, 5, groups, torch.float64, seed=L)
+    kw = dict(delta_bias=bias, delta_softplus=True)
+    y = selective_scan_fn(u, delta, A, B, C, D, **kw)
+    y_ref = selective_scan_ref(u, delta, A, B, C, D, **kw)
+    assert _rel(y, y_ref) < 1e-6
+    grad = torch.randn_like(y)
+    inputs = (u, delta, A, B, C, D, bias)
+    got = torch.autograd.grad(y, inputs, grad)
+    want = torch.autograd.grad(y_ref, inputs, grad)
+    for name, a, b in zip("u delta A B C D delta_bias".split(), got, want):
+        assert a.shape == b.shape, name
+        assert _rel(a, b) < 1e-6, name
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+def test_optional_arguments_fp64(softplus):
+    u, delta, A, B, C, D, bias = _inputs(1, 4, 70, 3, 2, torch.float64, seed=3)
+    delta = delta.detach().abs().requires_grad_() if not softplus else delta
+    z = torch.randn(1, 4, 70, dtype=torch.float64, requires_grad=True)
+    y = selective_scan_fn(u, delta, A, B, C, None, z=z, delta_softplus=softplus)
+    y_ref = selective_scan_ref(u, delta, A, B, C, None, z=z, delta_softplus=softplus)
+    assert _rel(y, y_ref) < 1e-6
+    got = torch.autograd.grad(y.sum(), (u, delta, z))
+    want = torch.autograd.grad(y_ref.sum(), (u, delta, z))
+    for a, b in zip(got, want):
+        assert _rel(a, b) < 1e-6
+
+
+def test_float32_fast_path_agrees_with_fp64_reference():
+    u, delta, A, B, C, D, bias = _inputs(1, 16, 300, 16, 2, torch.float64, seed=7)
+    kw = dict(delta_bias=bias, delta_softplus=True)
+    y_ref = selective_scan_ref(u, delta, A, B, C, D, **kw)
+    f32 = [t.detach().float().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    y = selective_scan_fn(*f32[:6], delta_bias=f32[6], delta_softplus=True)
+    assert y.dtype == torch.float32
+    assert _rel(y.double(), y_ref) < 1e-4
+    g = torch.autograd.grad(y.sum(), f32[0])[0]
+    g_ref = torch.autograd.grad(y_ref.sum(), u)[0]
+    assert _rel(g.double(), g_ref) < 1e-3
+
+
+def test_half_precision_inputs_run_in_float32():
+    u, delta, A, B, C, D, bias = (t.detach() for t in _inputs(1, 4, 20, 4, 1, torch.float32))
+    y = selective_scan_fn(u.bfloat16(), delta, A, B, C, D, delta_bias=bias, delta_softplus=True)
+    assert y.dtype == torch.bfloat16
+    y_ref = selective_scan_ref(u.bfloat16().float(), delta, A, B, C, D, delta_bias=bias, delta_softplus=True)
+    assert _rel(y.float(), y_ref) < 2e-2
+
+
+def test_groups_must_divide_channels():
+    u, delta, A, B, C, D, bias = (t.detach() for t in _inputs(1, 6, 10, 4, 4, torch.float32))
+    with pytest.raises(ValueError, match="not divisible"):
+        selective_scan_fn(u, delta, A, B, C, D)
+
+
+def test_backend_is_reported():
+    assert backend_name("cpu") == "numba CPU"
+    assert "CUDA" in backend_name("cuda") or "reference" in backend_name("cuda")
