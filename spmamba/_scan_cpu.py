@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 CHUNK = 64
+BLOCKS = 64  # parallel work items in the forward pass
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 
@@ -84,25 +85,28 @@ def _build(expf, log1pf):
         bd, L = u.shape
         N = A.shape[1]
         T = CHUNK
-        for c in prange(bd):
-            d = c % d_model
-            g = (c // d_model) * groups + d // per_group
-            h = np.zeros(N, u.dtype)
+        n_blocks = min(bd, BLOCKS)
+        for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
+            h = np.empty(N, u.dtype)
             dt = np.empty(L, u.dtype)
             slope = np.empty(L, u.dtype)
-            delta_row(delta[c], bias[d], softplus, dt, slope)
-            a = A[d]
-            for l in range(L):
-                if save_states and l % T == 0:
-                    hs[c, l // T, :] = h
-                dl = dt[l]
-                ul = u[c, l]
-                du = dl * ul
-                acc = u.dtype.type(0.0)
-                for n in range(N):
-                    h[n] = expf(dl * a[n]) * h[n] + du * Bt[g, l, n]
-                    acc += h[n] * Ct[g, l, n]
-                y[c, l] = acc + Dv[d] * ul
+            for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
+                d = c % d_model
+                g = (c // d_model) * groups + d // per_group
+                h[:] = 0.0
+                delta_row(delta[c], bias[d], softplus, dt, slope)
+                a = A[d]
+                for l in range(L):
+                    if save_states and l % T == 0:
+                        hs[c, l // T, :] = h
+                    dl = dt[l]
+                    ul = u[c, l]
+                    du = dl * ul
+                    acc = u.dtype.type(0.0)
+                    for n in range(N):
+                        h[n] = expf(dl * a[n]) * h[n] + du * Bt[g, l, n]
+                        acc += h[n] * Ct[g, l, n]
+                    y[c, l] = acc + Dv[d] * ul
 
     @njit(parallel=True, fastmath=True, cache=True)
     def backward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, hs, dy,

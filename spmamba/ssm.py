@@ -6,6 +6,7 @@ reference otherwise (it is also what the tests check both against).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -22,6 +23,20 @@ def _mamba_cuda():
     except Exception:  # ImportError, or a CUDA build mismatch raised at import
         return None
     return selective_scan_fn
+
+
+_FORCE_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_backend():
+    """Run every scan with the sequential PyTorch reference (benchmarks compare against it)."""
+    global _FORCE_REFERENCE
+    previous, _FORCE_REFERENCE = _FORCE_REFERENCE, True
+    try:
+        yield
+    finally:
+        _FORCE_REFERENCE = previous
 
 
 def backend_name(device: torch.device | str = "cpu") -> str:
@@ -132,7 +147,7 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
         if cuda_fn is not None:
             return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    if u.device.type != "cpu":
+    if u.device.type != "cpu" or _FORCE_REFERENCE:
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     inputs = (u, delta, A, B, C, D, delta_bias)
     record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)

@@ -21,18 +21,25 @@ class MedicalPrototype(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(size * size, banks, channels) * 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) fused map -> (B, H, W) prototype distance D."""
+        """(B, C, H, W) fused map -> (B, H, W) prototype distance D.
+
+        One batched matmul per window offset, (H, W, K, C) @ (H, W, C, B), on a
+        positions-first copy of the features: no p*p-fold unfold copy is made.
+        """
         b, c, h, w = x.shape
         if h * w != self.prototypes.shape[0]:
             raise ValueError(f"prototype module built for {self.size}x{self.size}, got {h}x{w}")
         p, r = self.window, self.window // 2
-        feats = F.unfold(F.normalize(x, dim=1), p, padding=r).view(b, c, p * p, h * w)
-        valid = F.unfold(x.new_ones(1, 1, h, w), p, padding=r).view(1, 1, p * p, h * w) > 0
-        protos = F.normalize(self.prototypes, dim=-1)  # (HW, K, C)
-        sim = torch.einsum("pkc,bcwp->bpkw", protos, feats)  # (B, HW, K, p*p)
-        sim = sim.masked_fill(~valid.permute(0, 3, 1, 2), float("-inf"))
-        dist = 1 - sim.amax(-1)  # (B, HW, K)
-        return dist.amin(-1).view(b, h, w)
+        feats = F.pad(F.normalize(x, dim=1), (r, r, r, r)).permute(2, 3, 1, 0)  # (H+2r, W+2r, C, B)
+        inside = F.pad(x.new_ones(h, w, dtype=torch.bool), (r, r, r, r))
+        protos = F.normalize(self.prototypes, dim=-1).view(h, w, -1, c)  # (H, W, K, C)
+        best = None
+        for dy in range(p):
+            for dx in range(p):
+                sim = torch.matmul(protos, feats[dy:dy + h, dx:dx + w])  # (H, W, K, B)
+                sim = sim.masked_fill(~inside[dy:dy + h, dx:dx + w, None, None], float("-inf"))
+                best = sim if best is None else torch.maximum(best, sim)
+        return (1 - best).amin(2).permute(2, 0, 1)
 
 
 def prototype_distance_loop(x: torch.Tensor, prototypes: torch.Tensor, window: int) -> torch.Tensor:
