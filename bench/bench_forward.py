@@ -7,30 +7,24 @@ For each encoder: ms per image, and the ratio to a floor = the model's FLOPs
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import header, matmul_gflops, timeit  # noqa: E402
+from bench.common import parser, start, timeit  # noqa: E402
 from spmamba.model import SPMamba, SPMambaConfig  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
 from spmamba.ssm import reference_backend  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = parser(__doc__)
     ap.add_argument("--no-reference", action="store_true", help="skip the slow reference-scan run")
     args = ap.parse_args()
-    print(header(args.threads))
-    gflops = matmul_gflops()
-    print("| config | encoder | GFLOPs (2×MAC) | ours ms/image | floor ms | ours / floor | reference-scan ms/image "
-          "| speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    gflops = start(args.threads, ["config", "encoder", "GFLOPs (2×MAC)", "ours ms/image", "floor ms", "ours / floor",
+                                  "reference-scan ms/image", "speed-up"])
     for preset in ("paper", "paper-lite0"):
         torch.manual_seed(0)
         model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed

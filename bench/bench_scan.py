@@ -9,14 +9,13 @@ at this machine's measured matmul throughput.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import header, matmul_gflops, timeit  # noqa: E402
+from bench.common import parser, start, timeit  # noqa: E402
 from spmamba.profiling import scan_macs  # noqa: E402
 from spmamba.ssm import selective_scan_fn, selective_scan_ref  # noqa: E402
 
@@ -51,17 +50,12 @@ def fwd_bwd(fn, xs, repeat, backward_too=True):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = parser(__doc__)
     ap.add_argument("--ref-backward-max-len", type=int, default=1024,
                     help="autograd through the reference loop takes minutes beyond this length")
     args = ap.parse_args()
-    print(header(args.threads))
-    gflops = matmul_gflops()
-    print("| L | d_inner | ref fwd ms | ours fwd ms | fwd speed-up | ref bwd ms | ours bwd ms | bwd speed-up "
-          "| ours bwd/fwd | floor ms | ours fwd / floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    gflops = start(args.threads, ["L", "d_inner", "ref fwd ms", "ours fwd ms", "fwd speed-up", "ref bwd ms",
+                                  "ours bwd ms", "bwd speed-up", "ours bwd/fwd", "floor ms", "ours fwd / floor"])
     for L, d in STAGES:
         xs = inputs(L, d)
         ref_f, ref_b = fwd_bwd(selective_scan_ref, xs, repeat=1, backward_too=L <= args.ref_backward_max_len)

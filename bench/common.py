@@ -1,6 +1,7 @@
 """Shared timing helpers for the bench scripts: medians of repeated runs, matmul throughput."""
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -28,7 +29,20 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n ** 3 / (ms / 1e3) / 1e9
 
 
-def header(threads: int) -> str:
+def start(threads: int, columns: list[str]) -> float:
+    """Set the thread count, print the machine line and a Markdown table head; return matmul GFLOP/s."""
     torch.set_num_threads(threads)
-    return (f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-            f"{threads} thread(s), matmul {matmul_gflops():.0f} GFLOP/s")
+    gflops = matmul_gflops()
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{threads} thread(s), matmul {gflops:.0f} GFLOP/s")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    return gflops
+
+
+def parser(doc: str | None, repeat: int = 5) -> argparse.ArgumentParser:
+    """The options every bench script shares: thread count and repetitions."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=repeat, help="timed repetitions (median reported)")
+    return ap
