@@ -120,3 +120,15 @@ def test_prototype_windows_are_clipped_at_borders():
     assert d[2, 2] > 1e-3
     with pytest.raises(ValueError, match="odd"):
         MedicalPrototype(8, 4, window=2)
+
+
+def test_resnet34_from_a_local_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    src = timm.create_model("resnet34").state_dict()  # torchvision parameter names
+    path = tmp_path / "resnet34.safetensors"
+    save_file({k: v.contiguous() for k, v in src.items()}, str(path))
+    enc = Encoder("resnet34", weights=path)
+    assert torch.equal(enc.net.state_dict()["layer3.0.conv1.weight"], src["layer3.0.conv1.weight"])
+    assert enc.weights_source == "file resnet34.safetensors"

@@ -39,18 +39,26 @@ class WeightsUnavailable(RuntimeError):
     """ImageNet weights for an encoder are not installed and cannot be fetched."""
 
 
-def _timm_imagenet(timm_name: str) -> Callable[[], dict[str, torch.Tensor]]:
-    def load() -> dict[str, torch.Tensor]:
-        try:
-            return timm.create_model(timm_name, pretrained=True).state_dict()
-        except Exception as err:  # offline, no cache: say what to do
-            raise WeightsUnavailable(
-                f"ImageNet weights for {timm_name} are not in the timm/torchvision cache and could not be "
-                f"downloaded ({type(err).__name__}). Run once with internet access, or pass a local "
-                "weight file with --encoder-weights PATH."
-            ) from err
+def _resnet34_imagenet() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet ResNet34 (its cache, then a download), else timm's hub copy.
 
-    return load
+    timm's ResNet uses torchvision's parameter names, so either state dict fits.
+    """
+    errors = []
+    try:
+        from torchvision.models import ResNet34_Weights
+
+        return ResNet34_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as err:
+        errors.append(f"torchvision: {type(err).__name__}")
+    try:
+        return timm.create_model("resnet34", pretrained=True).state_dict()
+    except Exception as err:
+        errors.append(f"timm: {type(err).__name__}")
+    raise WeightsUnavailable(
+        "ImageNet weights for resnet34 are not in the torchvision or timm cache and could not be downloaded ("
+        + "; ".join(errors) + "). Run once with internet access, or pass a local weight file."
+    )
 
 
 def _lite_package(variant: int) -> Callable[[], dict[str, torch.Tensor]]:
@@ -94,7 +102,7 @@ def map_in_order(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> 
 ENCODERS: dict[str, EncoderSpec] = {
     "resnet34": EncoderSpec(
         "resnet34", "resnet34", (64, 128, 256), (1, 2, 3), IMAGENET_MEAN, IMAGENET_STD,
-        _timm_imagenet("resnet34"), "timm/torchvision ImageNet-1k (torchvision weights)",
+        _resnet34_imagenet, "ImageNet: torchvision IMAGENET1K_V1, else timm resnet34.a1_in1k",
     ),
 }
 for _v, _ch in ((0, (24, 40, 112)), (1, (24, 40, 112)), (2, (24, 48, 120))):
