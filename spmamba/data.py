@@ -1,0 +1,132 @@
+"""Datasets: the ZhangLab/Kermany folder layout, the MVTec/BMAD layout, and CSV lists.
+
+A sample is (path, label, mask path or None) with label 0 = normal, 1 = abnormal.
+Images are loaded through :func:`spmamba.imaging.load_image` as grey, resized to
+the model's input, and given to the encoder as [0, 1] tensors (the encoder
+applies its own normalisation and expands grey to 3 channels).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .imaging import load_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"}
+NORMAL_NAMES = ("NORMAL", "good")
+ABNORMAL_NAMES = ("PNEUMONIA", "Ungood", "ungood", "ABNORMAL", "abnormal")
+
+
+class Sample(NamedTuple):
+    path: Path
+    label: int
+    mask: Path | None = None
+
+
+def data_root(path: str | os.PathLike | None = None) -> Path | None:
+    """``path``, else ``$SPMAMBA_DATA``, else ``../shared/data`` when it exists."""
+    for cand in (path, os.environ.get("SPMAMBA_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    return None
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def _find(folder: Path, names) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_dir()), None)
+
+
+def labelled_folder(folder: str | os.PathLike) -> list[Sample]:
+    """A folder holding a normal sub-folder (NORMAL/ or good/) and/or abnormal ones (PNEUMONIA/, Ungood/...).
+
+    MVTec/BMAD masks are picked up from a sibling ``ground_truth/<class>/`` folder.
+    """
+    folder = Path(folder)
+    samples = []
+    normal = _find(folder, NORMAL_NAMES)
+    if normal:
+        samples += [Sample(p, 0) for p in _images(normal)]
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and d != normal and d.name != "ground_truth"):
+        gt = folder.parent / "ground_truth" / sub.name
+        for p in _images(sub):
+            mask = next((m for m in (gt / p.name, gt / (p.stem + "_mask.png"), gt / (p.stem + ".png"))
+                         if m.is_file()), None)
+            samples.append(Sample(p, 1, mask))
+    if not samples:
+        raise FileNotFoundError(f"{folder} holds no images in NORMAL/, good/ or abnormal class sub-folders")
+    return samples
+
+
+def csv_list(path: str | os.PathLike) -> list[Sample]:
+    """CSV with columns ``path,label`` (and optionally ``mask``); relative paths are from the CSV's folder."""
+    path = Path(path)
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            p = (path.parent / row["path"]).resolve()
+            m = row.get("mask")
+            out.append(Sample(p, int(row["label"]), (path.parent / m).resolve() if m else None))
+    return out
+
+
+class Splits(NamedTuple):
+    train: list[Sample]  # normal only
+    val: list[Sample]  # normal + abnormal, for the threshold, calibration and model selection
+    test: list[Sample]  # may be empty: the official test split is kept elsewhere
+
+
+def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """Splits of a dataset root in the ZhangLab (train/NORMAL, val/, test/) or MVTec/BMAD (train/good, test/)
+    layout. Without a val/ folder, a seeded ``val_fraction`` of the training normals is held out and the
+    abnormal validation images come from ``extra/``, if any."""
+    root = Path(root)
+    train_dir = _find(root / "train", NORMAL_NAMES)
+    if train_dir is None:
+        raise FileNotFoundError(f"{root} has no train/NORMAL or train/good folder")
+    train = [Sample(p, 0) for p in _images(train_dir)]
+    val = labelled_folder(root / "val") if (root / "val").is_dir() else []
+    if not any(s.label == 0 for s in val):
+        rng = random.Random(seed)
+        held = set(rng.sample(range(len(train)), max(1, int(len(train) * val_fraction))))
+        val = [s for i, s in enumerate(train) if i in held] + val
+        train = [s for i, s in enumerate(train) if i not in held]
+    if not any(s.label == 1 for s in val) and (root / "extra").is_dir():
+        val += [s for s in labelled_folder(root / "extra") if s.label == 1]
+    test = labelled_folder(root / "test") if (root / "test").is_dir() else []
+    return Splits(train, val, test)
+
+
+def load_tensor(path: Path, size: int) -> torch.Tensor:
+    """(1, size, size) grey image in [0, 1], resized with antialiasing."""
+    img = torch.from_numpy(load_image(path).grey)[None, None]
+    return F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def load_mask(path: Path | None, size: int) -> torch.Tensor | None:
+    if path is None:
+        return None
+    m = torch.from_numpy(load_image(path).grey)[None, None]
+    return (F.interpolate(m, size=(size, size), mode="nearest")[0, 0] > 0.5)
+
+
+def load_batch(samples: list[Sample], size: int) -> torch.Tensor:
+    return torch.stack([load_tensor(s.path, size) for s in samples])
+
+
+def subsample(samples: list[Sample], n: int | None, seed: int = 0) -> list[Sample]:
+    """A seeded subset of at most n samples, in their original order."""
+    if n is None or n >= len(samples):
+        return samples
+    rng = np.random.default_rng(seed)
+    keep = set(rng.choice(len(samples), n, replace=False).tolist())
+    return [s for i, s in enumerate(samples) if i in keep]

@@ -1,0 +1,205 @@
+"""``spmamba train``: one-class training on normal images, model selection and calibration on validation.
+
+Recipe (METHOD.md): AdamW, lr 0.005 at batch 16 (scaled linearly with the batch),
+weight decay 1e-4, loss = multi-scale MSE + 25 * mean prototype distance, no
+augmentation, lr x0.1 at 80% of the epochs. The frozen encoder's features are
+cached in memory after the first epoch, so later epochs only run the trainable part.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import Sample, discover, load_batch, subsample
+from .inference import maps_for_samples
+from .metrics import calibrate, image_metrics
+from .model import SPMamba, SPMambaConfig
+from .scoring import ComponentMaps, ScoreWeights, rescore
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    config: str = "cpu-lite0"
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float | None = None  # default: 0.005 * batch_size / 16
+    weight_decay: float = 1e-4
+    seed: int = 0
+    feature_cache: bool = True
+    resume: bool = False
+    max_train: int | None = None
+    max_val: int | None = None
+    val_every: int = 1
+    encoder_weights: str = "imagenet"
+    dataset_name: str | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".train-state.safetensors")
+
+
+def _save_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched, info: dict) -> None:
+    """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles)."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()
+               if not k.startswith("encoder.")}
+    osd = opt.state_dict()
+    for i, st in osd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
+    meta = dict(info, param_groups=osd["param_groups"], scheduler=sched.state_dict())
+    save_file(tensors, str(path), metadata={"train_state": json.dumps(meta, default=list)})
+
+
+def _load_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["train_state"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    sched.load_state_dict(meta.pop("scheduler"))
+    return meta
+
+
+def score_weight_grid() -> list[ScoreWeights]:
+    """Weights tried on validation: the paper's and the reference code's values, each term on or off."""
+    grid = []
+    for alpha in (0.0, 0.5, 1.0):
+        for beta in (0.0, -0.025, -0.08):
+            for gamma in (0.0, 400.0, 3750.0):
+                grid.append(ScoreWeights(alpha=alpha, beta=beta, gamma=gamma))
+    return grid
+
+
+def select_weights(maps: ComponentMaps, labels: np.ndarray) -> tuple[ScoreWeights, float]:
+    """The grid weights with the best validation AUROC (ties: the earliest, i.e. the simplest)."""
+    best = None
+    for w in score_weight_grid():
+        auc = image_metrics(rescore(maps, w).total.numpy(), labels)["auroc"]
+        if best is None or auc > best[1] + 1e-9:
+            best = (w, auc)
+    return best
+
+
+def train(opts: TrainOptions) -> dict:
+    """Train, select the best epoch on validation AUROC, calibrate, write the checkpoint; return metrics."""
+    seed_everything(opts.seed)
+    out = Path(opts.out)
+    splits = discover(opts.data, seed=opts.seed)
+    train_set = subsample(splits.train, opts.max_train, opts.seed)
+    val_set = subsample(splits.val, opts.max_val, opts.seed)
+    val_labels = np.array([s.label for s in val_set])
+    if len(set(val_labels)) < 2:
+        raise ValueError("the validation split needs normal and abnormal images to calibrate the threshold")
+    cfg = SPMambaConfig.preset(opts.config)
+    model = SPMamba(cfg, encoder_weights=opts.encoder_weights)
+    lr = opts.lr if opts.lr is not None else 0.005 * opts.batch_size / 16
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=opts.weight_decay, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * opts.epochs))], gamma=0.1)
+    info = {"epoch": 0, "history": [], "best_auroc": -1.0, "best_epoch": 0, "train_seconds": 0.0}
+    state_path = _state_path(out)  # this and the best-epoch file stay beside OUT so a run can be extended
+    if opts.resume and state_path.is_file():
+        info = _load_state(state_path, model, opt, sched)
+    best_path = out.with_name(out.stem + ".best-epoch.safetensors")
+
+    images = load_batch(train_set, cfg.image_size)  # decoded once; the official recipe has no augmentation
+    cache: list[list[torch.Tensor]] | None = None
+    gen = torch.Generator().manual_seed(opts.seed + info["epoch"])
+    for epoch in range(info["epoch"] + 1, opts.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(images), generator=gen)
+        batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
+        fill = opts.feature_cache and cache is None
+        if fill:
+            cache = [None] * len(batches)
+            feats_all = [[] for _ in range(3)]
+        losses = []
+        bar = tqdm(batches, desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False)
+        for bi, idx in enumerate(bar):
+            if opts.feature_cache and not fill:
+                feats = [f[idx] for f in cache]
+            else:
+                feats = model.encoder(images[idx])
+                if fill:
+                    for k in range(3):
+                        feats_all[k].append((idx, feats[k]))
+            loss = model.loss(model.forward_features(feats))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            seen = (bi + 1) * opts.batch_size
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        if fill:  # features in dataset order, so later epochs index them with the permutation
+            cache = []
+            for k in range(3):
+                ref = feats_all[k][0][1]
+                full = ref.new_empty((len(images),) + tuple(ref.shape[1:]))
+                for idx, f in feats_all[k]:
+                    full[idx] = f
+                cache.append(full)
+        sched.step()
+        secs = time.perf_counter() - t0
+        info["train_seconds"] += secs
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "images_per_s": len(images) / secs,
+                  "encoder_cached": bool(opts.feature_cache and not fill)}
+        if epoch % opts.val_every == 0 or epoch == opts.epochs:
+            maps = maps_for_samples(model, val_set, opts.batch_size)
+            record["val_auroc_paper_weights"] = image_metrics(rescore(maps, ScoreWeights()).total.numpy(),
+                                                              val_labels)["auroc"]
+            if record["val_auroc_paper_weights"] > info["best_auroc"]:
+                info["best_auroc"], info["best_epoch"] = record["val_auroc_paper_weights"], epoch
+                save_checkpoint(best_path, model, summary="best epoch so far (uncalibrated)")
+        info["history"].append(record)
+        info["epoch"] = epoch
+        tqdm.write(json.dumps(record))
+        _save_state(state_path, model, opt, sched, info)
+
+    model, _ = load_checkpoint(best_path, encoder_weights=opts.encoder_weights)
+    maps = maps_for_samples(model, val_set, opts.batch_size)
+    weights, _ = select_weights(maps, val_labels)
+    val_scores = rescore(maps, weights).total.numpy()
+    calibration = calibrate(val_scores, val_labels)
+    metrics = {"validation": image_metrics(val_scores, val_labels, calibration["threshold"])}
+    name = opts.dataset_name or Path(opts.data).name
+    training = {
+        "dataset": name, "data_path_name": Path(opts.data).name,
+        "train_images": len(train_set), "val_normal": int((val_labels == 0).sum()),
+        "val_abnormal": int((val_labels == 1).sum()), "epochs": opts.epochs, "best_epoch": info["best_epoch"],
+        "batch_size": opts.batch_size, "lr": lr, "weight_decay": opts.weight_decay, "seed": opts.seed,
+        "train_seconds": round(info["train_seconds"], 1), "threads": torch.get_num_threads(),
+        "history": info["history"], "options": dataclasses.asdict(opts),
+    }
+    v = metrics["validation"]
+    summary = (f"{name}, {cfg.encoder}, {cfg.image_size}px: val AUROC {100 * v['auroc']:.1f}, "
+               f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}")
+    save_checkpoint(out, model, weights, calibration=calibration, training=training, metrics=metrics, summary=summary)
+    out.with_suffix(".metrics.json").write_text(json.dumps({"summary": summary, "metrics": metrics,
+                                                            "score_weights": weights.to_dict(),
+                                                            "training": training}, indent=2))
+    return metrics

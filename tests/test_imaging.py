@@ -1,0 +1,152 @@
+"""Loading real files: the DICOM and NIfTI samples shipped inside pydicom and nibabel, and files the tests write."""
+import os
+
+import nibabel
+import nibabel.testing
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from spmamba.imaging import ImageLoadError, load_image
+
+NIFTI_DIR = nibabel.testing.data_path
+
+
+def _in_unit_range(img):
+    assert img.pixels.dtype == np.float32
+    assert img.pixels.min() >= 0 and img.pixels.max() <= 1
+    assert img.pixels.max() > img.pixels.min()
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_pydicom_samples(name):
+    img = load_image(get_testdata_file(name))
+    _in_unit_range(img)
+    assert img.pixels.shape == (128, 128) or img.pixels.shape == (64, 64)
+    assert img.meta["format"] == "DICOM" and img.meta["Modality"] in ("CT", "MR")
+    text = repr(img.meta)
+    ds = pydicom.dcmread(get_testdata_file(name))
+    for tag in ("PatientName", "PatientID", "PatientBirthDate"):
+        value = str(ds.get(tag, "")).strip()
+        if value:
+            assert value not in text
+
+
+def test_ct_window_centre_width():
+    path = get_testdata_file("CT_small.dcm")
+    narrow = load_image(path, window=(40, 80)).pixels
+    wide = load_image(path, window=(40, 2000)).pixels
+    assert (narrow == 0).mean() + (narrow == 1).mean() > (wide == 0).mean() + (wide == 1).mean()
+
+
+def _write_dicom(path, pixels, photometric="MONOCHROME2", **extra):
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "DX"
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
+    ds.PixelRepresentation = 0
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_monochrome1_is_inverted(tmp_path):
+    ramp = np.tile(np.arange(64, dtype=np.uint16) * 60, (64, 1))
+    _write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1")
+    _write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2")
+    m1, m2 = load_image(tmp_path / "m1.dcm").pixels, load_image(tmp_path / "m2.dcm").pixels
+    np.testing.assert_allclose(m1, 1 - m2, atol=1e-6)
+    assert m2[0, -1] > m2[0, 0]
+
+
+def test_extensionless_dicom_and_multiframe(tmp_path):
+    frames = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 100, 200)])
+    frames[:, :16] += 50
+    _write_dicom(tmp_path / "series", frames, NumberOfFrames=3)
+    img = load_image(tmp_path / "series", frame=2)
+    assert img.meta["frames"] == 3 and img.pixels.shape == (32, 32)
+    with pytest.raises(ImageLoadError, match="frame 5 does not exist"):
+        load_image(tmp_path / "series", frame=5)
+
+
+def test_patient_identifiers_never_reach_metadata(tmp_path):
+    _write_dicom(tmp_path / "p.dcm", np.arange(64 * 64).reshape(64, 64) % 4000,
+                 PatientName="Doe^Jane", PatientID="ID-998877", PatientBirthDate="19700101")
+    img = load_image(tmp_path / "p.dcm")
+    text = repr(img.meta)
+    assert "Doe" not in text and "998877" not in text and "19700101" not in text
+
+
+def test_dicom_without_pixels_and_compressed_transfer_syntaxes():
+    with pytest.raises(ImageLoadError, match="without image data"):
+        load_image(get_testdata_file("rtplan.dcm"))
+    _in_unit_range(load_image(get_testdata_file("JPEG2000.dcm")))  # decoded through Pillow
+    try:
+        import libjpeg  # noqa: F401
+        pytest.skip("a JPEG-LS decoder is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ImageLoadError, match="JPEG-LS Lossless Image Compression, for which no decoder is installed"):
+        load_image(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+
+
+@pytest.mark.parametrize("name", ["example_nifti2.nii.gz", "example4d.nii.gz", "anatomical.nii"])
+def test_nibabel_samples(name):
+    img = load_image(os.path.join(NIFTI_DIR, name))
+    _in_unit_range(img)
+    assert img.meta["format"] == "NIfTI" and img.meta["slice"] == img.meta["slices"] // 2
+
+
+def test_nifti_axis_and_slice_bounds(tmp_path):
+    vol = np.random.default_rng(0).random((20, 30, 40)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    for axis, shape in ((0, (40, 30)), (1, (40, 20)), (2, (30, 20))):
+        assert load_image(tmp_path / "v.nii.gz", axis=axis, slice_index=3).pixels.shape == shape
+    with pytest.raises(ImageLoadError, match="slice 40 does not exist"):
+        load_image(tmp_path / "v.nii.gz", slice_index=40)
+    vol[0, 0, 0] = np.nan
+    nibabel.save(nibabel.Nifti1Image(vol, np.eye(4)), tmp_path / "nan.nii.gz")
+    with pytest.raises(ImageLoadError, match="NaN"):
+        load_image(tmp_path / "nan.nii.gz", axis=0, slice_index=0)
+
+
+def test_16bit_png_keeps_its_depth(tmp_path):
+    ramp = (np.arange(256 * 64) % 65536).reshape(64, 256).astype(np.uint16) * 4
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    img = load_image(tmp_path / "deep.png")
+    assert img.meta["mode"].startswith("I")
+    assert len(np.unique(img.pixels)) > 1000  # 8-bit would have at most 256 levels
+    np.testing.assert_allclose(img.pixels, ramp / 65535.0, atol=1e-6)
+
+
+def test_rgba_and_palette(tmp_path):
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    img = load_image(tmp_path / "a.png")
+    assert img.pixels.shape == (40, 40, 3) and abs(img.pixels[..., 0].mean() - 200 / 255) < 1e-6
+    Image.fromarray(np.full((40, 40), 128, np.uint8), "L").convert("P").save(tmp_path / "p.png")
+    assert load_image(tmp_path / "p.png").pixels.shape == (40, 40)  # grey palette -> one channel
+
+
+def test_bad_files_get_one_error_type(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.dcm").write_text("this is a text file")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    Image.fromarray(np.zeros((3, 100), np.uint8)).save(tmp_path / "thin.png")
+    cases = {"empty.png": "empty", "notes.dcm": "DICOM", "cut.png": "damaged or truncated", "thin.png": "too small",
+             "missing.png": "cannot open"}
+    for name, words in cases.items():
+        with pytest.raises(ImageLoadError, match=words):
+            load_image(tmp_path / name)

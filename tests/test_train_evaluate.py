@@ -1,0 +1,74 @@
+"""The whole path on a tiny synthetic dataset: train, resume, calibrate, evaluate (seconds, no real data)."""
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from spmamba.checkpoint import read_metadata
+from spmamba.cli import main
+from spmamba.data import discover
+from spmamba.train import TrainOptions, train
+
+
+def _write(path, rng, abnormal):
+    yy, xx = np.mgrid[:64, :64]
+    img = 0.4 + 0.2 * np.sin(xx / 9 + rng.random() * 6) * np.cos(yy / 11) + 0.03 * rng.standard_normal((64, 64))
+    mask = np.zeros((64, 64), bool)
+    if abnormal:
+        cy, cx = rng.integers(16, 48, 2)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 64
+        img[mask] = 1.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+    return mask
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.default_rng(0)
+    for split, n_normal, n_abnormal in (("train", 16, 0), ("val", 4, 4), ("test", 4, 4)):
+        for i in range(n_normal):
+            _write(root / split / "NORMAL" / f"n{i}.png", rng, False)
+        for i in range(n_abnormal):
+            _write(root / split / "PNEUMONIA" / f"p{i}.png", rng, True)
+    return root
+
+
+def test_discover_layout(dataset):
+    s = discover(dataset)
+    assert (len(s.train), len(s.val), len(s.test)) == (16, 8, 8)
+    assert {x.label for x in s.train} == {0} and sorted(x.label for x in s.val) == [0] * 4 + [1] * 4
+
+
+def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
+    out = tmp_path / "synthetic-lite0.safetensors"
+    opts = TrainOptions(data=str(dataset), out=str(out), epochs=2, batch_size=8)
+    train(opts)
+    first = read_metadata(out)["training"]["history"]
+    assert [h["encoder_cached"] for h in first] == [False, True]  # epoch 2 reads the feature cache
+    opts.epochs, opts.resume = 3, True
+    metrics = train(opts)
+    meta = read_metadata(out)
+    history = meta["training"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # resumed, not restarted
+    assert history[:2] == first
+    cal = meta["calibration"]
+    assert cal["n_normal"] == 4 and cal["n_abnormal"] == 4 and len(cal["normal_scores"]) == 4
+    assert 0 <= metrics["validation"]["auroc"] <= 1
+    assert meta["summary"].startswith("synthetic")
+
+    roc, js = tmp_path / "roc.png", tmp_path / "eval.json"
+    assert main(["evaluate", str(out), str(dataset / "test"), "--roc", str(roc), "--json", str(js)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.fullmatch(r"AUROC=([\d.]+) ACC=([\d.]+) F1=([\d.]+)", last)
+    assert m, last
+    result = json.loads(js.read_text())
+    assert float(m.group(1)) == pytest.approx(100 * result["image"]["auroc"], abs=0.05)
+    assert result["image"]["threshold"] == pytest.approx(cal["threshold"])
+    assert set(result["ablation_auroc"]) == {"max only", "+ prototype", "+ contrast", "+ concentration", "all four"}
+    assert roc.stat().st_size > 1000
+    # the dataset root works too (its test/ folder is used)
+    assert main(["evaluate", str(out), str(dataset)]) == 0
