@@ -46,22 +46,31 @@ def _find(folder: Path, names) -> Path | None:
     return next((folder / n for n in names if (folder / n).is_dir()), None)
 
 
+def _class_samples(sub: Path, label: int, gt_roots: list[Path]) -> list[Sample]:
+    """Images of one class folder with their masks: BMAD's ``img/`` + ``label/`` or MVTec's ``ground_truth/``."""
+    if (sub / "img").is_dir():
+        mask_dirs, images = [sub / "label"], _images(sub / "img")
+    else:
+        mask_dirs, images = [g / sub.name for g in gt_roots], _images(sub)
+    out = []
+    for p in images:
+        cands = [d / n for d in mask_dirs for n in (p.name, p.stem + "_mask.png", p.stem + ".png")]
+        out.append(Sample(p, label, next((m for m in cands if m.is_file()), None) if label else None))
+    return out
+
+
 def labelled_folder(folder: str | os.PathLike) -> list[Sample]:
     """A folder holding a normal sub-folder (NORMAL/ or good/) and/or abnormal ones (PNEUMONIA/, Ungood/...).
 
-    MVTec/BMAD masks are picked up from a sibling ``ground_truth/<class>/`` folder.
+    Masks of abnormal images come from BMAD's ``<class>/label/`` or MVTec's ``ground_truth/<class>/``
+    (beside the folder or inside it).
     """
     folder = Path(folder)
-    samples = []
+    gt_roots = [folder / "ground_truth", folder.parent / "ground_truth"]
     normal = _find(folder, NORMAL_NAMES)
-    if normal:
-        samples += [Sample(p, 0) for p in _images(normal)]
+    samples = _class_samples(normal, 0, gt_roots) if normal else []
     for sub in sorted(d for d in folder.iterdir() if d.is_dir() and d != normal and d.name != "ground_truth"):
-        gt = folder.parent / "ground_truth" / sub.name
-        for p in _images(sub):
-            mask = next((m for m in (gt / p.name, gt / (p.stem + "_mask.png"), gt / (p.stem + ".png"))
-                         if m.is_file()), None)
-            samples.append(Sample(p, 1, mask))
+        samples += _class_samples(sub, 1, gt_roots)
     if not samples:
         raise FileNotFoundError(f"{folder} holds no images in NORMAL/, good/ or abnormal class sub-folders")
     return samples
@@ -93,7 +102,7 @@ def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) 
     train_dir = _find(root / "train", NORMAL_NAMES)
     if train_dir is None:
         raise FileNotFoundError(f"{root} has no train/NORMAL or train/good folder")
-    train = [Sample(p, 0) for p in _images(train_dir)]
+    train = [Sample(p, 0) for p in _images(train_dir / "img" if (train_dir / "img").is_dir() else train_dir)]
     val = labelled_folder(root / "val") if (root / "val").is_dir() else []
     if not any(s.label == 0 for s in val):
         rng = random.Random(seed)

@@ -72,3 +72,60 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     assert roc.stat().st_size > 1000
     # the dataset root works too (its test/ folder is used)
     assert main(["evaluate", str(out), str(dataset)]) == 0
+
+
+@pytest.mark.parametrize("layout", ["mvtec", "bmad"])
+def test_mask_layouts(tmp_path, layout):
+    from spmamba.data import labelled_folder
+
+    rng = np.random.default_rng(3)
+    test = tmp_path / "brain" / "test"
+    for i in range(3):
+        if layout == "mvtec":  # category/test/<class>/x.png + category/ground_truth/<class>/x_mask.png
+            _write(test / "good" / f"g{i}.png", rng, False)
+            mask = _write(test / "Ungood" / f"u{i}.png", rng, True)
+            gt = test.parent / "ground_truth" / "Ungood" / f"u{i}_mask.png"
+        else:  # BMAD: test/<class>/img/x.png + test/<class>/label/x.png
+            _write(test / "good" / "img" / f"g{i}.png", rng, False)
+            mask = _write(test / "Ungood" / "img" / f"u{i}.png", rng, True)
+            gt = test / "Ungood" / "label" / f"u{i}.png"
+        gt.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(gt)
+    samples = labelled_folder(test)
+    assert [s.label for s in samples] == [0, 0, 0, 1, 1, 1]
+    assert all(s.mask is None for s in samples[:3])
+    assert all(s.mask is not None and s.mask.stem.startswith(s.path.stem) for s in samples[3:])
+
+
+def test_csv_list(tmp_path):
+    from spmamba.data import csv_list
+
+    rng = np.random.default_rng(4)
+    _write(tmp_path / "imgs" / "a.png", rng, False)
+    _write(tmp_path / "imgs" / "b.png", rng, True)
+    (tmp_path / "list.csv").write_text("path,label\nimgs/a.png,0\nimgs/b.png,1\n")
+    listed = csv_list(tmp_path / "list.csv")
+    assert [(s.path.name, s.label) for s in listed] == [("a.png", 0), ("b.png", 1)]
+    assert all(s.path.is_file() for s in listed)
+
+
+def test_pixel_metrics_follow_the_mask():
+    from spmamba.metrics import pixel_metrics
+
+    mask = np.zeros((2, 8, 8), bool)
+    mask[1, 2:4, 2:4] = True
+    perfect = mask.astype(float)
+    assert pixel_metrics(perfect, mask) == {"pixel_auroc": 1.0, "pixel_ap": 1.0, "pixel_f1_max": 1.0}
+    assert pixel_metrics(1 - perfect, mask)["pixel_auroc"] == 0.0
+
+
+def test_calibration_uses_youden_and_keeps_normal_distribution():
+    from spmamba.metrics import calibrate, image_metrics
+
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1, 1, 1])
+    cal = calibrate(scores, labels)
+    assert cal["threshold"] == 0.7  # J = 5/6 + 4/4 - 1 = 0.83 beats 0.35 (6/6 + 3/4 - 1 = 0.75)
+    assert cal["normal_scores"] == [0.1, 0.2, 0.3, 0.6] and cal["n_abnormal"] == 6
+    m = image_metrics(scores, labels, cal["threshold"])
+    assert m["accuracy"] == 0.9 and m["oracle_accuracy"] == 0.9 and m["auroc"] == pytest.approx(23 / 24)

@@ -1,0 +1,52 @@
+"""Checks on the real chest X-rays in ../shared/data and on the shipped checkpoint (skipped when absent)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spmamba.checkpoint import load_checkpoint, read_metadata
+from spmamba.data import data_root, discover, subsample
+from spmamba.inference import maps_for_samples
+from spmamba.metrics import image_metrics
+from spmamba.scoring import ScoreWeights, rescore
+
+ROOT = data_root()
+ZHANGLAB = ROOT / "zhanglab" if ROOT else None
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "zhanglab-efficientnet_lite0.safetensors"
+need_data = pytest.mark.skipif(ZHANGLAB is None or not ZHANGLAB.is_dir(),
+                               reason="real data not found: set SPMAMBA_DATA or provide ../shared/data/zhanglab")
+need_weights = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped checkpoint {SHIPPED.name} not present")
+
+
+@need_data
+def test_zhanglab_layout_and_counts():
+    s = discover(ZHANGLAB)
+    assert len(s.train) == 1249 and {x.label for x in s.train} == {0}
+    labels = [x.label for x in s.val]
+    assert labels.count(0) == 92 and labels.count(1) == 400
+    assert not s.test  # the official test split is kept outside the repository
+
+
+@need_weights
+def test_shipped_checkpoint_is_a_complete_model_card():
+    meta = read_metadata(SHIPPED)
+    assert SHIPPED.stat().st_size < 50e6
+    assert meta["model_config"]["scan_order"] == "circular_hilbert" and meta["model_config"]["num_directions"] == 8
+    cal = meta["calibration"]
+    assert cal["n_normal"] == 92 and cal["n_abnormal"] == 400 and np.isfinite(cal["threshold"])
+    assert meta["training"]["train_images"] == 1249
+    assert 0.5 < meta["metrics"]["validation"]["auroc"] <= 1
+
+
+@need_data
+@need_weights
+def test_shipped_checkpoint_separates_real_normal_and_pneumonia():
+    model, meta = load_checkpoint(SHIPPED)
+    val = discover(ZHANGLAB).val
+    normal = subsample([s for s in val if s.label == 0], 24, seed=1)
+    abnormal = subsample([s for s in val if s.label == 1], 24, seed=1)
+    samples = normal + abnormal
+    maps = maps_for_samples(model, samples, batch_size=16)
+    scores = rescore(maps, ScoreWeights.from_dict(meta["score_weights"])).total.numpy()
+    auroc = image_metrics(scores, np.array([s.label for s in samples]))["auroc"]
+    assert auroc > 0.6, auroc
