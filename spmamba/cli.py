@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 PAPER_PARAMS_M, PAPER_GFLOPS = 25.8, 8.3
@@ -16,8 +17,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     cfg = SPMambaConfig.preset(args.config)
     if args.image_size:
-        cfg.image_size = args.image_size
-        cfg.__post_init__()
+        cfg = dataclasses.replace(cfg, image_size=args.image_size)  # re-validates
     model = SPMamba(cfg, encoder_weights=None)
     cost = model_cost(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -138,9 +138,8 @@ def scan_path(order: str, n: int, direction: str = "identity") -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def _perms_np(order: str, n: int, num_directions: int) -> tuple[np.ndarray, np.ndarray]:
-    perms = np.stack(
-        [(lambda p: p[:, 0] * n + p[:, 1])(scan_path(order, n, d)) for d in direction_names(num_directions)]
-    )
+    paths = [scan_path(order, n, d) for d in direction_names(num_directions)]
+    perms = np.stack([p[:, 0] * n + p[:, 1] for p in paths])  # flat index of each step
     inv = np.empty_like(perms)
     rows = np.arange(perms.shape[0])[:, None]
     inv[rows, perms] = np.arange(n * n)[None, :]

@@ -127,7 +127,7 @@ def train(opts: TrainOptions) -> dict:
     best_path = out.with_name(out.stem + ".best-epoch.safetensors")
 
     images = load_batch(train_set, cfg.image_size)  # decoded once; the official recipe has no augmentation
-    cache: list[list[torch.Tensor]] | None = None
+    cache: list[torch.Tensor] | None = None  # encoder features of every training image
     gen = torch.Generator().manual_seed(opts.seed + info["epoch"])
     for epoch in range(info["epoch"] + 1, opts.epochs + 1):
         model.train()
@@ -135,9 +135,6 @@ def train(opts: TrainOptions) -> dict:
         order = torch.randperm(len(images), generator=gen)
         batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
         fill = opts.feature_cache and cache is None
-        if fill:
-            cache = [None] * len(batches)
-            feats_all = [[] for _ in range(3)]
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False)
         for bi, idx in enumerate(bar):
@@ -145,9 +142,11 @@ def train(opts: TrainOptions) -> dict:
                 feats = [f[idx] for f in cache]
             else:
                 feats = model.encoder(images[idx])
-                if fill:
-                    for k in range(3):
-                        feats_all[k].append((idx, feats[k]))
+                if fill:  # stored in dataset order; later epochs index them with their permutation
+                    if cache is None:
+                        cache = [f.new_empty((len(images),) + f.shape[1:]) for f in feats]
+                    for stored, f in zip(cache, feats):
+                        stored[idx] = f
             loss = model.loss(model.forward_features(feats))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -155,14 +154,6 @@ def train(opts: TrainOptions) -> dict:
             losses.append(loss.item())
             seen = (bi + 1) * opts.batch_size
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        if fill:  # features in dataset order, so later epochs index them with the permutation
-            cache = []
-            for k in range(3):
-                ref = feats_all[k][0][1]
-                full = ref.new_empty((len(images),) + tuple(ref.shape[1:]))
-                for idx, f in feats_all[k]:
-                    full[idx] = f
-                cache.append(full)
         sched.step()
         secs = time.perf_counter() - t0
         info["train_seconds"] += secs
