@@ -24,6 +24,8 @@ def build_demo() -> gr.Blocks:
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def run(path, label):
+        if label not in checkpoints:
+            raise gr.Error("No checkpoint is selected: put a .safetensors checkpoint in weights/ and restart.")
         try:
             analysis = handlers.analyze(path, checkpoints[label])
         except ImageLoadError as err:
@@ -45,6 +47,8 @@ def build_demo() -> gr.Blocks:
 
     def api_analyze(path, label):
         """Scores as JSON and the anomaly-map overlay for one image."""
+        if not checkpoints:
+            raise gr.Error("No checkpoint is installed in weights/.")
         try:
             analysis = handlers.analyze(path, checkpoints.get(label, checkpoints[labels[0]]))
         except ImageLoadError as err:
@@ -55,11 +59,12 @@ def build_demo() -> gr.Blocks:
                  "above_threshold": bool(cal) and r.scores["total"] >= cal["threshold"],
                  "score_weights": analysis.weights.to_dict(), "image": analysis.image_meta}, r.overlay)
 
-    with gr.Blocks(title="SP-Mamba Studio") as demo:
+    # Uploads and cached maps expire with the session: files after an hour, state after an hour idle.
+    with gr.Blocks(title="SP-Mamba Studio", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# SP-Mamba Studio\nUnsupervised anomaly maps for medical images (Pan & Lu, ACM MM 2025).")
         gr.Markdown(BANNER)
         gr.Markdown(f"Selective-scan backend: **{backend_name(device)}** on {device}.")
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=3600)
         with gr.Tab("Analyse"):
             with gr.Row():
                 with gr.Column(scale=1):

@@ -57,8 +57,10 @@ def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: 
         fig.add_heatmap(z=resize(background, (n, n), anti_aliasing=True)[::-1], colorscale="gray", showscale=False,
                         x0=0, dx=1, y0=0, dy=1, hoverinfo="skip")
     ring = np.minimum.reduce([r, c, n - 1 - r, n - 1 - c]) < n // 4 if order == "circular_hilbert" else np.zeros(k, bool)
-    for mask, name, colour in ((ring, "rings", "#e6550d"), (~ring, "Hilbert core" if order == "circular_hilbert"
-                                                               else order, "#3182bd")):
+    core = ~ring
+    core[:-1] |= core[1:]  # the core trace starts at the last ring point, so the step into the core is drawn
+    for mask, name, colour in ((ring, "rings", "#e6550d"),
+                               (core, "Hilbert core" if order == "circular_hilbert" else order, "#3182bd")):
         if mask.any():
             fig.add_scatter(x=np.where(mask, c, None), y=np.where(mask, n - 1 - r, None), mode="lines+markers",
                             name=name, line=dict(color=colour, width=2), marker=dict(size=4),
@@ -66,6 +68,6 @@ def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: 
     fig.add_scatter(x=[c[0]], y=[n - 1 - r[0]], mode="markers", name="start", marker=dict(size=12, color="#31a354"))
     fig.update_layout(height=460, template="plotly_white", margin=dict(l=10, r=10, t=30, b=10),
                       title=f"{order} on {n}×{n}, direction {names[direction % len(names)]}, step {k}/{len(path)}",
-                      xaxis=dict(range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
+                      xaxis=dict(range=[-0.5, n - 0.5], showgrid=False, zeroline=False, constrain="domain"),
                       yaxis=dict(range=[-0.5, n - 0.5], scaleanchor="x", showgrid=False, zeroline=False))
     return fig
