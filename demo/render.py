@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib import colormaps
-from plotly.subplots import make_subplots
+import plotly.io as pio
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from spmamba.scan import direction_names, scan_path
+
+_TEMPLATE = pio.templates["plotly_white"]
 
 
 def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float,
@@ -27,22 +29,43 @@ def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacit
 
 def score_figure(parts: dict[str, float], total: float, threshold: float | None,
                  normal_scores: list[float] | None) -> go.Figure:
-    """Weighted components and their sum; beside it, where this image falls among normal validation scores."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45],
-                        subplot_titles=("score = peak + β·concentration + γ·contrast", "normal validation scores"))
+    """Weighted components and their sum; beside it, where this image falls among normal validation scores.
+
+    Built as a plain dict without plotly's validation: it is redrawn on every slider event, and
+    validating subplots and shapes costs most of the 50 ms budget.
+    """
     names = list(parts) + ["total"]
     values = list(parts.values()) + [total]
-    fig.add_bar(x=names, y=values, marker_color=["#6c8ebf"] * len(parts) + ["#d6604d"], row=1, col=1,
-                text=[f"{v:.3g}" for v in values], textposition="outside", showlegend=False)
+    data = [{"type": "bar", "x": names, "y": values, "xaxis": "x", "yaxis": "y", "showlegend": False,
+             "marker": {"color": ["#6c8ebf"] * len(parts) + ["#d6604d"]},
+             "text": [f"{v:.3g}" for v in values], "textposition": "outside"}]
+    shapes, notes = [], []
     if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dash", line_color="#333", annotation_text="threshold", row=1, col=1)
+        shapes.append({"type": "line", "xref": "x domain", "yref": "y", "x0": 0, "x1": 1, "y0": threshold,
+                       "y1": threshold, "line": {"dash": "dash", "color": "#333"}})
+        notes.append({"xref": "x domain", "yref": "y", "x": 1, "y": threshold, "text": "threshold",
+                      "showarrow": False, "yanchor": "bottom", "xanchor": "right"})
     if normal_scores:
-        fig.add_histogram(x=normal_scores, nbinsx=20, marker_color="#9ecae1", row=1, col=2, showlegend=False)
-        fig.add_vline(x=total, line_color="#d6604d", line_width=3, annotation_text="this image", row=1, col=2)
-        if threshold is not None:
-            fig.add_vline(x=threshold, line_dash="dash", line_color="#333", row=1, col=2)
-    fig.update_layout(height=340, margin=dict(l=30, r=10, t=40, b=30), template="plotly_white")
-    return fig
+        data.append({"type": "histogram", "x": normal_scores, "nbinsx": 20, "xaxis": "x2", "yaxis": "y2",
+                     "marker": {"color": "#9ecae1"}, "showlegend": False})
+        for x, style in ((total, {"color": "#d6604d", "width": 3}), (threshold, {"dash": "dash", "color": "#333"})):
+            if x is not None:
+                shapes.append({"type": "line", "xref": "x2", "yref": "y2 domain", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                               "line": style})
+        notes.append({"xref": "x2", "yref": "y2 domain", "x": total, "y": 1, "text": "this image",
+                      "showarrow": False, "yanchor": "bottom"})
+    layout = {
+        "height": 340, "margin": {"l": 30, "r": 10, "t": 40, "b": 30}, "template": _TEMPLATE,
+        "xaxis": {"domain": [0, 0.53]}, "yaxis": {"anchor": "x"},
+        "xaxis2": {"domain": [0.6, 1], "anchor": "y2"}, "yaxis2": {"anchor": "x2"},
+        "shapes": shapes,
+        "annotations": notes + [
+            {"text": "score = peak + β·concentration + γ·contrast", "xref": "x domain", "yref": "paper",
+             "x": 0.5, "y": 1.08, "showarrow": False},
+            {"text": "normal validation scores", "xref": "x2 domain", "yref": "paper", "x": 0.5, "y": 1.08,
+             "showarrow": False}],
+    }
+    return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)
 
 
 def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: int | None,
