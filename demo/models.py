@@ -26,6 +26,31 @@ def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def modalities(path: str) -> tuple[str, ...]:
+    """DICOM Modality codes a checkpoint was trained on (empty when its card does not say)."""
+    return tuple(read_metadata(path).get("training", {}).get("modalities") or ())
+
+
+def preselect(modality: str | None, checkpoints: dict[str, str], current: str | None) -> tuple[str | None, str]:
+    """The checkpoint to use for an image of ``modality``, and a note when none was trained on it.
+
+    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists the modality.
+    """
+    if not modality or not checkpoints:
+        return current, ""
+    modality = modality.upper()
+    if current in checkpoints and modality in modalities(checkpoints[current]):
+        return current, ""
+    for label, path in checkpoints.items():
+        if modality in modalities(path):
+            return label, f"Switched to a checkpoint trained on {modality} images."
+    trained = modalities(checkpoints[current]) if current in checkpoints else ()
+    on = "/".join(trained) if trained else "other"
+    return current, (f"No checkpoint here was trained on {modality} images; this one was trained on {on} images, "
+                     "so its score for this image is not meaningful.")
+
+
 @functools.lru_cache(maxsize=4)
 def get_model(path: str) -> tuple[SPMamba, dict]:
     """Load once per process; models are read-only at inference, so sessions can share them."""

@@ -5,12 +5,16 @@ import numpy as np
 import plotly.graph_objects as go
 from matplotlib import colormaps
 import plotly.io as pio
+from plotly.subplots import make_subplots
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from spmamba.scan import direction_names, scan_path
 
 _TEMPLATE = pio.templates["plotly_white"]
+_CMAP = "inferno"
+_GRADIENT = ", ".join(
+    "#%02x%02x%02x" % tuple(int(255 * v) for v in colormaps[_CMAP](t)[:3]) for t in np.linspace(0, 1, 9))
 
 
 def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float,
@@ -19,12 +23,45 @@ def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacit
     h, w = grey.shape
     m = resize(amap, (h, w), order=1, preserve_range=True, anti_aliasing=False)
     norm = np.clip((m - vmin) / max(vmax - vmin, 1e-8), 0, 1)
-    heat = colormaps["inferno"](norm)[..., :3]
+    heat = colormaps[_CMAP](norm)[..., :3]
     rgb = (1 - opacity) * np.repeat(grey[..., None], 3, axis=2) + opacity * heat
     if threshold is not None:
         edge = find_boundaries(m >= threshold, mode="inner")
         rgb[edge] = (0.2, 1.0, 0.4)
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
+    """HTML colour bar for the overlay: the map's range, and where the outline is drawn."""
+    mark = ""
+    if outline is not None and vmax > vmin:
+        pos = 100 * (outline - vmin) / (vmax - vmin)
+        mark = (f'<div style="position:absolute;left:{pos:.1f}%;top:-3px;height:20px;border-left:2px solid #33ff66">'
+                "</div>")
+    return (
+        '<div style="font-size:12px;line-height:1.3">anomaly map (colour scale of the overlay)'
+        f'<div style="position:relative;height:14px;margin:4px 0;border-radius:3px;'
+        f'background:linear-gradient(to right, {_GRADIENT})">{mark}</div>'
+        f'<div style="display:flex;justify-content:space-between"><span>{vmin:.3g} (usual)</span>'
+        + (f'<span style="color:#1a9641">outline ≥ {outline:.3g}</span>' if mark else "")
+        + f"<span>{vmax:.3g} (most unusual)</span></div></div>")
+
+
+def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
+    """The cached component maps side by side: the three reconstruction scales and the prototype distance."""
+    levels = ["fine", "middle", "coarse"] if len(per_scale) == 3 else [str(i + 1) for i in range(len(per_scale))]
+    titles = [f"{name} features" for name in levels] + ["prototype distance"]
+    fig = make_subplots(1, len(titles), subplot_titles=titles, horizontal_spacing=0.04)
+    for i, m in enumerate(list(per_scale) + [prototype]):
+        fig.add_heatmap(z=m[::-1], colorscale=_CMAP, row=1, col=i + 1, showscale=False,
+                        hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>")
+        fig.update_xaxes(visible=False, row=1, col=i + 1)
+        fig.update_yaxes(visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=300, template="plotly_white", margin=dict(l=5, r=5, t=60, b=5),
+                      title=dict(text="reconstruction error (1 − cos) per feature level, and prototype distance",
+                                 font_size=13))
+    return fig
 
 
 def score_figure(parts: dict[str, float], total: float, threshold: float | None,

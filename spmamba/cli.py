@@ -53,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(data=str(data), out=args.out, config=args.config, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, feature_cache=not args.no_feature_cache,
                         resume=args.resume, max_train=args.max_train, max_val=args.max_val,
-                        encoder_weights=args.encoder_weights, dataset_name=args.dataset_name)
+                        encoder_weights=args.encoder_weights, dataset_name=args.dataset_name,
+                        modalities=tuple(args.modality))
     metrics = train(opts)["validation"]
     print(f"validation AUROC={100 * metrics['auroc']:.1f} ACC={100 * metrics['accuracy']:.1f} "
           f"F1={100 * metrics['f1']:.1f} -> {args.out}")
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-val", type=int, default=None, help="seeded subset of validation images")
     tr.add_argument("--encoder-weights", default="imagenet", help="'imagenet' or a local weight file")
     tr.add_argument("--dataset-name", default=None, help="name recorded in the model card metadata")
+    tr.add_argument("--modality", nargs="*", default=[], metavar="CODE",
+                    help="DICOM Modality codes of the training images (e.g. CR DX); the demo preselects by them")
     tr.add_argument("--threads", type=int, default=None)
     tr.set_defaults(func=cmd_train)
 

@@ -44,6 +44,7 @@ class TrainOptions:
     val_every: int = 1
     encoder_weights: str = "imagenet"
     dataset_name: str | None = None
+    modalities: tuple[str, ...] = ()  # DICOM Modality codes the model was trained on; the demo preselects by them
 
 
 def seed_everything(seed: int) -> None:
@@ -185,6 +186,7 @@ def train(opts: TrainOptions) -> dict:
         "batch_size": opts.batch_size, "lr": lr, "weight_decay": opts.weight_decay, "seed": opts.seed,
         "train_seconds": round(info["train_seconds"], 1), "threads": torch.get_num_threads(),
         "history": info["history"], "options": dataclasses.asdict(opts),
+        "modalities": [m.upper() for m in opts.modalities],
     }
     v = metrics["validation"]
     summary = (f"{name}, {cfg.encoder}, {cfg.image_size}px: val AUROC {100 * v['auroc']:.1f}, "

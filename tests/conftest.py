@@ -16,3 +16,17 @@ def tiny_config(**kw) -> SPMambaConfig:
 def tiny_model() -> SPMamba:
     torch.manual_seed(0)
     return SPMamba(tiny_config(), encoder_weights="imagenet").eval()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
+    from demo.app import allowed_paths, build_demo
+    from demo.examples import build_examples
+
+    examples = build_examples(cache=tmp_path_factory.mktemp("examples"))
+    demo = build_demo(examples)
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                        allowed_paths=allowed_paths(examples))
+    yield demo.local_url
+    demo.close()

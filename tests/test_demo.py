@@ -1,14 +1,19 @@
 """Demo handlers as plain functions, and the /analyze API through gradio_client on a launched app."""
+import csv
 import dataclasses
+import zipfile
+from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
 from demo import handlers
-from demo.models import WEIGHTS_DIR, list_checkpoints
-from demo.render import scan_figure
+from demo.examples import build_examples
+from demo.models import WEIGHTS_DIR, list_checkpoints, preselect
+from demo.render import maps_figure, scan_figure
 from spmamba.imaging import ImageLoadError
 
 SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"
@@ -36,7 +41,7 @@ def test_checkpoint_list_has_summaries():
 
 def test_analyze_caches_maps_and_display(analysis):
     assert analysis.maps.per_scale.shape == (1, 3, 128, 128) and analysis.maps.prototype.shape == (1, 128, 128)
-    assert analysis.display.shape == (300, 260)
+    assert analysis.display.shape == (512, round(260 * 512 / 300))  # longest side 512, aspect kept
     assert analysis.calibration["threshold"] > 0
 
 
@@ -98,3 +103,118 @@ def test_api_analyze_end_to_end(png):
         assert result["scores"]["total"] > 0
     finally:
         demo.close()
+
+
+def test_window_presets_and_custom_window():
+    assert handlers.window_for("auto", 0, 0) is None
+    assert handlers.window_for("lung", 0, 0) == (-600.0, 1500.0)
+    assert handlers.window_for("custom", 50, 0) == (50.0, 1.0)  # width clamped to a usable window
+    with pytest.raises(ImageLoadError, match="unknown window preset"):
+        handlers.window_for("liver", 0, 0)
+
+
+def test_dicom_window_changes_the_analysed_image():
+    ct = get_testdata_file("CT_small.dcm")
+    auto = handlers.analyze(ct, str(SHIPPED))
+    lung = handlers.analyze(ct, str(SHIPPED), handlers.ImageOptions(window=(-600, 1500)))
+    bone = handlers.analyze(ct, str(SHIPPED), handlers.ImageOptions(window=(400, 1800)))
+    assert auto.image_meta["Modality"] == "CT"
+    assert not np.allclose(lung.display, bone.display)
+    assert not torch.equal(lung.maps.per_scale, bone.maps.per_scale)  # the network saw a different image
+
+
+def test_nifti_axis_and_slice_options():
+    import nibabel.testing
+
+    vol = str(Path(nibabel.testing.data_path) / "example4d.nii.gz")
+    a = handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=3, axis=2))
+    b = handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=None, axis=0))
+    assert (a.image_meta["slice"], a.image_meta["axis"]) == (3, 2)
+    assert b.image_meta["axis"] == 0 and b.image_meta["slice"] == b.image_meta["slices"] // 2
+    with pytest.raises(ImageLoadError, match="slice 99 does not exist"):
+        handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=99, axis=2))
+
+
+def test_modality_preselection_keeps_a_fitting_checkpoint_and_warns_otherwise():
+    cks = {"xray": str(SHIPPED)}
+    assert preselect("DX", cks, "xray") == ("xray", "")
+    assert preselect(None, cks, "xray") == ("xray", "")
+    label, note = preselect("CT", cks, "xray")
+    assert label == "xray" and "No checkpoint here was trained on CT" in note and "CR/DX" in note
+
+
+def test_notes_reach_the_verdict(png):
+    a = handlers.analyze(png, str(SHIPPED), notes=["trained on other images"])
+    assert "⚠️ trained on other images" in handlers.render(a, a.weights).verdict
+
+
+def test_colour_bar_and_component_maps(analysis):
+    r = handlers.render(analysis, analysis.weights, contour=0.9)
+    assert f"{r.scores['map_max']:.3g} (most unusual)" in r.colour_bar and "outline ≥" in r.colour_bar
+    assert "outline" not in handlers.render(analysis, analysis.weights, contour=1.01).colour_bar
+    fig = maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy())
+    assert [a.text for a in fig.layout.annotations][-1] == "prototype distance" and len(fig.data) == 4
+    np.testing.assert_array_equal(fig.data[3].z, analysis.maps.prototype[0].numpy()[::-1])
+
+
+def _zip(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return str(path)
+
+
+def test_batch_scores_files_and_zips_in_order(png, tmp_path):
+    png_bytes = open(png, "rb").read()
+    z = _zip(tmp_path / "study.zip", {"a/b/deep.png": png_bytes, "../../evil.png": png_bytes,
+                                      "notes.txt": b"hello", "__MACOSX/._deep.png": b"x", "a/": b""})
+    ct = get_testdata_file("CT_small.dcm")
+    rows, csv_path = handlers.score_files([png, z, ct], str(SHIPPED))
+    names = [r[0] for r in rows]
+    assert names == ["chest.png", "study.zip: a/b/deep.png", "study.zip: ../../evil.png", "study.zip: notes.txt",
+                     "CT_small.dcm"]
+    by = dict(zip(names, rows))
+    assert by["chest.png"][1] == pytest.approx(by["study.zip: a/b/deep.png"][1], rel=1e-6)  # same image
+    assert by["chest.png"][1] == pytest.approx(handlers.render(
+        handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores["total"], rel=1e-4)
+    assert "unsafe path" in by["study.zip: ../../evil.png"][5]
+    assert by["study.zip: notes.txt"][2] == "error" and "study.zip: notes.txt is not an image" in by[
+        "study.zip: notes.txt"][5]
+    assert by["CT_small.dcm"][4] == "CT" and by["CT_small.dcm"][2].endswith("normal range")
+    assert not (tmp_path.parent / "evil.png").exists()
+    with open(csv_path) as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == handlers.BATCH_COLUMNS and [r[0] for r in table[1:]] == names
+
+
+def test_batch_batches_match_single_images(png, tmp_path, monkeypatch):
+    """Images scored 2 at a time give the scores they get one by one."""
+    files = []
+    for i in range(3):
+        p = tmp_path / f"img{i}.png"
+        a = np.asarray(Image.open(png)).astype(int)
+        Image.fromarray(np.clip(a + 30 * i, 0, 255).astype(np.uint8)).save(p)
+        files.append(str(p))
+    monkeypatch.setattr(handlers, "BATCH_SIZE", 2)
+    rows, _ = handlers.score_files(files, str(SHIPPED))
+    for f, row in zip(files, rows):
+        a = handlers.analyze(f, str(SHIPPED))
+        assert row[1] == pytest.approx(handlers.render(a, a.weights).scores["total"], rel=1e-4, abs=1e-4)
+
+
+def test_batch_refuses_an_empty_request():
+    with pytest.raises(ImageLoadError, match="no files"):
+        handlers.score_files([], str(SHIPPED))
+
+
+def test_examples_gallery_builds_from_packages_and_folders(tmp_path, png):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    Image.open(png).save(folder / "extra.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    ex = build_examples([folder], cache=tmp_path / "cache", with_dataset=False)
+    captions = [e.caption for e in ex]
+    assert "CT slice (pydicom sample, DICOM)" in captions and "extra.png" in captions
+    assert "broken.png" not in captions  # unreadable files are left out, not fatal
+    assert all(e.thumb.is_file() and max(Image.open(e.thumb).size) <= 160 for e in ex)
+    assert all(str(e.path).startswith(str(tmp_path)) for e in ex)  # package samples copied to the cache

@@ -1,0 +1,121 @@
+"""The examples gallery: files the project can ship or generate, real X-rays when the data is present,
+and any folder given with ``--examples DIR``.
+
+Sample files inside installed packages are copied to a cache folder, because the app serves only
+files under paths it is told about; the dataset and ``--examples`` folders are served in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spmamba.data import data_root
+from spmamba.imaging import ImageLoadError, load_image
+
+CACHE = Path(os.environ.get("SPMAMBA_CACHE", Path.home() / ".cache" / "spmamba-studio")) / "examples"
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz")
+MAX_FROM_FOLDER = 24
+THUMB = 160
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path  # the file the analysis reads
+    thumb: Path  # small PNG for the gallery
+    caption: str
+
+
+def _phantom(path: Path) -> Path:
+    """A synthetic chest-like radiograph with one bright round opacity: no patient, no licence question."""
+    if not path.is_file():
+        yy, xx = np.mgrid[:384, :384] / 384.0
+        body = np.exp(-(((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.48) ** 2) ** 3)
+        lungs = sum(np.exp(-(((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2) ** 2) for cx in (0.32, 0.68))
+        ribs = 0.06 * (np.sin(yy * 60) > 0.6) * (lungs > 0.2)
+        lesion = 0.5 * np.exp(-(((xx - 0.7) ** 2 + (yy - 0.45) ** 2) / 0.002))
+        img = 0.75 * body - 0.45 * lungs + ribs + lesion
+        img = (img - img.min()) / (img.max() - img.min())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 65535).astype(np.uint16)).save(path)
+    return path
+
+
+def _package_samples(cache: Path) -> list[tuple[Path, str]]:
+    import nibabel.testing
+    from pydicom.data import get_testdata_file
+
+    out = []
+    for name, caption in (("CT_small.dcm", "CT slice (pydicom sample, DICOM)"),
+                          ("MR_small.dcm", "MR slice (pydicom sample, DICOM)")):
+        src = get_testdata_file(name)  # bundled with pydicom: no download
+        if src:
+            out.append((Path(src), caption))
+    nib = Path(nibabel.testing.data_path) / "example4d.nii.gz"
+    if nib.is_file():
+        out.append((nib, "MR volume (nibabel sample, 4-D NIfTI)"))
+    copied = []
+    for src, caption in out:
+        dst = cache / "samples" / src.name
+        if not dst.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        copied.append((dst, caption))
+    return copied
+
+
+def _dataset_samples(root: Path | None) -> list[tuple[Path, str]]:
+    """One normal and one pneumonia chest X-ray from the validation split, when the data is present."""
+    if root is None:
+        return []
+    out = []
+    for label, caption in (("NORMAL", "Chest X-ray, normal (ZhangLab val)"),
+                           ("PNEUMONIA", "Chest X-ray, pneumonia (ZhangLab val)")):
+        folder = root / "zhanglab" / "val" / label
+        files = sorted(folder.glob("*.jp*g")) if folder.is_dir() else []
+        if files:
+            out.append((files[0], caption))
+    return out
+
+
+def _folder_samples(folder: Path) -> list[tuple[Path, str]]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    return [(p, p.name) for p in files[:MAX_FROM_FOLDER]]
+
+
+def _thumbnail(path: Path, cache: Path) -> Path:
+    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    thumb = cache / "thumbs" / f"{key}.png"
+    if not thumb.is_file():
+        grey = load_image(path).grey
+        im = Image.fromarray((grey * 255).astype(np.uint8))
+        im.thumbnail((THUMB, THUMB))
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        im.save(thumb)
+    return thumb
+
+
+def build_examples(extra: list[str | os.PathLike] = (), cache: Path = CACHE,
+                   with_dataset: bool = True) -> list[Example]:
+    """Every example that loads; files that do not are left out of the gallery rather than failing the app.
+
+    ``with_dataset`` adds two chest X-rays from ``SPMAMBA_DATA`` (or ../shared/data) when present.
+    """
+    sources = _dataset_samples(data_root()) if with_dataset else []
+    sources += [(_phantom(cache / "synthetic" / "phantom-chest-16bit.png"),
+                 "Synthetic chest phantom with a round opacity (16-bit PNG)")]
+    sources += _package_samples(cache)
+    for folder in extra:
+        sources += _folder_samples(Path(folder))
+    examples = []
+    for path, caption in sources:
+        try:
+            examples.append(Example(path, _thumbnail(path, cache), caption))
+        except (ImageLoadError, OSError):
+            continue
+    return examples

@@ -1,0 +1,118 @@
+"""Headless Chromium drives the page as a person would: upload, move the opacity and β sliders.
+
+Screenshots of each step are saved under ``$SPMAMBA_ARTIFACTS`` (default ``test-artifacts/``).
+Needs Playwright (requirements-dev.txt) and a Chromium: Debian's ``chromium`` package or
+``python -m playwright install chromium``.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.models import WEIGHTS_DIR
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"
+ARTIFACTS = Path(os.environ.get("SPMAMBA_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _chromium() -> str | None:
+    """System Chromium first (Debian), then Playwright's own download."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    with playwright.sync_playwright() as p:
+        path = p.chromium.executable_path
+    return path if path and Path(path).is_file() else None
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium: apt-get install chromium, or python -m playwright install chromium")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
+        pg.goto(app_url)
+        pg.wait_for_selector("#upload", timeout=60_000)
+        yield pg
+        browser.close()
+
+
+def _overlay_src(pg) -> str:
+    return pg.locator("#overlay img").first.get_attribute("src") or ""
+
+
+def _set_slider(pg, elem_id: str, value: float) -> None:
+    box = pg.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
+def test_upload_then_sliders_change_overlay_and_score(page, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    img = tmp_path / "chest.png"
+    yy, xx = np.mgrid[:300, :260]
+    Image.fromarray((127 + 100 * np.sin(xx / 17) * np.cos(yy / 23)).astype(np.uint8)).save(img)
+    page.locator("#upload input[type=file]").set_input_files(str(img))
+    page.wait_for_selector("#overlay img", timeout=60_000)
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-1-uploaded.png"), full_page=True)
+    src, text = _overlay_src(page), page.locator("#verdict").inner_text()
+    assert "normal range for this model" in text
+
+    _set_slider(page, "opacity", 0.95)
+    page.wait_for_function(f"(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-2-opacity.png"), full_page=True)
+    assert page.locator("#verdict").inner_text() == text  # display only: the score is unchanged
+
+    _set_slider(page, "beta", 0.2)
+    page.wait_for_function("(t) => document.querySelector('#verdict').innerText !== t", arg=text, timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-3-beta.png"), full_page=True)
+    score = lambda t: float(t.split("Score ")[1].split(" ")[0])  # noqa: E731
+    assert score(page.locator("#verdict").inner_text()) > score(text)  # concentration > 0, weight raised
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
+def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
+    """Every tab once, with a screenshot of each (the README's come from these)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#examples").get_by_text("CT slice").click()
+    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: CT')",
+                           timeout=60_000)
+    assert "No checkpoint here was trained on CT" in page.locator("#verdict").inner_text()
+    page.locator("#window input").click()
+    page.get_by_role("option", name="lung").click()
+    page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'lung'", timeout=10_000)
+    page.wait_for_timeout(1500)  # the re-analysis with the lung window
+    page.screenshot(path=str(ARTIFACTS / "tab-analyse.png"), full_page=True)
+
+    page.get_by_role("tab", name="Before / after").click()
+    page.wait_for_function("document.querySelectorAll('#compare img').length >= 2", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "tab-before-after.png"), full_page=True)
+    page.get_by_role("tab", name="Component maps").click()
+    page.wait_for_selector("#maps .js-plotly-plot", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "tab-component-maps.png"), full_page=True)
+
+    page.get_by_role("tab", name="Batch").click()
+    img = tmp_path / "phantom.png"
+    Image.fromarray((np.random.default_rng(0).random((96, 96)) * 255).astype(np.uint8)).save(img)
+    bad = tmp_path / "report.txt"
+    bad.write_text("not an image")
+    page.locator("#batch-files input[type=file]").set_input_files([str(img), str(bad)])
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Score all").click()
+    page.wait_for_function("document.querySelector('#batch-table').innerText.includes('report.txt')",
+                           timeout=60_000)
+    table = page.locator("#batch-table").inner_text()
+    assert "phantom.png" in table and "not an image file" in table
+    page.screenshot(path=str(ARTIFACTS / "tab-batch.png"), full_page=True)
+
+    page.get_by_role("tab", name="Scan order").click()
+    page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "tab-scan-order.png"), full_page=True)
