@@ -1,9 +1,11 @@
-"""Demo latency: one slider event (re-score + redraw from cached maps) vs re-running the network, side by side.
+"""Demo latency: one slider event (re-score + redraw from cached maps, and Gradio encoding the outputs)
+vs re-running the network, side by side.
 
     python bench/bench_demo.py [--threads 2] [--repeat 20]
 
-The slider budget is 50 ms per event for a 256x256 map. The network column is what an event would cost
-if the demo re-ran the model instead of using its cache.
+The slider budget is 50 ms per event for a 256x256 map, server side. "handler" is the event function;
+"+ encode" adds what Gradio does before sending: the overlay image to WebP, the figure to JSON. The network
+column is what an event would cost if the demo re-ran the model instead of using its cache.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 
@@ -24,22 +27,35 @@ from spmamba.scoring import ComponentMaps, ScoreWeights  # noqa: E402
 
 def main() -> None:
     args = parser(__doc__, repeat=20).parse_args()
-    start(args.threads, ["map", "display", "slider event ms (cached maps)", "budget ms", "network re-run ms", "ratio"])
+    start(args.threads, ["map", "display", "handler ms", "+ encode ms (event)", "budget ms", "network re-run ms",
+                         "network / event"])
     g = torch.Generator().manual_seed(0)
+    image_out, plot_out = gr.Image(type="numpy"), gr.Plot()
     for preset in ("cpu-lite0", "paper-lite0"):
         cfg = SPMambaConfig.preset(preset)
         size = cfg.image_size
         model = SPMamba(cfg, encoder_weights=None).eval()
         image = torch.rand(1, 1, size, size, generator=g)
         maps = predict_maps(model, image)
+        yy, xx = np.mgrid[:512, :512] / 512
+        display = (0.5 + 0.4 * np.sin(9 * xx) * np.cos(7 * yy)).astype(np.float32)  # smooth, like an X-ray
         analysis = handlers.Analysis(
-            ComponentMaps(maps.per_scale, maps.prototype), np.random.default_rng(0).random((512, 512), np.float32),
+            ComponentMaps(maps.per_scale, maps.prototype), display,
             "bench", ScoreWeights(), {"threshold": 1.0, "normal_scores": list(np.linspace(0.5, 1.5, 92))}, {})
         weights = [dataclasses.replace(ScoreWeights(), beta=b) for b in np.linspace(-0.1, 0.1, 8)]
         i = iter(range(10 ** 9))
-        slider = timeit(lambda: handlers.render(analysis, weights[next(i) % 8]), repeat=args.repeat, warmup=2)
+
+        def event(encode: bool):
+            r = handlers.render(analysis, weights[next(i) % 8])
+            if encode:
+                image_out.postprocess(r.overlay)
+                plot_out.postprocess(r.figure)
+
+        handler = timeit(lambda: event(False), repeat=args.repeat, warmup=2)
+        full = timeit(lambda: event(True), repeat=args.repeat, warmup=2)
         network = timeit(lambda: predict_maps(model, image), repeat=3, warmup=1)
-        print(f"| {size}×{size} ({preset}) | 512×512 | {slider:.1f} | 50 | {network:.0f} | {network / slider:.0f}× |")
+        print(f"| {size}×{size} ({preset}) | 512×512 | {handler:.1f} | {full:.1f} | 50 | {network:.0f} | "
+              f"{network / full:.0f}× |")
 
 
 if __name__ == "__main__":

@@ -187,8 +187,10 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                 size = gr.Dropdown([8, 16, 32, 64], value=16, label="Map size (decoder resolution)")
                 ndirs = gr.Radio([8, 16], value=8, label="Directions")
                 direction = gr.Slider(0, 15, 0, step=1, label="Direction")
-                steps = gr.Slider(1, 4096, 4096, step=1, label="Steps shown (drag to walk the sequence)")
-                over_image = gr.Checkbox(False, label="Draw over the analysed image")
+            with gr.Row():
+                steps = gr.Slider(1, 4096, 4096, step=1, label="Steps shown (drag to walk the sequence, "
+                                  "or press Play on the figure)", scale=4)
+                over_image = gr.Checkbox(False, label="Draw over the analysed image", scale=1)
             scan_plot = gr.Plot(value=scan_figure("circular_hilbert", 16, 8, 0, None), elem_id="scan")
 
         private = dict(api_visibility="private")
@@ -251,20 +253,28 @@ def allowed_paths(examples: list[Example]) -> list[str]:
     return sorted({str(e.path) for e in examples} | {str(e.thumb) for e in examples})
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="SP-Mamba Studio demo")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--examples", action="append", default=[], metavar="DIR",
                     help="add the images in DIR to the examples gallery (repeatable)")
     ap.add_argument("--max-upload-mb", type=float, default=float(os.environ.get("SPMAMBA_MAX_UPLOAD_MB", 200)),
-                    help="largest file accepted (default 200)")
-    ap.add_argument("--max-pixels", type=int, default=imaging.MAX_PIXELS,
-                    help=f"largest image accepted, in pixels (default {imaging.MAX_PIXELS:,})")
-    args = ap.parse_args(argv)
+                    help="largest file accepted, in MB (default 200, or $SPMAMBA_MAX_UPLOAD_MB)")
+    ap.add_argument("--max-pixels", type=int, default=int(os.environ.get("SPMAMBA_MAX_PIXELS", imaging.MAX_PIXELS)),
+                    help=f"largest image accepted, in pixels (default {imaging.MAX_PIXELS:,}, or $SPMAMBA_MAX_PIXELS)")
+    return ap.parse_args(argv)
+
+
+def launch_options(args: argparse.Namespace, examples: list[Example]) -> dict:
+    """Keyword arguments for ``Blocks.launch``: address, upload limit, the example files it may serve."""
+    return dict(server_name=args.host, server_port=args.port, max_file_size=int(args.max_upload_mb * 1024 ** 2),
+                allowed_paths=allowed_paths(examples))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     imaging.MAX_PIXELS = args.max_pixels
     examples = build_examples(args.examples)
     demo = build_demo(examples)
-    demo.queue(default_concurrency_limit=NETWORK_CONCURRENCY).launch(
-        server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-        allowed_paths=allowed_paths(examples))
+    demo.queue(default_concurrency_limit=NETWORK_CONCURRENCY).launch(**launch_options(args, examples))

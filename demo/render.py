@@ -105,29 +105,60 @@ def score_figure(parts: dict[str, float], total: float, threshold: float | None,
     return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)
 
 
-def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: int | None,
-                background: np.ndarray | None = None) -> go.Figure:
-    """The path the decoder reads an n x n map in; rings and Hilbert core in different colours."""
-    names = direction_names(num_directions)
-    path = scan_path(order, n, names[direction % len(names)])
-    k = len(path) if steps is None else int(np.clip(steps, 1, len(path)))
-    r, c = path[:k, 0], path[:k, 1]
-    fig = go.Figure()
-    if background is not None:
-        fig.add_heatmap(z=resize(background, (n, n), anti_aliasing=True)[::-1], colorscale="gray", showscale=False,
-                        x0=0, dx=1, y0=0, dy=1, hoverinfo="skip")
-    ring = np.minimum.reduce([r, c, n - 1 - r, n - 1 - c]) < n // 4 if order == "circular_hilbert" else np.zeros(k, bool)
+ANIMATION_FRAMES = 24
+
+
+def _scan_traces(r: np.ndarray, c: np.ndarray, n: int, ring: np.ndarray, k: int, core_name: str) -> list[dict]:
+    """Rings, core, start and current-step traces for the first ``k`` steps (None breaks the lines)."""
+    r, c, ring = r[:k], c[:k], ring[:k]
     core = ~ring
     core[:-1] |= core[1:]  # the core trace starts at the last ring point, so the step into the core is drawn
-    for mask, name, colour in ((ring, "rings", "#e6550d"),
-                               (core, "Hilbert core" if order == "circular_hilbert" else order, "#3182bd")):
-        if mask.any():
-            fig.add_scatter(x=np.where(mask, c, None), y=np.where(mask, n - 1 - r, None), mode="lines+markers",
-                            name=name, line=dict(color=colour, width=2), marker=dict(size=4),
-                            connectgaps=False)
-    fig.add_scatter(x=[c[0]], y=[n - 1 - r[0]], mode="markers", name="start", marker=dict(size=12, color="#31a354"))
-    fig.update_layout(height=460, template="plotly_white", margin=dict(l=10, r=10, t=30, b=10),
-                      title=f"{order} on {n}×{n}, direction {names[direction % len(names)]}, step {k}/{len(path)}",
-                      xaxis=dict(range=[-0.5, n - 0.5], showgrid=False, zeroline=False, constrain="domain"),
-                      yaxis=dict(range=[-0.5, n - 0.5], scaleanchor="x", showgrid=False, zeroline=False))
-    return fig
+    out = []
+    for mask, name, colour in ((ring, "rings", "#e6550d"), (core, core_name, "#3182bd")):
+        out.append({"type": "scatter", "mode": "lines+markers", "name": name, "connectgaps": False,
+                    "x": np.where(mask, c, None).tolist(), "y": np.where(mask, n - 1 - r, None).tolist(),
+                    "line": {"color": colour, "width": 2}, "marker": {"size": 4}})
+    out.append({"type": "scatter", "mode": "markers", "name": "start", "x": [int(c[0])], "y": [int(n - 1 - r[0])],
+                "marker": {"size": 12, "color": "#31a354"}})
+    out.append({"type": "scatter", "mode": "markers", "name": f"step {k}", "x": [int(c[-1])],
+                "y": [int(n - 1 - r[-1])], "marker": {"size": 12, "color": "#222", "symbol": "x"}})
+    return out
+
+
+def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: int | None,
+                background: np.ndarray | None = None) -> go.Figure:
+    """The path the decoder reads an n x n map in; rings and Hilbert core in different colours.
+
+    ``steps`` cuts the path (the step slider); the Play button animates the walk from the first step.
+    """
+    names = direction_names(num_directions)
+    name = names[direction % len(names)]
+    path = scan_path(order, n, name)
+    k = len(path) if steps is None else int(np.clip(steps, 1, len(path)))
+    r, c = path[:, 0], path[:, 1]
+    ch = order == "circular_hilbert"
+    ring = np.minimum.reduce([r, c, n - 1 - r, n - 1 - c]) < n // 4 if ch else np.zeros(len(path), bool)
+    core_name = "Hilbert core" if ch else order
+    data = []
+    if background is not None:
+        data.append({"type": "heatmap", "z": resize(background, (n, n), anti_aliasing=True)[::-1].tolist(),
+                     "colorscale": "gray", "showscale": False, "x0": 0, "dx": 1, "y0": 0, "dy": 1,
+                     "hoverinfo": "skip"})
+    first = len(data)
+    data += _scan_traces(r, c, n, ring, k, core_name)
+    stops = np.unique(np.linspace(1, len(path), ANIMATION_FRAMES).round().astype(int))
+    frames = [{"name": str(s), "data": _scan_traces(r, c, n, ring, s, core_name),
+               "traces": list(range(first, first + 4))} for s in stops]
+    play = {"type": "buttons", "direction": "left", "x": 0, "y": -0.02, "xanchor": "left", "yanchor": "top",
+            "buttons": [
+                {"label": "▶ Play", "method": "animate",
+                 "args": [None, {"frame": {"duration": 150, "redraw": False}, "fromcurrent": False,
+                                 "transition": {"duration": 0}}]},
+                {"label": "❚❚ Pause", "method": "animate",
+                 "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}
+    layout = {"height": 520, "template": _TEMPLATE, "margin": {"l": 10, "r": 10, "t": 40, "b": 50},
+              "title": {"text": f"{order} on {n}×{n}, direction {name}, step {k}/{len(path)}"},
+              "xaxis": {"range": [-0.5, n - 0.5], "showgrid": False, "zeroline": False, "constrain": "domain"},
+              "yaxis": {"range": [-0.5, n - 0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False},
+              "updatemenus": [play]}
+    return go.Figure({"data": data, "layout": layout, "frames": frames}, skip_invalid=False, _validate=False)

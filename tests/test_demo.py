@@ -77,32 +77,30 @@ def test_bad_upload_raises_the_loader_error(tmp_path):
 @pytest.mark.parametrize("order", ["circular_hilbert", "raster"])
 def test_scan_figure_walks_the_path(order):
     fig = scan_figure(order, 8, 16, 3, 10)
-    xs = [x for tr in fig.data[:-1] for x in tr.x if x is not None]
+    xs = [x for tr in fig.data[:2] for x in tr.x if x is not None]
     assert len(xs) == 10 and "step 10/64" in fig.layout.title.text
+    shown = [sum(x is not None for tr in f.data[:2] for x in tr.x) for f in fig.frames]
+    assert shown == sorted(shown) and fig.frames[-1].name == "64"  # the animation walks to the end
+    if order == "raster":
+        assert list(fig.frames[-1].data[1].x) == list(range(7, -1, -1)) * 8  # direction 3 reads rows right to left
 
 
-def test_api_analyze_end_to_end(png):
+def test_api_analyze_end_to_end(png, app_url):
     from gradio_client import Client, handle_file
 
-    from demo.app import build_demo
-
-    demo = build_demo()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
-    try:
-        client = Client(demo.local_url, verbose=False)
-        for path in (png, get_testdata_file("CT_small.dcm")):
-            result, overlay = client.predict(handle_file(path), "", api_name="/analyze")
-            assert np.isfinite(result["scores"]["total"]) and overlay
-            assert isinstance(result["above_threshold"], bool)
-        assert result["image"]["Modality"] == "CT"
-        bad = png + ".txt"
-        open(bad, "w").write("hello")
-        with pytest.raises(Exception, match="not an image file"):
-            client.predict(handle_file(bad), "", api_name="/analyze")
-        result, _ = client.predict(handle_file(png), "", api_name="/analyze")  # still serving
-        assert result["scores"]["total"] > 0
-    finally:
-        demo.close()
+    client = Client(app_url, verbose=False)
+    for path in (png, get_testdata_file("CT_small.dcm")):
+        result, overlay = client.predict(handle_file(path), "", api_name="/analyze")
+        assert np.isfinite(result["scores"]["total"]) and overlay
+        assert isinstance(result["above_threshold"], bool) and 0 <= result["percentile_among_normal"] <= 100
+    assert result["image"]["Modality"] == "CT"
+    bad = png + ".txt"
+    open(bad, "w").write("hello")
+    with pytest.raises(Exception, match="not an image file"):
+        client.predict(handle_file(bad), "", api_name="/analyze")
+    result, _ = client.predict(handle_file(png), "", api_name="/analyze")  # still serving
+    assert result["scores"]["total"] > 0
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/analyze"]
 
 
 def test_window_presets_and_custom_window():
@@ -218,3 +216,13 @@ def test_examples_gallery_builds_from_packages_and_folders(tmp_path, png):
     assert "broken.png" not in captions  # unreadable files are left out, not fatal
     assert all(e.thumb.is_file() and max(Image.open(e.thumb).size) <= 160 for e in ex)
     assert all(str(e.path).startswith(str(tmp_path)) for e in ex)  # package samples copied to the cache
+
+
+def test_command_line_limits_reach_launch(monkeypatch):
+    from demo.app import launch_options, parse_args
+
+    monkeypatch.setenv("SPMAMBA_MAX_UPLOAD_MB", "2.5")
+    args = parse_args(["--port", "9999", "--max-pixels", "1000000"])
+    opts = launch_options(args, [])
+    assert opts["max_file_size"] == int(2.5 * 1024 ** 2) and opts["server_port"] == 9999
+    assert args.max_pixels == 1_000_000 and opts["allowed_paths"] == []

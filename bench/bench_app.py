@@ -1,0 +1,96 @@
+"""Cold start to ready, and /analyze latency through gradio_client vs the same work in-process.
+
+    python bench/bench_app.py [--threads 2] [--repeat 5]
+
+Cold start: ``python app.py`` until its page answers, beside a bare Gradio app with one Markdown block
+(the framework's own start-up floor). /analyze: a client round trip (upload, queue, network, encoding)
+beside calling the handlers directly on the same file. Our budgets on a 2-core laptop-class CPU:
+cold start <= 30 s, /analyze <= 1 s per image for the shipped checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import parser, start, timeit  # noqa: E402
+
+BARE = "import gradio as gr\nwith gr.Blocks() as d:\n    gr.Markdown('hello')\nd.launch(server_port={port})\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cold_start(cmd: list[str], port: int, env: dict) -> float:
+    """Seconds from process start until the page answers HTTP 200."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - t < 300:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200:
+                    return time.perf_counter() - t
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(" ".join(cmd))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main() -> None:
+    args = parser(__doc__, repeat=5).parse_args()
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GRADIO_ANALYTICS_ENABLED="False")
+    start(args.threads, ["measure", "ours", "reference", "ratio", "budget"])
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "bare.py"
+        port = _free_port()
+        bare.write_text(BARE.format(port=port))
+        ref = min(cold_start([sys.executable, str(bare)], port, env) for _ in range(2))
+        port = _free_port()
+        ours = min(cold_start([sys.executable, "app.py", "--port", str(port)], port, env) for _ in range(2))
+        print(f"| cold start to ready (s) | {ours:.1f} | {ref:.1f} (bare Gradio app) | {ours / ref:.1f}× | 30 |")
+
+    from gradio_client import Client, handle_file
+    from pydicom.data import get_testdata_file
+
+    from demo import handlers
+    from demo.app import allowed_paths, build_demo
+    from demo.examples import build_examples
+    from demo.models import list_checkpoints
+
+    examples = build_examples()
+    demo = build_demo(examples)
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=allowed_paths(examples))
+    client = Client(demo.local_url, verbose=False)
+    checkpoint = next(iter(list_checkpoints().values()))
+    by_caption = {e.caption: str(e.path) for e in examples}
+    files = [(c, p) for c, p in by_caption.items() if c.startswith("Chest X-ray, normal")]
+    files += [("CT slice, DICOM 128×128", get_testdata_file("CT_small.dcm")),
+              ("MR volume, 4-D NIfTI", by_caption["MR volume (nibabel sample, 4-D NIfTI)"]),
+              ("synthetic 16-bit PNG 384×384", by_caption["Synthetic chest phantom with a round opacity (16-bit PNG)"])]
+    try:
+        for name, path in files:
+            remote = timeit(lambda: client.predict(handle_file(path), "", api_name="/analyze"),
+                            repeat=args.repeat, warmup=1)
+            local = timeit(lambda: handlers.render(a := handlers.analyze(path, checkpoint), a.weights),
+                           repeat=args.repeat, warmup=1)
+            print(f"| /analyze {name} (ms) | {remote:.0f} | {local:.0f} (handlers in-process) | "
+                  f"{remote / local:.1f}× | 1000 |")
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()
