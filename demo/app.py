@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import os
+import traceback
+
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
 
 from spmamba import imaging
+from spmamba.checkpoint import CheckpointError
 from spmamba.imaging import ImageLoadError
 from spmamba.scan import ORDERS
 from spmamba.ssm import backend_name
@@ -23,6 +29,29 @@ BANNER = ("**Research use only — not for diagnosis.** Scores say how unusual a
 SAFE_META = ("format", "Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation", "frames",
              "shape", "size")
 NETWORK_CONCURRENCY = 2 if torch.cuda.is_available() else 1  # one CPU forward already uses every core
+log = logging.getLogger("spmamba.demo")
+
+
+def user_errors(fn):
+    """Every failure reaches the user as one clear sentence and the server keeps serving.
+
+    Unforeseen errors are logged by type and code location only: their messages may quote file
+    names or header values, which can identify a patient.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ImageLoadError, CheckpointError) as err:
+            raise gr.Error(str(err)) from None
+        except Exception as err:
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)
+            raise gr.Error(f"Something went wrong while processing this request ({type(err).__name__}). "
+                           "The app is still running: try again or with another file.") from None
+    return wrapper
 
 
 def _image_info(meta: dict) -> str:
@@ -47,17 +76,14 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
             raise gr.Error("No checkpoint is selected: put a .safetensors checkpoint in weights/ and restart.")
         return checkpoints[label]
 
+    @user_errors
     def analyse(path, label, preset, centre, width, axis, index, opacity, contour, view):
         """Run the network once for this file and these image options; fill every view."""
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
-        try:
-            meta = handlers.load(path, _options(preset, centre, width, axis, index)).meta
-            label, note = preselect(meta.get("Modality"), checkpoints, label)
-            analysis = handlers.analyze(path, checkpoint_path(label), _options(preset, centre, width, axis, index),
-                                        [note] if note else [])
-        except ImageLoadError as err:
-            raise gr.Error(str(err)) from None
+        options = _options(preset, centre, width, axis, index)
+        label, note = preselect(handlers.load(path, options).meta.get("Modality"), checkpoints, label)
+        analysis = handlers.analyze(path, checkpoint_path(label), options, [note] if note else [])
         w = analysis.weights
         r = handlers.render(analysis, w, opacity, contour)
         m = analysis.image_meta
@@ -79,6 +105,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
             return gr.skip(), (shown, r.overlay)
         return r.overlay, gr.skip()
 
+    @user_errors
     def redraw(analysis, alpha, beta, gamma, sigma, k_sigma, opacity, contour, view):
         if analysis is None:
             return gr.skip(), gr.skip(), "", None, "Upload an image first."
@@ -97,21 +124,17 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
         window = handlers.WINDOW_PRESETS.get(preset)
         return (window[0], window[1]) if window else (centre, width)
 
+    @user_errors
     def batch(paths, label, progress=gr.Progress()):
-        try:
-            rows, csv_path = handlers.score_files(paths, checkpoint_path(label), progress)
-        except ImageLoadError as err:
-            raise gr.Error(str(err)) from None
+        rows, csv_path = handlers.score_files(paths, checkpoint_path(label), progress)
         return rows, str(csv_path)
 
+    @user_errors
     def api_analyze(path, label):
         """Scores as JSON and the anomaly-map overlay for one image."""
         if not checkpoints:
             raise gr.Error("No checkpoint is installed in weights/.")
-        try:
-            analysis = handlers.analyze(path, checkpoints.get(label, checkpoints[labels[0]]))
-        except ImageLoadError as err:
-            raise gr.Error(str(err)) from None
+        analysis = handlers.analyze(path, checkpoints.get(label, checkpoints[labels[0]]))
         r = handlers.render(analysis, analysis.weights)
         above, pct = handlers.placement(r.scores["total"], analysis.calibration)
         return ({"scores": r.scores, "threshold": (analysis.calibration or {}).get("threshold"),
@@ -197,7 +220,9 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
         image_inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, view]
         analysis_outputs = [state, picture, compare, bar, plot, verdict, maps_plot, alpha, beta, gamma, sigma,
                             k_sigma, model, dicom_box, nifti_box, index, info]
-        net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, **private)
+        # Progress and errors show on the picture only (plus the error's own message), not on every output.
+        net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture,
+                   **private)
 
         def fresh(path, label, *rest):
             """A new file: the file's own window, middle slice, axial axis. A cleared upload clears the cache."""
@@ -205,9 +230,17 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                 return (None,) + (gr.skip(),) * (len(analysis_outputs) - 1)
             return analyse(path, label, "auto", 40, 400, 2, None, *rest[-3:])
 
-        upload.change(fresh, image_inputs, analysis_outputs, **net)
+        views = [state, picture, compare, bar, plot, verdict, maps_plot, info]
+        # A new file first clears the previous one's results, so a failed upload never shows stale maps.
+        hidden = [dicom_box, nifti_box, index]
+        upload.change(lambda: (None,) * len(views) + (gr.update(visible=False),) * len(hidden), None,
+                      views + hidden, show_progress="hidden", **private).then(
+            fresh, image_inputs, analysis_outputs, **net)
         gallery.select(pick_example, None, upload, **private)
-        go.click(analyse, image_inputs, analysis_outputs, **net)
+        # Callable by clients (the concurrency test drives sessions with them) but not documented as the API.
+        ui = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture,
+                  api_visibility="undocumented")
+        go.click(analyse, image_inputs, analysis_outputs, api_name="ui_analyse", **ui)
         model.input(analyse, image_inputs, analysis_outputs, **net)
         index.release(analyse, image_inputs, analysis_outputs, **net)
         axis.input(lambda *a: analyse(*a[:5], a[5], None, *a[7:]), image_inputs, analysis_outputs, **net)
@@ -218,9 +251,10 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
         sliders = [alpha, beta, gamma, sigma, k_sigma, opacity, contour]
         redraw_outputs = [picture, compare, bar, plot, verdict]
-        for s in sliders:
+        for i, s in enumerate(sliders):
             s.change(redraw, [state] + sliders + [view], redraw_outputs, trigger_mode="always_last",
-                     show_progress="hidden", concurrency_id="render", concurrency_limit=4, **private)
+                     show_progress="hidden", concurrency_id="render", concurrency_limit=4,
+                     **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else private))
         for tab, name in ((overlay_tab, "overlay"), (compare_tab, "compare")):
             tab.select(lambda n=name: n, None, view, **private).then(
                 redraw, [state] + sliders + [view], redraw_outputs, show_progress="hidden", **private)

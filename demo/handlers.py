@@ -84,10 +84,16 @@ def window_for(preset: str, centre: float, width: float) -> tuple[float, float] 
 
 
 def load(path: str | None, options: ImageOptions = ImageOptions()) -> LoadedImage:
+    """The loader plus the app's own refusal of blank images, which carry nothing to analyse."""
     if not path:
         raise ImageLoadError("no file was given")
-    return load_image(path, frame=options.index or 0, slice_index=options.index, axis=options.axis,
-                      window=options.window)
+    img = load_image(path, frame=options.index or 0, slice_index=options.index, axis=options.axis,
+                     window=options.window)
+    if np.ptp(img.pixels) == 0:
+        under = " under this window" if options.window else ""
+        raise ImageLoadError(f"{Path(path).name} is blank{under}: every pixel has the same value, so there is "
+                             "nothing to analyse")
+    return img
 
 
 def _model_input(grey: np.ndarray, size: int) -> torch.Tensor:

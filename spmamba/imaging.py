@@ -9,6 +9,7 @@ with a sentence a clinician can act on. Metadata never holds patient identifiers
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,17 +73,34 @@ def load_image(path: str | os.PathLike, *, frame: int = 0, slice_index: int | No
     if not head:
         raise ImageLoadError(f"{path.name} is empty (0 bytes)")
     kind = _sniff(path, head)
-    if kind == "dicom":
-        return _load_dicom(path, frame, window)
-    if kind == "nifti":
-        return _load_nifti(path, slice_index, axis)
-    return _load_raster(path)
+    if kind == "raster" and head[:4] == b"PK\x03\x04":
+        raise ImageLoadError(f"{path.name} is a ZIP archive, not one image; score archives in the Batch tab")
+    try:
+        if kind == "dicom":
+            return _load_dicom(path, frame, window)
+        if kind == "nifti":
+            return _load_nifti(path, slice_index, axis)
+        return _load_raster(path)
+    except ImageLoadError:
+        raise
+    except MemoryError as err:
+        raise ImageLoadError(f"{path.name} is too large to decode in the memory available") from err
+    except Exception as err:  # a decoder failing in a way we did not foresee: still the user's file, not a crash
+        raise ImageLoadError(f"{path.name} could not be decoded as {kind.upper() if kind != 'raster' else 'an image'} "
+                             f"({type(err).__name__})") from err
+
+
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+               (b"GIF8", "GIF"), (b"BM", "BMP"))
 
 
 def _load_raster(path: Path) -> LoadedImage:
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS  # PIL's own guard, for this call only
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # sizes between the limit and PIL's 2x error are refused just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             _check_size(im.height, im.width)
             fmt, mode = im.format, im.mode
             if getattr(im, "n_frames", 1) > 1:
@@ -103,12 +121,21 @@ def _load_raster(path: Path) -> LoadedImage:
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"{path.name} declares an image too large to open safely ({err})") from err
+        raise ImageLoadError(f"{path.name} declares an image of more than the {MAX_PIXELS:,} pixels allowed; "
+                             "it was not decoded") from err
     except UnidentifiedImageError as err:
+        with open(path, "rb") as fh:
+            start = fh.read(8)
+        kind = next((k for sig, k in _SIGNATURES if start.startswith(sig)), None)
+        if kind:
+            raise ImageLoadError(f"{path.name} starts like a {kind} file but is damaged or truncated "
+                                 "and cannot be decoded") from err
         raise ImageLoadError(f"{path.name} is not an image file this app can read "
                              "(PNG, JPEG, TIFF, BMP, DICOM or NIfTI)") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(f"{path.name} is damaged or truncated and cannot be decoded ({err})") from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
     if not np.isfinite(pixels).all():
         raise ImageLoadError(f"{path.name} contains NaN or infinite values")
     return LoadedImage(np.ascontiguousarray(pixels, dtype=np.float32),
@@ -120,6 +147,11 @@ _DICOM_SAFE = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "Row
                "BitsStored", "ViewPosition", "Manufacturer")
 
 
+def _has_preamble(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
 def _load_dicom(path: Path, frame: int, window: tuple[float, float] | None) -> LoadedImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -128,15 +160,20 @@ def _load_dicom(path: Path, frame: int, window: tuple[float, float] | None) -> L
         ds = pydicom.dcmread(path, force=True)
     except Exception as err:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file ({type(err).__name__})") from err
+    if not _has_preamble(path) and "SOPClassUID" not in ds and "PixelData" not in ds:
+        raise ImageLoadError(f"{path.name} is not a readable DICOM file (it has no DICOM header)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageLoadError(f"{path.name} is a DICOM file without image data (for example a report or "
                              "a structured document)")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     _check_size(rows, cols)
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         arr = ds.pixel_array
     except Exception as err:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if ts is not None and ts.is_transfer_syntax and not ts.is_compressed:
+            raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated "
+                                 f"({type(err).__name__})") from err
         name = getattr(ts, "name", str(ts))
         raise ImageLoadError(f"{path.name} is stored as {name}, for which no decoder is installed here "
                              "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)") from err

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import Sample, discover, load_batch, subsample
+from .data import discover, load_batch, subsample
 from .inference import maps_for_samples
 from .metrics import calibrate, image_metrics
 from .model import SPMamba, SPMambaConfig

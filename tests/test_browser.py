@@ -67,7 +67,7 @@ def test_upload_then_sliders_change_overlay_and_score(page, tmp_path):
     assert "normal range for this model" in text
 
     _set_slider(page, "opacity", 0.95)
-    page.wait_for_function(f"(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
+    page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser-2-opacity.png"), full_page=True)
     assert page.locator("#verdict").inner_text() == text  # display only: the score is unchanged
 
@@ -116,3 +116,18 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.get_by_role("tab", name="Scan order").click()
     page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "tab-scan-order.png"), full_page=True)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
+def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path):
+    page.get_by_role("tab", name="Analyse").first.click()
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"this is a letter, not a picture\n" * 10)
+    page.locator("#upload").get_by_label("Clear").first.click()  # the example left a file in the widget
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    toast = page.get_by_text("scan.png is not an image file this app can read")
+    toast.first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-4-bad-upload.png"), full_page=True)
+    page.locator("#examples").get_by_text("Synthetic").click()
+    page.wait_for_function("document.querySelector('#image-info').innerText.includes('PNG')", timeout=60_000)
+    assert "Score" in page.locator("#verdict").inner_text()

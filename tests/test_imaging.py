@@ -8,10 +8,9 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from spmamba.imaging import ImageLoadError, load_image
+from tests.malformed import write_dicom
 
 NIFTI_DIR = nibabel.testing.data_path
 
@@ -43,27 +42,10 @@ def test_ct_window_centre_width():
     assert (narrow == 0).mean() + (narrow == 1).mean() > (wide == 0).mean() + (wide == 1).mean()
 
 
-def _write_dicom(path, pixels, photometric="MONOCHROME2", **extra):
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "DX"
-    ds.PhotometricInterpretation = photometric
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
-    ds.PixelRepresentation = 0
-    for k, v in extra.items():
-        setattr(ds, k, v)
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_monochrome1_is_inverted(tmp_path):
     ramp = np.tile(np.arange(64, dtype=np.uint16) * 60, (64, 1))
-    _write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1")
-    _write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2")
+    write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1")
+    write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2")
     m1, m2 = load_image(tmp_path / "m1.dcm").pixels, load_image(tmp_path / "m2.dcm").pixels
     np.testing.assert_allclose(m1, 1 - m2, atol=1e-6)
     assert m2[0, -1] > m2[0, 0]
@@ -72,7 +54,7 @@ def test_monochrome1_is_inverted(tmp_path):
 def test_extensionless_dicom_and_multiframe(tmp_path):
     frames = np.stack([np.full((32, 32), v, np.uint16) for v in (0, 100, 200)])
     frames[:, :16] += 50
-    _write_dicom(tmp_path / "series", frames, NumberOfFrames=3)
+    write_dicom(tmp_path / "series", frames, NumberOfFrames=3)
     img = load_image(tmp_path / "series", frame=2)
     assert img.meta["frames"] == 3 and img.pixels.shape == (32, 32)
     with pytest.raises(ImageLoadError, match="frame 5 does not exist"):
@@ -80,7 +62,7 @@ def test_extensionless_dicom_and_multiframe(tmp_path):
 
 
 def test_patient_identifiers_never_reach_metadata(tmp_path):
-    _write_dicom(tmp_path / "p.dcm", np.arange(64 * 64).reshape(64, 64) % 4000,
+    write_dicom(tmp_path / "p.dcm", np.arange(64 * 64).reshape(64, 64) % 4000,
                  PatientName="Doe^Jane", PatientID="ID-998877", PatientBirthDate="19700101")
     img = load_image(tmp_path / "p.dcm")
     text = repr(img.meta)

@@ -1,0 +1,299 @@
+"""A corpus of malformed and awkward inputs, generated on the fly (no committed binaries).
+
+Each :class:`Case` names a file and what the app must answer: ``expect`` is a fragment of the
+specific error message, or ``None`` when the file is valid and must be analysed. Used by
+tests/test_hardening.py and bench/bench_hardening.py.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+PATIENT = {"PatientName": "Doe^Jane^Quintessa", "PatientID": "PID-7731-XQ", "PatientBirthDate": "19470312"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    expect: str | None  # a fragment of the error message; None: valid, must be analysed
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **extra) -> Path:
+    """A minimal uncompressed DICOM (DX) with ``pixels`` as 16-bit data; ``extra`` sets more attributes."""
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "DX"
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 12, 11
+    ds.PixelRepresentation = 0
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _png_bytes(a: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, "PNG") if mode else Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _texture(h: int = 96, w: int = 96) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (127 + 100 * np.sin(xx / 7) * np.cos(yy / 5)).astype(np.uint8)
+
+
+def _nifti(path: Path, data: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    return path
+
+
+def build(folder: Path) -> list[Case]:
+    """Write every case under ``folder`` and return them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cases: list[Case] = []
+
+    def add(name: str, filename: str, data: bytes | None, expect: str | None, writer=None):
+        path = folder / filename
+        if writer is not None:
+            writer(path)
+        else:
+            path.write_bytes(data)
+        cases.append(Case(name, path, expect))
+
+    png = _png_bytes(_texture())
+    jpg = io.BytesIO()
+    Image.fromarray(_texture()).convert("RGB").save(jpg, "JPEG", quality=90)
+    jpg = jpg.getvalue()
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+
+    # --- empty, truncated, corrupt, wrong type
+    add("zero-byte PNG", "empty.png", b"", "is empty (0 bytes)")
+    add("zero-byte DICOM", "empty.dcm", b"", "is empty (0 bytes)")
+    add("PNG signature only", "sig.png", png[:8], "damaged or truncated")
+    add("PNG truncated in the header", "trunc100.png", png[:100], "damaged or truncated")
+    add("PNG truncated in the data", "trunchalf.png", png[: len(png) // 2], "damaged or truncated")
+    bad = bytearray(png)
+    bad[len(png) // 2: len(png) // 2 + 64] = bytes(64)
+    add("PNG with a corrupted data chunk", "corrupt.png", bytes(bad), "damaged or truncated")
+    add("JPEG truncated in the data", "trunc.jpg", jpg[: len(jpg) // 2], "damaged or truncated")
+    add("JPEG header only", "head.jpg", jpg[:20], "damaged or truncated")
+    add("JPEG start marker then garbage", "garbage.jpg", b"\xff\xd8" + bytes(range(256)) * 8, "damaged or truncated")
+    add("text renamed .dcm", "notes.dcm", b"Patient doing well.\n" * 20, "not a readable DICOM")
+    add("text renamed .png", "notes.png", b"hello world\n" * 20, "not an image file")
+    add("text renamed .nii", "notes.nii", b"hello world\n" * 40, "not a readable NIfTI")
+    add("random bytes .jpg", "random.jpg", np.random.default_rng(0).bytes(4096), "not an image file")
+    add("HTML page renamed .jpg", "page.jpg", b"<html><body>404</body></html>", "not an image file")
+    add("PDF document", "report.pdf", b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer\n%%EOF", "not an image file")
+    add("extension-less text file", "README", b"just text, no image\n" * 10, "not an image file")
+    add("ZIP given as one image", "study.zip", None, "ZIP archive",
+        writer=lambda p: zipfile.ZipFile(p, "w").writestr("a.png", png))
+    add("BMP truncated", "trunc.bmp", _bmp_bytes()[:200], "damaged or truncated")
+    add("TIFF truncated", "trunc.tif", _tiff_bytes(np.zeros((64, 64), np.uint16) + 7)[:300], "damaged or truncated")
+
+    # --- DICOM variants
+    add("DICOM without pixel data (RT plan)", "rtplan.dcm", Path(get_testdata_file("rtplan.dcm")).read_bytes(),
+        "without image data")
+    add("DICOM with an unsupported transfer syntax", "privatets.dcm", None, "no decoder is installed",
+        writer=lambda p: _retagged(ct, p, "1.2.840.10008.1.2.4.100"))
+    add("DICOM with truncated pixel data", "cut.dcm", ct[: len(ct) - 4000], "pixel data is damaged or truncated")
+    add("DICOM declaring 0 rows", "zero-rows.dcm", None, "too small",
+        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=0))
+    add("DICOM declaring 65535×65535 pixels", "huge.dcm", None, "more than the",
+        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=65535, Columns=65535))
+    add("constant DICOM", "flat.dcm", None, "blank", writer=lambda p: write_dicom(p, np.full((64, 64), 500)))
+    frames = np.stack([_texture(64, 64).astype(np.uint16) * (i + 1) for i in range(3)])
+    add("multi-frame DICOM", "multiframe.dcm", None, None,
+        writer=lambda p: write_dicom(p, frames, NumberOfFrames=3))
+    add("extension-less multi-frame DICOM", "IM000001", None, None,
+        writer=lambda p: write_dicom(p, frames, NumberOfFrames=3))
+    add("MONOCHROME1 DICOM", "mono1.dcm", None, None,
+        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, "MONOCHROME1"))
+    add("DICOM with patient identifiers", "identified.dcm", None, None,
+        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, **PATIENT))
+    add("CT DICOM (pydicom sample)", "ct.dcm", ct, None)
+
+    # --- raster variants
+    add("16-bit TIFF", "sixteen.tif", _tiff_bytes((_texture().astype(np.uint16) * 257)), None)
+    add("float32 TIFF", "float.tif", _tiff_bytes(_texture().astype(np.float32) / 7.0), None)
+    nan = _texture().astype(np.float32)
+    nan[10:20, 10:20] = np.nan
+    add("float TIFF with NaN", "nan.tif", _tiff_bytes(nan), "NaN or infinite")
+    add("16-bit PNG", "sixteen.png", _png_bytes(_texture().astype(np.uint16) * 257), None)
+    add("RGBA PNG", "rgba.png", _png_bytes(np.dstack([_texture()] * 3 + [np.full((96, 96), 128, np.uint8)])), None)
+    add("CMYK JPEG", "cmyk.jpg", None, None,
+        writer=lambda p: Image.fromarray(_texture()).convert("CMYK").save(p, "JPEG"))
+    add("palette PNG", "palette.png", None, None,
+        writer=lambda p: Image.fromarray(_texture()).convert("RGB").convert("P", palette=Image.ADAPTIVE).save(p))
+    add("1-bit PNG", "onebit.png", None, None, writer=lambda p: Image.fromarray(_texture() > 127).save(p))
+    add("animated GIF", "anim.gif", None, None,
+        writer=lambda p: Image.fromarray(_texture()).save(p, save_all=True,
+                                                          append_images=[Image.fromarray(255 - _texture())]))
+    add("1×1 PNG", "one.png", _png_bytes(np.zeros((1, 1), np.uint8)), "too small")
+    add("3×100000 PNG", "strip.png", _png_bytes(np.zeros((100000, 3), np.uint8)), "too small")
+    add("decompression bomb (PNG declaring 100000×100000)", "bomb.png", _png_bomb(100000, 100000), "pixels allowed")
+    add("constant PNG", "flat.png", _png_bytes(np.full((64, 64), 77, np.uint8)), "blank")
+
+    # --- NIfTI variants
+    vol = np.random.default_rng(1).random((32, 32, 12)).astype(np.float32)
+    add("4-D NIfTI", "fmri.nii.gz", None, None, writer=lambda p: _nifti(p, np.stack([vol, vol * 2], -1)))
+    add("NIfTI with NaN", "nan.nii", None, "NaN or infinite", writer=lambda p: _nifti(p, np.where(vol > 0.5, np.nan, vol)))
+    add("NIfTI with Inf", "inf.nii", None, "NaN or infinite", writer=lambda p: _nifti(p, np.where(vol > 0.9, np.inf, vol)))
+    add("NIfTI slice 4×4", "tiny.nii", None, "too small",
+        writer=lambda p: _nifti(p, np.ones((4, 4, 3), np.float32)))
+    add("5-D NIfTI", "five.nii", None, "5 dimensions",
+        writer=lambda p: _nifti(p, np.ones((8, 8, 8, 2, 2), np.float32)))
+    add("NIfTI gzip truncated", "cut.nii.gz", None, "not a readable NIfTI",
+        writer=lambda p: p.write_bytes(gzip.compress(_nifti_bytes(vol))[:500]))
+    add("constant NIfTI", "flat.nii", None, "blank", writer=lambda p: _nifti(p, np.zeros((16, 16, 4), np.float32)))
+    return cases
+
+
+def _retagged(data: bytes, path: Path, uid: str) -> Path:
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.file_meta.TransferSyntaxUID = uid
+    ds.PixelData = encapsulate([ds.PixelData])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path)
+    return path
+
+
+def _tiff_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "TIFF")
+    return buf.getvalue()
+
+
+def _bmp_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_texture()).save(buf, "BMP")
+    return buf.getvalue()
+
+
+def _nifti_bytes(vol: np.ndarray) -> bytes:
+    img = nib.Nifti1Image(vol, np.eye(4))
+    return img.header.binaryblock + b"\0" * 4 + vol.tobytes()
+
+
+def _png_bomb(w: int, h: int) -> bytes:
+    """A valid PNG header declaring a w x h image, then a few bytes: opening it must not allocate it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(
+        b"IEND", b"")
+
+
+def zip_cases(folder: Path, image: Path) -> dict[str, tuple[Path, list[tuple[str, str | None]]]]:
+    """ZIP archives for the batch tab: {name: (zip, [(row name fragment, expected message or None)])}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = image.read_bytes()
+    out = {}
+
+    def make(name: str, members: dict[str, bytes], rows: list[tuple[str, str | None]]):
+        path = folder / f"{name}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for m, b in members.items():
+                zf.writestr(m, b)
+        out[name] = (path, rows)
+
+    make("nested", {"study/series1/a.png": data, "study/series2/deep/b.png": data},
+         [("study/series1/a.png", None), ("study/series2/deep/b.png", None)])
+    make("traversal", {"../../outside.png": data, "/abs/path.png": data, "ok.png": data},
+         [("../../outside.png", "unsafe path"), ("/abs/path.png", "unsafe path"), ("ok.png", None)])
+    make("mixed", {"scan.png": data, "report.docx": b"PK\x03\x04 not really", "notes.txt": b"hello"},
+         [("scan.png", None), ("report.docx", "ZIP archive"), ("notes.txt", "not an image file")])
+    corrupt = folder / "corrupt.zip"
+    good = (folder / "nested.zip").read_bytes()
+    corrupt.write_bytes(good[:30] + bytes(200) + good[230:])
+    out["corrupt"] = (corrupt, [("corrupt.zip", "damaged")])
+    return out
+
+
+# ---------------------------------------------------------------- driving a running app
+
+def ui_inputs(path: Path, label: str) -> tuple:
+    """The Analyse tab's inputs for a fresh file: the file's own window, axial axis, first slice/frame."""
+    return (handle(path), label, "auto", 40, 400, 2, 0, 0.45, 0.9, "overlay")
+
+
+def handle(path: Path):
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def answer(call) -> tuple[bool, str]:
+    """(succeeded, the result or the error message the user sees)."""
+    try:
+        return True, call()
+    except Exception as err:  # gradio_client raises AppError carrying the gr.Error message
+        return False, str(err)
+
+
+def drive_corpus(client, cases: list[Case], label: str, valid: Path) -> list[dict]:
+    """Each case through /analyze and through the Analyse tab's own handler, then a valid request."""
+    rows = []
+    for case in cases:
+        row = {"case": case.name, "expect": case.expect}
+        for kind, call in (("api", lambda: client.predict(handle(case.path), label, api_name="/analyze")),
+                           ("ui", lambda: client.predict(*ui_inputs(case.path, label), api_name="/ui_analyse"))):
+            ok, out = answer(call)
+            row[kind] = out if not ok else "analysed"
+            if case.expect is None:
+                row[f"{kind}_clear"] = ok
+            else:
+                row[f"{kind}_clear"] = (not ok) and case.expect in out
+        ok, out = answer(lambda: client.predict(handle(valid), label, api_name="/analyze"))
+        row["still_serving"] = ok and out[0]["scores"]["total"] > 0
+        rows.append(row)
+    return rows
+
+
+def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -> list[dict]:
+    """One gradio_client per image, all at once: analyse in the tab, then move β; return what each saw."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    def session(path: Path) -> dict:
+        client = Client(url, verbose=False)
+        first = client.predict(*ui_inputs(path, label), api_name="/ui_analyse")
+        moved = client.predict(first[6], beta, first[8], first[9], first[10], 0.45, 0.9, "overlay",
+                               api_name="/ui_redraw")
+        api, _ = client.predict(handle(path), label, api_name="/analyze")
+        return {"image": path.name, "total": total_in(first[3]), "moved": total_in(moved[3]),
+                "verdict": first[4], "api_total": api["scores"]["total"]}
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        return list(pool.map(session, images))
+
+
+def total_in(plot: dict) -> float:
+    """The total score, full precision, from the score figure a client receives (its last bar)."""
+    import json
+
+    return float(json.loads(plot["plot"])["data"][0]["y"][-1])
