@@ -226,3 +226,20 @@ def test_command_line_limits_reach_launch(monkeypatch):
     opts = launch_options(args, [])
     assert opts["max_file_size"] == int(2.5 * 1024 ** 2) and opts["server_port"] == 9999
     assert args.max_pixels == 1_000_000 and opts["allowed_paths"] == []
+
+
+def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(SHIPPED), "pt") as f:
+        meta, tensors = json.loads(f.metadata()["spmamba"]), {k: f.get_tensor(k) for k in f.keys()}
+    meta["training"]["modalities"] = ["CT"]
+    ct_path = tmp_path / "ct-model.safetensors"
+    save_file(tensors, str(ct_path), metadata={"spmamba": json.dumps(meta)})
+    cks = {"xray": str(SHIPPED), "ct": str(ct_path)}
+    assert preselect("CT", cks, "xray") == ("ct", "Switched to a checkpoint trained on CT images.")
+    assert preselect("dx", cks, "ct") == ("xray", "Switched to a checkpoint trained on DX images.")
+    assert preselect("CT", cks, "ct") == ("ct", "")

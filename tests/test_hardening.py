@@ -302,3 +302,19 @@ def test_the_pixel_limit_does_not_leak_into_pillow(monkeypatch, tmp_path):
     monkeypatch.setattr(imaging, "MAX_PIXELS", 5_000)
     load_image(path)
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_unforeseen_errors_are_reported_without_their_message(caplog):
+    import gradio as gr
+
+    from demo.app import user_errors
+
+    @user_errors
+    def crash(path):
+        raise RuntimeError(f"cannot parse {path}: PatientName=Doe^Jane^Quintessa")
+
+    with pytest.raises(gr.Error) as err:
+        crash("/tmp/Doe_Jane.dcm")
+    assert "RuntimeError" in str(err.value) and "still running" in str(err.value)
+    assert "Doe" not in str(err.value)
+    assert "RuntimeError in test_hardening.py" in caplog.text and "Doe" not in caplog.text
