@@ -94,7 +94,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                                  value=m.get("slice", m.get("frame", 0)),
                                  label=f"Slice along axis {m['axis']}" if nifti else "Frame")
         maps = maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy())
-        return (analysis, *_views(analysis, r, view), r.colour_bar, r.figure, r.verdict, maps,
+        return (analysis, *_views(analysis, r, view), r.colour_bar, r.figure, r.verdict, r.table, maps,
                 w.alpha, w.beta, w.gamma, w.dog_sigma, w.dog_k_sigma, label,
                 gr.update(visible=grey_dicom), gr.update(visible=nifti), index_update, _image_info(m))
 
@@ -108,10 +108,10 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
     @user_errors
     def redraw(analysis, alpha, beta, gamma, sigma, k_sigma, opacity, contour, view):
         if analysis is None:
-            return gr.skip(), gr.skip(), "", None, "Upload an image first."
+            return gr.skip(), gr.skip(), "", None, "Upload an image first.", ""
         w = handlers.weights_from_sliders(analysis.weights, alpha, beta, gamma, sigma, k_sigma)
         r = handlers.render(analysis, w, opacity, contour)
-        return (*_views(analysis, r, view), r.colour_bar, r.figure, r.verdict)
+        return (*_views(analysis, r, view), r.colour_bar, r.figure, r.verdict, r.table)
 
     def reset(analysis):
         w = analysis.weights if analysis is not None else handlers.ScoreWeights()
@@ -189,6 +189,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                     bar = gr.HTML()
                     verdict = gr.Markdown(elem_id="verdict")
                     plot = gr.Plot(label="Score components")
+                    table = gr.Markdown(elem_id="components")
         with gr.Tab("Batch"):
             gr.Markdown("Score many images at once with the checkpoint's own weights. ZIP files are opened; "
                         "files that cannot be read are listed with the reason.")
@@ -218,7 +219,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
         private = dict(api_visibility="private")
         image_inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, view]
-        analysis_outputs = [state, picture, compare, bar, plot, verdict, maps_plot, alpha, beta, gamma, sigma,
+        analysis_outputs = [state, picture, compare, bar, plot, verdict, table, maps_plot, alpha, beta, gamma, sigma,
                             k_sigma, model, dicom_box, nifti_box, index, info]
         # Progress and errors show on the picture only (plus the error's own message), not on every output.
         net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture,
@@ -230,7 +231,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                 return (None,) + (gr.skip(),) * (len(analysis_outputs) - 1)
             return analyse(path, label, "auto", 40, 400, 2, None, *rest[-3:])
 
-        views = [state, picture, compare, bar, plot, verdict, maps_plot, info]
+        views = [state, picture, compare, bar, plot, verdict, table, maps_plot, info]
         # A new file first clears the previous one's results, so a failed upload never shows stale maps.
         hidden = [dicom_box, nifti_box, index]
         upload.change(lambda: (None,) * len(views) + (gr.update(visible=False),) * len(hidden), None,
@@ -250,7 +251,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
             s.release(lambda: "custom", None, preset, **private).then(analyse, image_inputs, analysis_outputs, **net)
 
         sliders = [alpha, beta, gamma, sigma, k_sigma, opacity, contour]
-        redraw_outputs = [picture, compare, bar, plot, verdict]
+        redraw_outputs = [picture, compare, bar, plot, verdict, table]
         for i, s in enumerate(sliders):
             s.change(redraw, [state] + sliders + [view], redraw_outputs, trigger_mode="always_last",
                      show_progress="hidden", concurrency_id="render", concurrency_limit=4,

@@ -27,7 +27,7 @@ from spmamba.inference import predict_maps
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
 
 from .models import get_model
-from .render import colour_bar, overlay, score_figure
+from .render import colour_bar, components_table, overlay, score_figure
 
 DISPLAY_MAX = 512  # longest side of the displayed image
 BATCH_SIZE = 8  # images per network call in the batch tab
@@ -72,6 +72,7 @@ class Rendered:
     verdict: str
     scores: dict
     colour_bar: str
+    table: str
 
 
 def window_for(preset: str, centre: float, width: float) -> tuple[float, float] | None:
@@ -151,7 +152,8 @@ def render(analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, con
               "peak": float(s.peak[0]), "concentration": float(s.concentration[0]),
               "contrast": float(s.contrast[0]), "map_min": lo, "map_max": hi}
     text = "\n\n".join([verdict(total, cal)] + [f"⚠️ {n}" for n in analysis.notes])
-    return Rendered(picture, fig, text, scores, colour_bar(lo, hi, line if contour <= 1 else None))
+    return Rendered(picture, fig, text, scores, colour_bar(lo, hi, line if contour <= 1 else None),
+                    components_table(scores, weights))
 
 
 def weights_from_sliders(base: ScoreWeights, alpha, beta, gamma, sigma, k_sigma) -> ScoreWeights:

@@ -47,6 +47,21 @@ def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
         + f"<span>{vmax:.3g} (most unusual)</span></div></div>")
 
 
+def components_table(scores: dict, weights) -> str:
+    """The four components with their weights, and how they make the score (Markdown)."""
+    return (
+        "| component | value | weight | enters the score as |\n|---|---|---|---|\n"
+        f"| reconstruction (max, σ={weights.sigma:g}) | {scores['reconstruction']:.4g} | 1 | "
+        "the map = reconstruction + α·prototype |\n"
+        f"| prototype distance (max) | {scores['prototype']:.4g} | α = {weights.alpha:g} | "
+        f"its peak = {scores['peak']:.4g} |\n"
+        f"| concentration | {scores['concentration']:.4g} | β = {weights.beta:g} | "
+        f"{weights.beta * scores['concentration']:+.4g} |\n"
+        f"| contrast (DoG) | {scores['contrast']:.4g} | γ = {weights.gamma:g} | "
+        f"{weights.gamma * scores['contrast']:+.4g} |\n"
+        f"| **score** | | | **{scores['total']:.4g}** |")
+
+
 def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
     """The cached component maps side by side: the three reconstruction scales and the prototype distance."""
     levels = ["fine", "middle", "coarse"] if len(per_scale) == 3 else [str(i + 1) for i in range(len(per_scale))]

@@ -282,8 +282,8 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
     def session(path: Path) -> dict:
         client = Client(url, verbose=False)
         first = client.predict(*ui_inputs(path, label), api_name="/ui_analyse")
-        moved = client.predict(first[6], beta, first[8], first[9], first[10], 0.45, 0.9, "overlay",
-                               api_name="/ui_redraw")
+        alpha, _, gamma, sigma, k_sigma = first[7:12]  # the checkpoint's weights, as the sliders now show them
+        moved = client.predict(alpha, beta, gamma, sigma, k_sigma, 0.45, 0.9, "overlay", api_name="/ui_redraw")
         api, _ = client.predict(handle(path), label, api_name="/analyze")
         return {"image": path.name, "total": total_in(first[3]), "moved": total_in(moved[3]),
                 "verdict": first[4], "api_total": api["scores"]["total"]}

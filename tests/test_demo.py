@@ -150,6 +150,9 @@ def test_colour_bar_and_component_maps(analysis):
     r = handlers.render(analysis, analysis.weights, contour=0.9)
     assert f"{r.scores['map_max']:.3g} (most unusual)" in r.colour_bar and "outline ≥" in r.colour_bar
     assert "outline" not in handlers.render(analysis, analysis.weights, contour=1.01).colour_bar
+    for key in ("reconstruction", "prototype", "concentration", "contrast"):
+        assert f"{r.scores[key]:.4g}" in r.table
+    assert f"**{r.scores['total']:.4g}**" in r.table and f"β = {analysis.weights.beta:g}" in r.table
     fig = maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy())
     assert [a.text for a in fig.layout.annotations][-1] == "prototype distance" and len(fig.data) == 4
     np.testing.assert_array_equal(fig.data[3].z, analysis.maps.prototype[0].numpy()[::-1])
