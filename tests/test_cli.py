@@ -21,3 +21,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     command = ci.strip().splitlines()[-1]
     assert command in readme
+
+
+def test_train_records_modalities_from_the_command_line():
+    from spmamba.cli import build_parser
+
+    args = build_parser().parse_args(["train", "data", "--out", "m.safetensors", "--modality", "CR", "DX"])
+    assert args.modality == ["CR", "DX"]
+    assert build_parser().parse_args(["train", "data", "--out", "m.safetensors"]).modality == []

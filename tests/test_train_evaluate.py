@@ -45,7 +45,7 @@ def test_discover_layout(dataset):
 
 def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     out = tmp_path / "synthetic-lite0.safetensors"
-    opts = TrainOptions(data=str(dataset), out=str(out), epochs=2, batch_size=8)
+    opts = TrainOptions(data=str(dataset), out=str(out), epochs=2, batch_size=8, modalities=("cr", "DX"))
     train(opts)
     first = read_metadata(out)["training"]["history"]
     assert [h["encoder_cached"] for h in first] == [False, True]  # epoch 2 reads the feature cache
@@ -59,6 +59,7 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     assert cal["n_normal"] == 4 and cal["n_abnormal"] == 4 and len(cal["normal_scores"]) == 4
     assert 0 <= metrics["validation"]["auroc"] <= 1
     assert meta["summary"].startswith("synthetic")
+    assert meta["training"]["modalities"] == ["CR", "DX"]  # the demo preselects by these
 
     roc, js = tmp_path / "roc.png", tmp_path / "eval.json"
     assert main(["evaluate", str(out), str(dataset / "test"), "--roc", str(roc), "--json", str(js)]) == 0
