@@ -21,8 +21,8 @@ from spmamba.ssm import backend_name
 
 from . import handlers
 from .examples import Example, build_examples
-from .models import list_checkpoints, preselect
-from .render import maps_figure, scan_figure
+from .models import image_modalities, list_checkpoints, preselect
+from .render import maps_figure, scan_figure, walk_step
 
 BANNER = ("**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
           "normal images of one dataset; they are not a clinical finding.")
@@ -82,7 +82,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
         options = _options(preset, centre, width, axis, index)
-        label, note = preselect(handlers.load(path, options).meta.get("Modality"), checkpoints, label)
+        label, note = preselect(image_modalities(handlers.load(path, options).meta), checkpoints, label)
         analysis = handlers.analyze(path, checkpoint_path(label), options, [note] if note else [])
         w = analysis.weights
         r = handlers.render(analysis, w, opacity, contour)
@@ -212,9 +212,11 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                 ndirs = gr.Radio([8, 16], value=8, label="Directions")
                 direction = gr.Slider(0, 15, 0, step=1, label="Direction")
             with gr.Row():
-                steps = gr.Slider(1, 4096, 4096, step=1, label="Steps shown (drag to walk the sequence, "
-                                  "or press Play on the figure)", scale=4)
+                steps = gr.Slider(1, 256, 256, step=1, label="Steps shown (drag to walk the sequence)", scale=4)
+                walk = gr.Button("▶ Walk the path", scale=1)
+                stop = gr.Button("❚❚ Stop", scale=1)
                 over_image = gr.Checkbox(False, label="Draw over the analysed image", scale=1)
+            walker = gr.Timer(0.3, active=False)
             scan_plot = gr.Plot(value=scan_figure("circular_hilbert", 16, 8, 0, None), elem_id="scan")
 
         private = dict(api_visibility="private")
@@ -272,6 +274,15 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
         for c in scan_inputs[:-1]:
             c.change(draw_scan, scan_inputs, scan_plot, show_progress="hidden", **private)
+
+        def walk_tick(st, n):
+            nxt, done = walk_step(st, int(n))
+            return nxt, gr.Timer(active=not done)
+
+        size.change(lambda n: gr.update(maximum=int(n) ** 2, value=int(n) ** 2), size, steps, **private)
+        walk.click(lambda: (1, gr.Timer(active=True)), None, [steps, walker], **private)
+        stop.click(lambda: gr.Timer(active=False), None, walker, **private)
+        walker.tick(walk_tick, [steps, size], [steps, walker], show_progress="hidden", **private)
 
         api_file = gr.File(visible=False, type="filepath")
         api_model = gr.Textbox(visible=False)

@@ -32,22 +32,32 @@ def modalities(path: str) -> tuple[str, ...]:
     return tuple(read_metadata(path).get("training", {}).get("modalities") or ())
 
 
-def preselect(modality: str | None, checkpoints: dict[str, str], current: str | None) -> tuple[str | None, str]:
-    """The checkpoint to use for an image of ``modality``, and a note when none was trained on it.
+def image_modalities(meta: dict) -> tuple[str, ...]:
+    """The modalities an image may be: its DICOM Modality, or MR/CT/PT for a NIfTI volume; () when unknown."""
+    if meta.get("Modality"):
+        return (str(meta["Modality"]).upper(),)
+    return ("MR", "CT", "PT") if meta.get("format") == "NIfTI" else ()
 
-    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists the modality.
+
+def preselect(image: str | tuple[str, ...] | None, checkpoints: dict[str, str],
+              current: str | None) -> tuple[str | None, str]:
+    """The checkpoint to use for an image of these modalities, and a note when none was trained on them.
+
+    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists one of them.
     """
-    if not modality or not checkpoints:
+    wanted = (image,) if isinstance(image, str) else tuple(image or ())
+    wanted = tuple(m.upper() for m in wanted)
+    if not wanted or not checkpoints:
         return current, ""
-    modality = modality.upper()
-    if current in checkpoints and modality in modalities(checkpoints[current]):
+    if current in checkpoints and set(wanted) & set(modalities(checkpoints[current])):
         return current, ""
+    shown = "/".join(wanted)
     for label, path in checkpoints.items():
-        if modality in modalities(path):
-            return label, f"Switched to a checkpoint trained on {modality} images."
+        if set(wanted) & set(modalities(path)):
+            return label, f"Switched to a checkpoint trained on {shown} images."
     trained = modalities(checkpoints[current]) if current in checkpoints else ()
     on = "/".join(trained) if trained else "other"
-    return current, (f"No checkpoint here was trained on {modality} images; this one was trained on {on} images, "
+    return current, (f"No checkpoint here was trained on {shown} images; this one was trained on {on} images, "
                      "so its score for this image is not meaningful.")
 
 

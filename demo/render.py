@@ -120,7 +120,14 @@ def score_figure(parts: dict[str, float], total: float, threshold: float | None,
     return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)
 
 
-ANIMATION_FRAMES = 24
+WALK_FRAMES = 32  # the "walk the path" animation shows the sequence in this many steps
+
+
+def walk_step(steps: int, n: int) -> tuple[int, bool]:
+    """The next frame of the walk along an n x n path: (steps shown, finished)."""
+    total = n * n
+    nxt = min(total, int(steps) + -(-total // WALK_FRAMES))
+    return nxt, nxt >= total
 
 
 def _scan_traces(r: np.ndarray, c: np.ndarray, n: int, ring: np.ndarray, k: int, core_name: str) -> list[dict]:
@@ -144,7 +151,7 @@ def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: 
                 background: np.ndarray | None = None) -> go.Figure:
     """The path the decoder reads an n x n map in; rings and Hilbert core in different colours.
 
-    ``steps`` cuts the path (the step slider); the Play button animates the walk from the first step.
+    ``steps`` cuts the path: the step slider, or the walk animation driven by a timer in the app.
     """
     names = direction_names(num_directions)
     name = names[direction % len(names)]
@@ -159,21 +166,9 @@ def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: 
         data.append({"type": "heatmap", "z": resize(background, (n, n), anti_aliasing=True)[::-1].tolist(),
                      "colorscale": "gray", "showscale": False, "x0": 0, "dx": 1, "y0": 0, "dy": 1,
                      "hoverinfo": "skip"})
-    first = len(data)
     data += _scan_traces(r, c, n, ring, k, core_name)
-    stops = np.unique(np.linspace(1, len(path), ANIMATION_FRAMES).round().astype(int))
-    frames = [{"name": str(s), "data": _scan_traces(r, c, n, ring, s, core_name),
-               "traces": list(range(first, first + 4))} for s in stops]
-    play = {"type": "buttons", "direction": "left", "x": 0, "y": -0.02, "xanchor": "left", "yanchor": "top",
-            "buttons": [
-                {"label": "▶ Play", "method": "animate",
-                 "args": [None, {"frame": {"duration": 150, "redraw": False}, "fromcurrent": False,
-                                 "transition": {"duration": 0}}]},
-                {"label": "❚❚ Pause", "method": "animate",
-                 "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}
-    layout = {"height": 520, "template": _TEMPLATE, "margin": {"l": 10, "r": 10, "t": 40, "b": 50},
+    layout = {"height": 520, "template": _TEMPLATE, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
               "title": {"text": f"{order} on {n}×{n}, direction {name}, step {k}/{len(path)}"},
               "xaxis": {"range": [-0.5, n - 0.5], "showgrid": False, "zeroline": False, "constrain": "domain"},
-              "yaxis": {"range": [-0.5, n - 0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False},
-              "updatemenus": [play]}
-    return go.Figure({"data": data, "layout": layout, "frames": frames}, skip_invalid=False, _validate=False)
+              "yaxis": {"range": [-0.5, n - 0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False}}
+    return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)

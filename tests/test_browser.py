@@ -121,7 +121,15 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
 
     page.get_by_role("tab", name="Scan order").click()
     page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
+    shown = ("() => document.querySelector('#scan .js-plotly-plot').data.slice(0, 2)"
+             ".map(t => t.x.filter(v => v !== null).length).reduce((a, b) => a + b, 0)")
+    full = page.evaluate(shown)
+    page.get_by_role("button", name="▶ Walk the path").click()
+    page.wait_for_function(f"({shown})() < {full}", timeout=30_000)  # the walk restarts from step 1 ...
+    partway = page.evaluate(shown)
+    page.wait_for_function(f"({shown})() > {partway}", timeout=30_000)  # ... and advances on its own
     page.screenshot(path=str(ARTIFACTS / "tab-scan-order.png"), full_page=True)
+    page.get_by_role("button", name="❚❚ Stop").click()
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")

@@ -12,8 +12,8 @@ from pydicom.data import get_testdata_file
 
 from demo import handlers
 from demo.examples import build_examples
-from demo.models import WEIGHTS_DIR, list_checkpoints, preselect
-from demo.render import maps_figure, scan_figure
+from demo.models import WEIGHTS_DIR, image_modalities, list_checkpoints, preselect
+from demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
 from spmamba.imaging import ImageLoadError
 
 SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"
@@ -79,10 +79,19 @@ def test_scan_figure_walks_the_path(order):
     fig = scan_figure(order, 8, 16, 3, 10)
     xs = [x for tr in fig.data[:2] for x in tr.x if x is not None]
     assert len(xs) == 10 and "step 10/64" in fig.layout.title.text
-    shown = [sum(x is not None for tr in f.data[:2] for x in tr.x) for f in fig.frames]
-    assert shown == sorted(shown) and fig.frames[-1].name == "64"  # the animation walks to the end
     if order == "raster":
-        assert list(fig.frames[-1].data[1].x) == list(range(7, -1, -1)) * 8  # direction 3 reads rows right to left
+        full = scan_figure(order, 8, 16, 3, None)
+        assert list(full.data[1].x) == list(range(7, -1, -1)) * 8  # direction 3 reads rows right to left
+
+
+def test_walk_reaches_the_end_in_a_fixed_number_of_frames():
+    for n in (8, 16, 64):
+        steps, frames, done = 1, 0, False
+        while not done:
+            new, done = walk_step(steps, n)
+            assert new > steps or done
+            steps, frames = new, frames + 1
+        assert steps == n * n and frames <= WALK_FRAMES
 
 
 def test_api_analyze_end_to_end(png, app_url):
@@ -139,6 +148,9 @@ def test_modality_preselection_keeps_a_fitting_checkpoint_and_warns_otherwise():
     assert preselect(None, cks, "xray") == ("xray", "")
     label, note = preselect("CT", cks, "xray")
     assert label == "xray" and "No checkpoint here was trained on CT" in note and "CR/DX" in note
+    nifti = image_modalities({"format": "NIfTI"})
+    assert "trained on MR/CT/PT images" in preselect(nifti, cks, "xray")[1]
+    assert image_modalities({"format": "PNG"}) == () and image_modalities({"Modality": "dx"}) == ("DX",)
 
 
 def test_notes_reach_the_verdict(png):
