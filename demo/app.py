@@ -107,8 +107,8 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
     @user_errors
     def redraw(analysis, alpha, beta, gamma, sigma, k_sigma, opacity, contour, view):
-        if analysis is None:
-            return gr.skip(), gr.skip(), "", None, "Upload an image first.", ""
+        if analysis is None:  # nothing analysed yet (or a new file is loading): leave the page as it is
+            return (gr.skip(),) * 6
         w = handlers.weights_from_sliders(analysis.weights, alpha, beta, gamma, sigma, k_sigma)
         r = handlers.render(analysis, w, opacity, contour)
         return (*_views(analysis, r, view), r.colour_bar, r.figure, r.verdict, r.table)
