@@ -81,9 +81,9 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
         """Run the network once for this file and these image options; fill every view."""
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
-        options = _options(preset, centre, width, axis, index)
-        label, note = preselect(image_modalities(handlers.load(path, options).meta), checkpoints, label)
-        analysis = handlers.analyze(path, checkpoint_path(label), options, [note] if note else [])
+        image = handlers.load(path, _options(preset, centre, width, axis, index))
+        label, note = preselect(image_modalities(image.meta), checkpoints, label)
+        analysis = handlers.analyze_image(image, checkpoint_path(label), [note] if note else [])
         w = analysis.weights
         r = handlers.render(analysis, w, opacity, contour)
         m = analysis.image_meta
@@ -95,7 +95,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
                                  label=f"Slice along axis {m['axis']}" if nifti else "Frame")
         maps = maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy())
         return (analysis, *_views(analysis, r, view), r.colour_bar, r.figure, r.verdict, r.table, maps,
-                w.alpha, w.beta, w.gamma, w.dog_sigma, w.dog_k_sigma, label,
+                w.alpha, w.beta, w.gamma, w.dog_sigma, w.dog_k_sigma, label, preset, int(axis),
                 gr.update(visible=grey_dicom), gr.update(visible=nifti), index_update, _image_info(m))
 
     def _views(analysis, r, view):
@@ -222,7 +222,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
         private = dict(api_visibility="private")
         image_inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, view]
         analysis_outputs = [state, picture, compare, bar, plot, verdict, table, maps_plot, alpha, beta, gamma, sigma,
-                            k_sigma, model, dicom_box, nifti_box, index, info]
+                            k_sigma, model, preset, axis, dicom_box, nifti_box, index, info]
         # Progress and errors show on the picture only (plus the error's own message), not on every output.
         net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture,
                    **private)

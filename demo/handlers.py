@@ -104,7 +104,11 @@ def _model_input(grey: np.ndarray, size: int) -> torch.Tensor:
 def analyze(path: str | None, checkpoint: str, options: ImageOptions = ImageOptions(),
             notes: list[str] | None = None) -> Analysis:
     """Load the file, run the model once, cache the component maps."""
-    img = load(path, options)
+    return analyze_image(load(path, options), checkpoint, notes)
+
+
+def analyze_image(img: LoadedImage, checkpoint: str, notes: list[str] | None = None) -> Analysis:
+    """Run the model once on a loaded image and cache its component maps."""
     model, meta = get_model(checkpoint)
     grey = img.grey
     x = _model_input(grey, model.config.image_size)

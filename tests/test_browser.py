@@ -97,6 +97,10 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'lung'", timeout=10_000)
     page.wait_for_timeout(1500)  # the re-analysis with the lung window
     page.screenshot(path=str(ARTIFACTS / "tab-analyse.png"), full_page=True)
+    page.locator("#examples").get_by_text("MR slice").click()  # a new file starts from its own window
+    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: MR')",
+                           timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'auto'", timeout=10_000)
 
     page.get_by_role("tab", name="Before / after").click()
     page.wait_for_function("document.querySelectorAll('#compare img').length >= 2", timeout=30_000)
