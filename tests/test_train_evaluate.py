@@ -130,3 +130,17 @@ def test_calibration_uses_youden_and_keeps_normal_distribution():
     assert cal["normal_scores"] == [0.1, 0.2, 0.3, 0.6] and cal["n_abnormal"] == 6
     m = image_metrics(scores, labels, cal["threshold"])
     assert m["accuracy"] == 0.9 and m["oracle_accuracy"] == 0.9 and m["auroc"] == pytest.approx(23 / 24)
+
+
+def test_oracle_threshold_matches_one_accuracy_pass_per_threshold():
+    from sklearn.metrics import accuracy_score
+
+    from spmamba.metrics import oracle_threshold
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 50, 300):
+        scores = rng.integers(0, 12, n) / 4.0  # many ties, as real score grids have
+        labels = rng.integers(0, 2, n)
+        labels[:2] = (0, 1)
+        reference = max((accuracy_score(labels, scores >= t), t) for t in np.unique(scores))
+        assert oracle_threshold(scores, labels) == (float(reference[0]), float(reference[1]))
