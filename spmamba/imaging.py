@@ -77,10 +77,10 @@ def load_image(path: str | os.PathLike, *, frame: int = 0, slice_index: int | No
         raise ImageLoadError(f"{path.name} is a ZIP archive, not one image; score archives in the Batch tab")
     try:
         if kind == "dicom":
-            return _load_dicom(path, frame, window)
+            return _load_dicom(path, head, frame, window)
         if kind == "nifti":
             return _load_nifti(path, slice_index, axis)
-        return _load_raster(path)
+        return _load_raster(path, head)
     except ImageLoadError:
         raise
     except MemoryError as err:
@@ -94,7 +94,7 @@ _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\x00", "TIFF"),
                (b"GIF8", "GIF"), (b"BM", "BMP"))
 
 
-def _load_raster(path: Path) -> LoadedImage:
+def _load_raster(path: Path, head: bytes) -> LoadedImage:
     pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS  # PIL's own guard, for this call only
     try:
         with warnings.catch_warnings():  # sizes between the limit and PIL's 2x error are refused just below
@@ -108,11 +108,8 @@ def _load_raster(path: Path) -> LoadedImage:
             im.load()
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 arr = np.asarray(im, dtype=np.float32)
-                bits = 16 if mode.startswith("I;16") else None
-                pixels = arr / 65535.0 if bits == 16 else _normalise(arr)
-            elif mode in ("L", "1"):
-                pixels = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-            elif mode == "LA":
+                pixels = arr / 65535.0 if mode.startswith("I;16") else _normalise(arr)
+            elif mode in ("L", "1", "LA"):
                 pixels = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             else:  # RGB, RGBA, CMYK, P, YCbCr ...: flatten alpha onto black, keep colour
                 rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
@@ -124,9 +121,7 @@ def _load_raster(path: Path) -> LoadedImage:
         raise ImageLoadError(f"{path.name} declares an image of more than the {MAX_PIXELS:,} pixels allowed; "
                              "it was not decoded") from err
     except UnidentifiedImageError as err:
-        with open(path, "rb") as fh:
-            start = fh.read(8)
-        kind = next((k for sig, k in _SIGNATURES if start.startswith(sig)), None)
+        kind = next((k for sig, k in _SIGNATURES if head.startswith(sig)), None)
         if kind:
             raise ImageLoadError(f"{path.name} starts like a {kind} file but is damaged or truncated "
                                  "and cannot be decoded") from err
@@ -147,12 +142,7 @@ _DICOM_SAFE = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "Row
                "BitsStored", "ViewPosition", "Manufacturer")
 
 
-def _has_preamble(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(132)[128:132] == b"DICM"
-
-
-def _load_dicom(path: Path, frame: int, window: tuple[float, float] | None) -> LoadedImage:
+def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float] | None) -> LoadedImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
@@ -160,7 +150,7 @@ def _load_dicom(path: Path, frame: int, window: tuple[float, float] | None) -> L
         ds = pydicom.dcmread(path, force=True)
     except Exception as err:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file ({type(err).__name__})") from err
-    if not _has_preamble(path) and "SOPClassUID" not in ds and "PixelData" not in ds:
+    if head[128:132] != b"DICM" and "SOPClassUID" not in ds and "PixelData" not in ds:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file (it has no DICOM header)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageLoadError(f"{path.name} is a DICOM file without image data (for example a report or "
