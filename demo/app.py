@@ -100,9 +100,8 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
     def _views(analysis, r, view):
         """Only the visible picture is sent on each event; the other is skipped."""
-        shown = (analysis.display * 255).astype(np.uint8)
         if view == "compare":
-            return gr.skip(), (shown, r.overlay)
+            return gr.skip(), ((analysis.display * 255).astype(np.uint8), r.overlay)
         return r.overlay, gr.skip()
 
     @user_errors

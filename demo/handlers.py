@@ -19,9 +19,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from skimage.transform import resize
 
+from spmamba.data import model_input
 from spmamba.imaging import ImageLoadError, LoadedImage, load_image
 from spmamba.inference import predict_maps
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
@@ -97,10 +97,6 @@ def load(path: str | None, options: ImageOptions = ImageOptions()) -> LoadedImag
     return img
 
 
-def _model_input(grey: np.ndarray, size: int) -> torch.Tensor:
-    return F.interpolate(torch.from_numpy(grey)[None, None], size=(size, size), mode="bilinear", antialias=True)
-
-
 def analyze(path: str | None, checkpoint: str, options: ImageOptions = ImageOptions(),
             notes: list[str] | None = None) -> Analysis:
     """Load the file, run the model once, cache the component maps."""
@@ -111,7 +107,7 @@ def analyze_image(img: LoadedImage, checkpoint: str, notes: list[str] | None = N
     """Run the model once on a loaded image and cache its component maps."""
     model, meta = get_model(checkpoint)
     grey = img.grey
-    x = _model_input(grey, model.config.image_size)
+    x = model_input(grey, model.config.image_size)[None]
     maps = predict_maps(model, x.to(next(model.parameters()).device))
     maps = ComponentMaps(maps.per_scale.cpu(), maps.prototype.cpu())
     scale = DISPLAY_MAX / max(grey.shape)  # small images are enlarged, so every map is readable
@@ -258,7 +254,7 @@ def score_files(paths: list[str] | None, checkpoint: str,
         pending: list[tuple[int, BatchItem, LoadedImage]] = []
 
         def flush():
-            x = torch.cat([_model_input(img.grey, size) for _, _, img in pending]).to(device)
+            x = torch.stack([model_input(img.grey, size) for _, _, img in pending]).to(device)
             totals = rescore(predict_maps(model, x), weights).total.cpu().numpy()
             for (i, item, img), total in zip(pending, totals):
                 above, pct = placement(float(total), cal)

@@ -115,10 +115,16 @@ def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) 
     return Splits(train, val, test)
 
 
-def load_tensor(path: Path, size: int) -> torch.Tensor:
-    """(1, size, size) grey image in [0, 1], resized with antialiasing."""
-    img = torch.from_numpy(load_image(path).grey)[None, None]
+def model_input(grey: np.ndarray, size: int) -> torch.Tensor:
+    """(1, size, size) tensor of an (H, W) grey image in [0, 1], resized with antialiasing: the one
+    resize shared by training, evaluation and the demo, so they feed the model the same pixels."""
+    img = torch.from_numpy(grey)[None, None]
     return F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def load_tensor(path: Path, size: int) -> torch.Tensor:
+    """(1, size, size) grey image in [0, 1] read from ``path``."""
+    return model_input(load_image(path).grey, size)
 
 
 def load_mask(path: Path | None, size: int) -> torch.Tensor | None:
