@@ -10,43 +10,24 @@ cold start <= 30 s, /analyze <= 1 s per image for the shipped checkpoint.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.common import parser, start, timeit  # noqa: E402
+from bench.common import free_port, parser, start, start_server, timeit  # noqa: E402
 
 BARE = "import gradio as gr\nwith gr.Blocks() as d:\n    gr.Markdown('hello')\nd.launch(server_port={port})\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cold_start(cmd: list[str], port: int, env: dict) -> float:
     """Seconds from process start until the page answers HTTP 200."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - t < 300:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200:
-                    return time.perf_counter() - t
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(" ".join(cmd))
-    finally:
-        proc.terminate()
-        proc.wait()
+    proc, seconds = start_server(cmd, port, ROOT, env)
+    proc.terminate()
+    proc.wait()
+    return seconds
 
 
 def main() -> None:
@@ -55,10 +36,10 @@ def main() -> None:
     start(args.threads, ["measure", "ours", "reference", "ratio", "budget"])
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare.py"
-        port = _free_port()
+        port = free_port()
         bare.write_text(BARE.format(port=port))
         ref = min(cold_start([sys.executable, str(bare)], port, env) for _ in range(2))
-        port = _free_port()
+        port = free_port()
         ours = min(cold_start([sys.executable, "app.py", "--port", str(port)], port, env) for _ in range(2))
         print(f"| cold start to ready (s) | {ours:.1f} | {ref:.1f} (bare Gradio app) | {ours / ref:.1f}× | 30 |")
 

@@ -11,36 +11,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import free_port, start_server  # noqa: E402
 from demo import handlers  # noqa: E402
 from demo.models import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
-
-
-def _serve(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError("app did not start")
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -57,10 +39,9 @@ def main() -> None:
     from gradio_client import Client
 
     label, checkpoint = next(iter(list_checkpoints().items()))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = _serve(port)
+    port = free_port()
+    proc, _ = start_server([sys.executable, "app.py", "--port", str(port)], port, ROOT,
+                           dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
     url = f"http://127.0.0.1:{port}/"
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -87,13 +68,7 @@ def main() -> None:
                         (message is None and row[2] != "error") or (message is not None and message in row[5]))
             print(f"| ZIP members via the batch scorer ({len(zips)} archives) | {tried} | {clear} | – |")
 
-            images = []
-            for i in range(args.clients):
-                yy, xx = np.mgrid[:160, :160]
-                a = 127 + 90 * np.sin(xx / (4 + i)) * np.cos(yy / (9 - 0.5 * i))
-                a[20 + 12 * i: 40 + 12 * i, 30:60] = 255 * (i % 2)
-                images.append(tmp / f"s{i}.png")
-                Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(images[-1])
+            images = malformed.session_images(tmp / "sessions", args.clients)
             before = _peak_rss_mib(proc.pid)
             t = time.perf_counter()
             results = malformed.concurrent_sessions(url, images, label, beta=0.15)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import platform
+import socket
 import statistics
+import subprocess
 import time
+import urllib.request
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,3 +50,24 @@ def parser(doc: str | None, repeat: int = 5) -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=repeat, help="timed repetitions (median reported)")
     return ap
+
+
+def free_port() -> int:
+    """A TCP port nothing on this machine is listening on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(cmd: list[str], port: int, cwd: Path, env: dict, timeout: float = 300) -> tuple[subprocess.Popen, float]:
+    """Start ``cmd`` and wait until http://127.0.0.1:port/ answers 200: (the process, seconds it took)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.perf_counter() - t < timeout:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200:
+                return proc, time.perf_counter() - t
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(" ".join(cmd))

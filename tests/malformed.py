@@ -273,6 +273,19 @@ def drive_corpus(client, cases: list[Case], label: str, valid: Path) -> list[dic
     return rows
 
 
+def session_images(folder: Path, n: int) -> list[Path]:
+    """n textured PNGs with a "lesion" in a different place each, so their scores tell them apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for i in range(n):
+        yy, xx = np.mgrid[:160, :160]
+        a = 127 + 90 * np.sin(xx / (4 + i)) * np.cos(yy / (9 - 0.5 * i))
+        a[20 + 12 * i: 40 + 12 * i, 30:60] = 255 * (i % 2)
+        images.append(folder / f"session{i}.png")
+        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(images[-1])
+    return images
+
+
 def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -> list[dict]:
     """One gradio_client per image, all at once: analyse in the tab, then move β; return what each saw."""
     from concurrent.futures import ThreadPoolExecutor

@@ -137,14 +137,7 @@ def test_atheris_fuzzes_the_loader():
 
 @needs_checkpoint
 def test_eight_concurrent_sessions_each_get_their_own_scores(app_url, label, tmp_path):
-    images = []
-    for i in range(8):
-        yy, xx = np.mgrid[:160, :160]
-        a = 127 + 90 * np.sin(xx / (4 + i)) * np.cos(yy / (9 - 0.5 * i))
-        a[20 + 12 * i: 40 + 12 * i, 30:60] = 255 * (i % 2)  # a different "lesion" in every image
-        path = tmp_path / f"session{i}.png"
-        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(path)
-        images.append(path)
+    images = malformed.session_images(tmp_path, 8)
     beta = 0.15
     expected = {}
     for p in images:
