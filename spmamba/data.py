@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,12 +93,38 @@ class Splits(NamedTuple):
     train: list[Sample]  # normal only
     val: list[Sample]  # normal + abnormal, for the threshold, calibration and model selection
     test: list[Sample]  # may be empty: the official test split is kept elsewhere
+    moved_to_val: int = 0  # training images moved to validation because their patient is there
+
+
+# File-name patient ids: ZhangLab/Kermany (IM-0115-0001, NORMAL2-IM-1234-0001, person12_virus_34) and
+# TCGA slices (TCGA_CS_4941_19960909_12).
+_PATIENT_PATTERNS = (re.compile(r"^(NORMAL2-IM-\d+|IM-\d+|person\d+)[-_]"), re.compile(r"^(TCGA_[^_]+_[^_]+)_"))
+
+
+def patient_id(path: str | os.PathLike) -> str | None:
+    """The patient a file belongs to when its name carries one, else None."""
+    name = Path(path).name
+    for pattern in _PATIENT_PATTERNS:
+        m = pattern.match(name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def patient_disjoint(train: list[Sample], val: list[Sample]) -> tuple[list[Sample], list[Sample], int]:
+    """Move every training image of a patient who also has validation images into validation, so that
+    validation measures unseen patients (and gains normals for calibration)."""
+    val_patients = {patient_id(s.path) for s in val} - {None}
+    moved = [s for s in train if patient_id(s.path) in val_patients]
+    kept = [s for s in train if patient_id(s.path) not in val_patients]
+    return kept, moved + val, len(moved)
 
 
 def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Splits:
     """Splits of a dataset root in the ZhangLab (train/NORMAL, val/, test/) or MVTec/BMAD (train/good, test/)
     layout. Without a val/ folder, a seeded ``val_fraction`` of the training normals is held out and the
-    abnormal validation images come from ``extra/``, if any."""
+    abnormal validation images come from ``extra/``, if any. Where file names carry patient ids, training
+    images of validation patients move to validation (:func:`patient_disjoint`)."""
     root = Path(root)
     train_dir = _find(root / "train", NORMAL_NAMES)
     if train_dir is None:
@@ -111,8 +138,9 @@ def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) 
         train = [s for i, s in enumerate(train) if i not in held]
     if not any(s.label == 1 for s in val) and (root / "extra").is_dir():
         val += [s for s in labelled_folder(root / "extra") if s.label == 1]
+    train, val, moved = patient_disjoint(train, val)
     test = labelled_folder(root / "test") if (root / "test").is_dir() else []
-    return Splits(train, val, test)
+    return Splits(train, val, test, moved)
 
 
 def model_input(grey: np.ndarray, size: int) -> torch.Tensor:

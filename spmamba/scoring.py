@@ -1,8 +1,9 @@
-"""Anomaly maps and image scores (METHOD.md), batched in torch.
+"""Anomaly maps and image scores, batched in torch, on the authors' reference-code scale.
 
 Scoring is split in two so the demo's sliders never re-run the network:
 ``component_maps`` turns a forward pass into cacheable maps, and ``rescore``
 turns those maps plus a set of weights into the anomaly map and scores.
+The formulas are written out in ``docs/method.md``.
 """
 from __future__ import annotations
 
@@ -13,19 +14,18 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-COMPONENTS = ("reconstruction", "prototype", "concentration", "contrast")
-
 
 @dataclass
 class ScoreWeights:
-    """Weights of the score; paper values for ZhangLab (reference code: 0.5, -0.08, 3750, 0.5/1.0)."""
+    """Weights of the score. The defaults are the paper's ZhangLab values; ``reference()`` are the
+    authors' code's. Both assume the reconstruction map on the reference scale (sum of scales / 9)."""
 
     alpha: float = 1.0  # prototype map
     beta: float = -0.025  # concentration (negative: normal maps are more dispersed)
     gamma: float = 400.0  # contrast
     sigma: float = 4.0  # Gaussian smoothing of the reconstruction map
-    dog_sigma: float = 0.6
-    dog_k_sigma: float = 1.2
+    dog_sigma: float = 0.6  # difference of Gaussians for the contrast term: low sigma ...
+    dog_k_sigma: float = 1.2  # ... and high sigma
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -34,6 +34,24 @@ class ScoreWeights:
     def from_dict(cls, d: dict) -> "ScoreWeights":
         return cls(**{k: float(v) for k, v in d.items()})
 
+    @classmethod
+    def paper(cls) -> "ScoreWeights":
+        """The paper's ZhangLab weights (alpha 1, concentration -0.025, contrast 400, DoG 0.6 / 1.2)."""
+        return cls()
+
+    @classmethod
+    def reference(cls) -> "ScoreWeights":
+        """The reference code's active branch (prototype 0.5, contrast 3750, concentration -0.08, DoG 0.5 / 1.0)."""
+        return cls(alpha=0.5, beta=-0.08, gamma=3750.0, dog_sigma=0.5, dog_k_sigma=1.0)
+
+    @classmethod
+    def max_only(cls) -> "ScoreWeights":
+        """The plain maximum of the smoothed reconstruction map."""
+        return cls(alpha=0.0, beta=0.0, gamma=0.0)
+
+
+WEIGHT_SETTINGS = {"paper": ScoreWeights.paper, "reference": ScoreWeights.reference, "max-only": ScoreWeights.max_only}
+
 
 class ComponentMaps(NamedTuple):
     per_scale: torch.Tensor  # (B, 3, H, W) 1 - cos per scale, upsampled, unsmoothed
@@ -41,7 +59,10 @@ class ComponentMaps(NamedTuple):
 
     @property
     def reconstruction(self) -> torch.Tensor:
-        return self.per_scale.sum(1)
+        """Sum of the per-scale maps divided by (number of scales x sum of their unit weights), i.e. by 9
+        for three scales: the reference code's scale, on which the published weights were chosen."""
+        n = self.per_scale.shape[1]
+        return self.per_scale.sum(1) / (n * n)
 
 
 class Scores(NamedTuple):
@@ -54,26 +75,34 @@ class Scores(NamedTuple):
     total: torch.Tensor  # (B,)
 
 
-def _upsample(x: torch.Tensor, size: int) -> torch.Tensor:
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+def upsample_prototype_distance(d: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, h, w) bottleneck distances -> (B, size, size); ``align_corners=False`` as in the reference code's
+    scoring and loss (the reconstruction maps, by contrast, are upsampled with ``align_corners=True``)."""
+    return F.interpolate(d[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
 
 
 def component_maps(features, reconstructions, prototype_distance: torch.Tensor, size: int) -> ComponentMaps:
     """Per-scale cosine-distance maps and the prototype map, all at ``size`` x ``size``."""
     per_scale = torch.cat(
-        [_upsample(1 - F.cosine_similarity(f, r, dim=1)[:, None], size) for f, r in zip(features, reconstructions)],
+        [F.interpolate(1 - F.cosine_similarity(f, r, dim=1)[:, None], size=(size, size), mode="bilinear",
+                       align_corners=True) for f, r in zip(features, reconstructions)],
         1,
     )
-    return ComponentMaps(per_scale, _upsample(prototype_distance[:, None], size)[:, 0])
+    return ComponentMaps(per_scale, upsample_prototype_distance(prototype_distance, size))
 
 
-def _reflect_index(n: int, r: int, device) -> torch.Tensor:
-    """Indices of scipy.ndimage's 'reflect' padding (d c b a | a b c d | d c b a)."""
-    i = torch.arange(-r, n + r, device=device) % (2 * n)
+def _pad_index(n: int, r: int, mode: str, device) -> torch.Tensor:
+    """Indices of scipy.ndimage's padding: 'reflect' (d c b a | a b c d | d c b a) or 'nearest' (a a | a b c d | d d)."""
+    i = torch.arange(-r, n + r, device=device)
+    if mode == "nearest":
+        return i.clamp(0, n - 1)
+    if mode != "reflect":
+        raise ValueError(f"border mode must be 'reflect' or 'nearest', got {mode!r}")
+    i = i % (2 * n)
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "reflect") -> torch.Tensor:
     """Separable Gaussian over the last two dims, matching scipy.ndimage.gaussian_filter (truncate 4)."""
     if sigma <= 0:
         return x
@@ -84,9 +113,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     shape = x.shape
     h, w = shape[-2:]
     y = x.reshape(-1, 1, h, w)
-    y = y.index_select(2, _reflect_index(h, r, x.device))
+    y = y.index_select(2, _pad_index(h, r, mode, x.device))
     y = F.conv2d(y, k.view(1, 1, -1, 1))
-    y = y.index_select(3, _reflect_index(w, r, x.device))
+    y = y.index_select(3, _pad_index(w, r, mode, x.device))
     y = F.conv2d(y, k.view(1, 1, 1, -1))
     return y.reshape(shape)
 
@@ -104,8 +133,8 @@ def concentration(amap: torch.Tensor) -> torch.Tensor:
 
 
 def contrast(amap: torch.Tensor, sigma: float, k_sigma: float) -> torch.Tensor:
-    """mean |difference of Gaussians| of the map."""
-    return (gaussian_blur(amap, sigma) - gaussian_blur(amap, k_sigma)).abs().mean((1, 2))
+    """mean |difference of Gaussians| of the map, with skimage's ``difference_of_gaussians`` border ('nearest')."""
+    return (gaussian_blur(amap, sigma, "nearest") - gaussian_blur(amap, k_sigma, "nearest")).abs().mean((1, 2))
 
 
 def rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:

@@ -1,8 +1,9 @@
-"""The batched torch scoring against a plain per-image NumPy/SciPy transcription of METHOD.md."""
+"""The batched torch scoring against a plain per-image NumPy/SciPy/skimage transcription of the method."""
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from skimage.filters import difference_of_gaussians
 
 from spmamba.scoring import ScoreWeights, ablation_weights, component_maps, gaussian_blur, rescore
 
@@ -11,21 +12,25 @@ def np_upsample(x, size):
     return ndimage.zoom(x, size / x.shape[0], order=1, grid_mode=False)  # bilinear, corners aligned
 
 
+def np_upsample_half_pixel(x, size):
+    """Bilinear with align_corners=False: pixel centres at half-integers, clamped at the border."""
+    return ndimage.zoom(x, size / x.shape[0], order=1, grid_mode=True, mode="nearest")
+
+
 def np_score(feats, recs, proto, size, w: ScoreWeights):
-    """One image: lists of (C, h, w) arrays and an (h, w) prototype map."""
+    """One image: lists of (C, h, w) arrays and an (h, w) prototype map, scored as the reference code does."""
     recon = sum(
         np_upsample(1 - (f * r).sum(0) / np.maximum(np.linalg.norm(f, axis=0) * np.linalg.norm(r, axis=0), 1e-8),
                     size)
         for f, r in zip(feats, recs)
-    )
+    ) / 9  # util/metric.py: divided by len(scales) * sum(scale weights) = 3 * 3
     recon = ndimage.gaussian_filter(recon, w.sigma)
-    amap = recon + w.alpha * np_upsample(proto, size)
+    amap = recon + w.alpha * np_upsample_half_pixel(proto, size)
     y, x = np.unravel_index(np.argmax(amap), amap.shape)
     peak = amap[y, x]
     yy, xx = np.mgrid[: amap.shape[0], : amap.shape[1]]
     concen = np.mean((amap - peak) ** 2 * np.sqrt((yy - y) ** 2 + (xx - x) ** 2))
-    dog = ndimage.gaussian_filter(amap, w.dog_sigma) - ndimage.gaussian_filter(amap, w.dog_k_sigma)
-    contra = np.mean(np.abs(dog))
+    contra = np.mean(np.abs(difference_of_gaussians(amap, w.dog_sigma, w.dog_k_sigma)))
     return amap, dict(peak=peak, concentration=concen, contrast=contra,
                       total=peak + w.beta * concen + w.gamma * contra)
 
@@ -38,7 +43,7 @@ def test_gaussian_blur_matches_scipy(sigma):
         np.testing.assert_allclose(got[i], ndimage.gaussian_filter(x[i], sigma), atol=1e-12)
 
 
-@pytest.mark.parametrize("weights", [ScoreWeights(), ScoreWeights(0.5, -0.08, 3750, 4.0, 0.5, 1.0),
+@pytest.mark.parametrize("weights", [ScoreWeights.paper(), ScoreWeights.reference(), ScoreWeights.max_only(),
                                      ScoreWeights(2.0, 0.3, -10, 2.0, 1.0, 3.0)])
 def test_batched_scores_match_numpy_reference(weights):
     rng = np.random.default_rng(1)

@@ -32,6 +32,12 @@ class HalfFPN(nn.Module):
         layers = [Bottleneck(w3, width, stride=2, downsample=down)]
         layers += [Bottleneck(out_channels, width) for _ in range(blocks - 1)]
         self.blocks = nn.Sequential(*layers)
+        for m in self.modules():  # the reference code's MFF/OCE init
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, feats):
         f1, f2, f3 = feats

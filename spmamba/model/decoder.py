@@ -1,7 +1,10 @@
 """SPSS decoder: four stages of Mamba + local-conv blocks from 1/32 back to 1/4 resolution."""
 from __future__ import annotations
 
+import math
+
 import torch
+from timm.layers import trunc_normal_
 from torch import nn
 
 from .ss2d import VSSLayer
@@ -24,15 +27,39 @@ class LocalPath(nn.Module):
         return self.body(x)
 
 
-class SPSSBlock(nn.Module):
-    """Mamba branch (a stack of VSS layers) beside 5x5 and 7x7 conv paths, fused by a 1x1 conv."""
+def init_conv_fan_out(m: nn.Module) -> None:
+    """The reference code's SPSS-block conv init: N(0, sqrt(2 / fan_out)), zero bias."""
+    if isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
-    def __init__(self, dim: int, mamba_layers: int, drop_path: list[float], **ss2d_kwargs):
+
+def init_linear_norm(m: nn.Module) -> None:
+    """The reference decoder's init: trunc-normal(0.02) Linear weights, zero biases, LayerNorm 1 / 0."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class SPSSBlock(nn.Module):
+    """Mamba branch (a stack of VSS layers) beside 5x5 and 7x7 conv paths, fused by a 1x1 conv.
+
+    All VSS layers of one block share one drop-path rate, as in the reference code.
+    """
+
+    def __init__(self, dim: int, mamba_layers: int, drop_path: float = 0.0, **ss2d_kwargs):
         super().__init__()
-        self.mamba = nn.Sequential(*(VSSLayer(dim, dp, **ss2d_kwargs) for dp in drop_path[:mamba_layers]))
+        self.mamba = nn.Sequential(*(VSSLayer(dim, drop_path, **ss2d_kwargs) for _ in range(mamba_layers)))
         self.local5 = LocalPath(dim, 5)
         self.local7 = LocalPath(dim, 7)
         self.fuse = nn.Conv2d(3 * dim, dim, 1)
+        self.apply(init_conv_fan_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
@@ -63,22 +90,28 @@ def group_sizes(depth: int) -> list[int]:
     return sizes + ([depth % size] if depth % size else [])
 
 
+def drop_path_rates(depths: tuple[int, ...], drop_path: float) -> list[list[float]]:
+    """Per stage, one rate per SPSS block: the reference code takes ``linspace(0, drop_path, sum(depths))``
+    reversed (strongest at the bottleneck), cuts it into per-stage slices of length depth, and gives
+    block b of a stage the slice's b-th rate."""
+    rates = torch.linspace(0, drop_path, sum(depths)).tolist()[::-1]
+    starts = [sum(depths[:s]) for s in range(len(depths))]
+    return [rates[start:start + len(group_sizes(d))] for start, d in zip(starts, depths)]
+
+
 class SPSSDecoder(nn.Module):
     """Stage i runs at bottleneck_size * 2**i with dim / 2**i channels; stages 1-3 are the outputs."""
 
     def __init__(self, dim: int, depths: tuple[int, ...], drop_path: float = 0.0, **ss2d_kwargs):
         super().__init__()
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
         self.stages = nn.ModuleList()
-        i = 0
-        for s, depth in enumerate(depths):
+        for s, (depth, rates) in enumerate(zip(depths, drop_path_rates(depths, drop_path))):
             d = dim // 2 ** s
             blocks = [PatchExpand(2 * d)] if s else []
-            for n in group_sizes(depth):
-                blocks.append(SPSSBlock(d, n, rates[i:i + n], **ss2d_kwargs))
-                i += n
+            blocks += [SPSSBlock(d, n, rate, **ss2d_kwargs) for n, rate in zip(group_sizes(depth), rates)]
             self.stages.append(nn.Sequential(*blocks))
         self.out_dims = [dim // 2 ** s for s in range(1, len(depths))]
+        self.apply(init_linear_norm)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, C, h, w) fused map -> [(B, C/8, 8h, 8w), (B, C/4, 4h, 4w), (B, C/2, 2h, 2w)] (fine to coarse)."""

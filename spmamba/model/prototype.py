@@ -10,15 +10,15 @@ class MedicalPrototype(nn.Module):
     """K banks of one C-d prototype per position; D(i,j) = min_k (1 - max cos over the p x p window).
 
     Windows are clipped at the border (not padded), so a corner compares with
-    (p+1)^2/4 positions and an edge with p(p+1)/2, as in METHOD.md.
+    (p+1)^2/4 positions and an edge with p(p+1)/2 (docs/method.md).
     """
 
-    def __init__(self, channels: int, size: int, banks: int = 10, window: int = 3):
+    def __init__(self, channels: int, size: int, banks: int = 10, window: int = 3, init_std: float = 1.0):
         super().__init__()
         if window % 2 == 0:
             raise ValueError(f"the prototype window must be odd, got {window}")
         self.size, self.window = size, window
-        self.prototypes = nn.Parameter(torch.randn(size * size, banks, channels) * 0.02)
+        self.prototypes = nn.Parameter(torch.randn(size * size, banks, channels) * init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) fused map -> (B, H, W) prototype distance D.
