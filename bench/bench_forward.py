@@ -31,12 +31,12 @@ def main() -> None:
         cost = model_cost(model)
         x = torch.rand(1, 3, 256, 256)
         with torch.no_grad():
-            ours = timeit(lambda: model(x), repeat=args.repeat, warmup=2)
+            ours = timeit(lambda m=model, x=x: m(x), repeat=args.repeat, warmup=2)
             if args.no_reference:
                 ref = float("nan")
             else:
                 with reference_backend():
-                    ref = timeit(lambda: model(x), repeat=1, warmup=0)
+                    ref = timeit(lambda m=model, x=x: m(x), repeat=1, warmup=0)
         flops = 2 * cost.gmacs
         floor = flops / gflops * 1e3
         ref_s = "not run | –" if ref != ref else f"{ref:.0f} | {ref / ours:.1f}×"

@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import free_port, start_server  # noqa: E402
-from demo import handlers  # noqa: E402
-from demo.models import list_checkpoints  # noqa: E402
+from demo import batch, handlers  # noqa: E402
+from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
 
 
@@ -61,8 +60,8 @@ def main() -> None:
             zips = malformed.zip_cases(tmp / "zips", valid)
             tried = clear = 0
             for archive, expected in zips.values():
-                got, _ = handlers.score_files([str(archive)], checkpoint)
-                for (fragment, message), row in zip(expected, got):
+                got, _ = batch.score_files([str(archive)], checkpoint)
+                for (fragment, message), row in zip(expected, got, strict=True):
                     tried += 1
                     clear += row[0].endswith(fragment) and (
                         (message is None and row[2] != "error") or (message is not None and message in row[5]))
@@ -74,7 +73,7 @@ def main() -> None:
             results = malformed.concurrent_sessions(url, images, label, beta=0.15)
             wall = time.perf_counter() - t
             own = 0
-            for r, p in zip(sorted(results, key=lambda r: r["image"]), sorted(images)):
+            for r, p in zip(sorted(results, key=lambda r: r["image"]), sorted(images), strict=True):
                 a = handlers.analyze(str(p), checkpoint)
                 own += abs(r["total"] - handlers.render(a, a.weights).scores["total"]) < 1e-4 * abs(r["total"])
             print()

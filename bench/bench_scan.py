@@ -61,7 +61,8 @@ def main() -> None:
         ref_f, ref_b = fwd_bwd(selective_scan_ref, xs, repeat=1, backward_too=L <= args.ref_backward_max_len)
         our_f, our_b = fwd_bwd(selective_scan_fn, xs, repeat=args.repeat)
         floor = 2 * scan_macs(1, L, K * d, N) / (gflops * 1e9) * 1e3
-        ref_b_s = f"{ref_b:.0f} | {our_b:.1f} | {ref_b / our_b:.0f}×" if ref_b == ref_b else f"not run | {our_b:.1f} | –"
+        ran = ref_b == ref_b  # NaN when the reference backward was skipped
+        ref_b_s = f"{ref_b:.0f} | {our_b:.1f} | {ref_b / our_b:.0f}×" if ran else f"not run | {our_b:.1f} | –"
         print(f"| {L} | {d} | {ref_f:.0f} | {our_f:.1f} | {ref_f / our_f:.0f}× | {ref_b_s} | "
               f"{our_b / our_f:.2f} | {floor:.1f} | {our_f / floor:.1f} |")
 

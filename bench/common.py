@@ -59,7 +59,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(cmd: list[str], port: int, cwd: Path, env: dict, timeout: float = 300) -> tuple[subprocess.Popen, float]:
+def start_server(cmd: list[str], port: int, cwd: Path, env: dict,
+                 timeout: float = 300) -> tuple[subprocess.Popen, float]:
     """Start ``cmd`` and wait until http://127.0.0.1:port/ answers 200: (the process, seconds it took)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,5 +1,5 @@
-"""The examples gallery: files the project can ship or generate, real X-rays when the data is present,
-and any folder given with ``--examples DIR``.
+"""The examples gallery: files the project generates or that pydicom bundles, real X-rays when the data
+is present, and any folder given with ``--examples DIR``. Nothing here needs a test-only package.
 
 Sample files inside installed packages are copied to a cache folder, because the app serves only
 files under paths it is told about; the dataset and ``--examples`` folders are served in place.
@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image
 
 from spmamba.data import data_root
-from spmamba.imaging import ImageLoadError, load_image
+from spmamba.imaging import ImageLoadError, image_suffix, load_image
 
 CACHE = Path(os.environ.get("SPMAMBA_CACHE", Path.home() / ".cache" / "spmamba-studio")) / "examples"
-SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz")
 MAX_FROM_FOLDER = 24
 THUMB = 160
 
@@ -46,22 +45,32 @@ def _phantom(path: Path) -> Path:
     return path
 
 
+def _volume(path: Path) -> Path:
+    """A synthetic 4-D head-like MR volume (64 x 64 x 24 x 3) with one bright focus, written with nibabel."""
+    if not path.is_file():
+        import nibabel as nib
+
+        zz, yy, xx = np.mgrid[:24, :64, :64]
+        head = ((xx - 32) / 26.0) ** 2 + ((yy - 32) / 30.0) ** 2 + ((zz - 12) / 13.0) ** 2
+        vol = np.where(head < 1, 600 + 200 * np.cos(xx / 3.0) * np.sin(yy / 5.0), 0.0)
+        vol += 500 * np.exp(-(((xx - 40) ** 2 + (yy - 24) ** 2) / 20.0 + (zz - 12) ** 2 / 8.0))
+        vol4 = np.stack([vol * (1 + 0.05 * t) for t in range(3)], -1).transpose(2, 1, 0, 3).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(vol4, np.diag([3.0, 3.0, 5.0, 1.0])), path)
+    return path
+
+
 def _package_samples(cache: Path) -> list[tuple[Path, str]]:
-    import nibabel.testing
+    """pydicom's bundled CT and MR samples (no download), copied into the cache so the app may serve them."""
     from pydicom.data import get_testdata_file
 
-    out = []
+    copied = []
     for name, caption in (("CT_small.dcm", "CT slice (pydicom sample, DICOM)"),
                           ("MR_small.dcm", "MR slice (pydicom sample, DICOM)")):
-        src = get_testdata_file(name)  # bundled with pydicom: no download
-        if src:
-            out.append((Path(src), caption))
-    nib = Path(nibabel.testing.data_path) / "example4d.nii.gz"
-    if nib.is_file():
-        out.append((nib, "MR volume (nibabel sample, 4-D NIfTI)"))
-    copied = []
-    for src, caption in out:
-        dst = cache / "samples" / src.name
+        src = get_testdata_file(name)
+        if not src:
+            continue
+        dst = cache / "samples" / name
         if not dst.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
@@ -84,7 +93,7 @@ def _dataset_samples(root: Path | None) -> list[tuple[Path, str]]:
 
 
 def _folder_samples(folder: Path) -> list[tuple[Path, str]]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and image_suffix(p.name))
     return [(p, p.name) for p in files[:MAX_FROM_FOLDER]]
 
 
@@ -110,6 +119,8 @@ def build_examples(extra: list[str | os.PathLike] = (), cache: Path = CACHE,
     sources += [(_phantom(cache / "synthetic" / "phantom-chest-16bit.png"),
                  "Synthetic chest phantom with a round opacity (16-bit PNG)")]
     sources += _package_samples(cache)
+    sources += [(_volume(cache / "synthetic" / "phantom-head-4d.nii.gz"),
+                 "Synthetic MR volume with a bright focus (4-D NIfTI)")]
     for folder in extra:
         sources += _folder_samples(Path(folder))
     examples = []

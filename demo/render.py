@@ -3,32 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib import colormaps
 import plotly.io as pio
+from matplotlib import colormaps
 from plotly.subplots import make_subplots
-from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from spmamba.scan import direction_names, scan_path
+from spmamba.visualize import CMAP as _CMAP
 
 _TEMPLATE = pio.templates["plotly_white"]
-_CMAP = "inferno"
 _GRADIENT = ", ".join(
     "#%02x%02x%02x" % tuple(int(255 * v) for v in colormaps[_CMAP](t)[:3]) for t in np.linspace(0, 1, 9))
-
-
-def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float,
-            threshold: float | None) -> np.ndarray:
-    """RGB uint8: the grey image under the coloured anomaly map, with the map >= threshold outlined."""
-    h, w = grey.shape
-    m = resize(amap, (h, w), order=1, preserve_range=True, anti_aliasing=False)
-    norm = np.clip((m - vmin) / max(vmax - vmin, 1e-8), 0, 1)
-    heat = colormaps[_CMAP](norm)[..., :3]
-    rgb = (1 - opacity) * np.repeat(grey[..., None], 3, axis=2) + opacity * heat
-    if threshold is not None:
-        edge = find_boundaries(m >= threshold, mode="inner")
-        rgb[edge] = (0.2, 1.0, 0.4)
-    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
 def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
@@ -51,13 +36,14 @@ def components_table(scores: dict, weights) -> str:
     """The four components with their weights, and how they make the score (Markdown)."""
     return (
         "| component | value | weight | enters the score as |\n|---|---|---|---|\n"
-        f"| reconstruction (max, σ={weights.sigma:g}) | {scores['reconstruction']:.4g} | 1 | "
+        f"| reconstruction (max after Gaussian smoothing σ={weights.sigma:g}) | {scores['reconstruction']:.4g} | 1 | "
         "the map = reconstruction + α·prototype |\n"
         f"| prototype distance (max) | {scores['prototype']:.4g} | α = {weights.alpha:g} | "
         f"its peak = {scores['peak']:.4g} |\n"
         f"| concentration | {scores['concentration']:.4g} | β = {weights.beta:g} | "
         f"{weights.beta * scores['concentration']:+.4g} |\n"
-        f"| contrast (DoG) | {scores['contrast']:.4g} | γ = {weights.gamma:g} | "
+        f"| contrast (DoG σ {weights.dog_sigma:g} / {weights.dog_k_sigma:g}) | {scores['contrast']:.4g} | "
+        f"γ = {weights.gamma:g} | "
         f"{weights.gamma * scores['contrast']:+.4g} |\n"
         f"| **score** | | | **{scores['total']:.4g}** |")
 

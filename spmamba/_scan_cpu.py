@@ -8,13 +8,15 @@ scalar ``expf`` would block that); its relative error is ~1e-7, float32's own.
 The forward pass saves the state at chunk boundaries; the backward pass
 recomputes each chunk from its saved state, so memory stays O(L/T * N).
 """
+
 from __future__ import annotations
 
 import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 CHUNK = 64
 BLOCKS = 64  # parallel work items in the forward pass
@@ -22,7 +24,6 @@ _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 
 
-@njit(inline="always", fastmath=True)
 def _exp_f32(x):
     x = min(max(x, np.float32(-87.0)), np.float32(88.0))
     t = x * np.float32(_LOG2E)
@@ -39,7 +40,6 @@ def _exp_f32(x):
     return p * np.int32(scale).view(np.float32)
 
 
-@njit(inline="always", fastmath=True)
 def _log1p_f32(y):
     """log(1 + y) for y in [0, 1] as 2*atanh(s), s = y / (2 + y) <= 1/3: vectorisable."""
     s = y / (np.float32(2.0) + y)
@@ -55,129 +55,145 @@ def _log1p_f32(y):
     return np.float32(2.0) * s * p
 
 
-@njit(inline="always")
 def _exp_f64(x):
     return math.exp(x)
 
 
-@njit(inline="always")
 def _log1p_f64(y):
     return math.log1p(y)
 
 
-def _build(expf, log1pf):
-    @njit(inline="always", fastmath=True)
-    def delta_row(delta, bias, softplus, out, slope):
-        """out = softplus(delta + bias) (or delta + bias) and its derivative in slope."""
-        one = out.dtype.type(1.0)
-        for l in range(delta.shape[0]):
-            x = delta[l] + bias
-            if softplus:
-                e = expf(-abs(x))
-                out[l] = max(x, out.dtype.type(0.0)) + log1pf(e)
-                slope[l] = one / (one + e) if x >= 0 else e / (one + e)
-            else:
-                out[l] = x
-                slope[l] = one
+def _exp(x):
+    """exp for the kernels: the polynomial above in float32, libm in float64."""
+    raise NotImplementedError("only callable from numba-compiled code")
 
-    @njit(parallel=True, fastmath=True, cache=True)
-    def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
-        bd, L = u.shape
-        N = A.shape[1]
-        T = CHUNK
-        n_blocks = min(bd, BLOCKS)
-        for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
-            h = np.empty(N, u.dtype)
-            dt = np.empty(L, u.dtype)
-            slope = np.empty(L, u.dtype)
-            for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
-                d = c % d_model
-                g = (c // d_model) * groups + d // per_group
-                h[:] = 0.0
-                delta_row(delta[c], bias[d], softplus, dt, slope)
-                a = A[d]
-                for l in range(L):
-                    if save_states and l % T == 0:
-                        hs[c, l // T, :] = h
+
+def _log1p(y):
+    raise NotImplementedError("only callable from numba-compiled code")
+
+
+@overload(_exp, inline="always", fastmath=True)
+def _exp_overload(x):
+    return _exp_f32 if x == types.float32 else _exp_f64
+
+
+@overload(_log1p, inline="always", fastmath=True)
+def _log1p_overload(y):
+    return _log1p_f32 if y == types.float32 else _log1p_f64
+
+
+@njit(inline="always", fastmath=True)
+def delta_row(delta, bias, softplus, out, slope):
+    """out = softplus(delta + bias) (or delta + bias) and its derivative in slope."""
+    one = out.dtype.type(1.0)
+    for l in range(delta.shape[0]):
+        x = delta[l] + bias
+        if softplus:
+            e = _exp(-abs(x))
+            out[l] = max(x, out.dtype.type(0.0)) + _log1p(e)
+            slope[l] = one / (one + e) if x >= 0 else e / (one + e)
+        else:
+            out[l] = x
+            slope[l] = one
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
+    bd, L = u.shape
+    N = A.shape[1]
+    T = CHUNK
+    n_blocks = min(bd, BLOCKS)
+    for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
+        h = np.empty(N, u.dtype)
+        dt = np.empty(L, u.dtype)
+        slope = np.empty(L, u.dtype)
+        for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
+            d = c % d_model
+            g = (c // d_model) * groups + d // per_group
+            h[:] = 0.0
+            delta_row(delta[c], bias[d], softplus, dt, slope)
+            a = A[d]
+            for l in range(L):
+                if save_states and l % T == 0:
+                    hs[c, l // T, :] = h
+                dl = dt[l]
+                ul = u[c, l]
+                du = dl * ul
+                acc = u.dtype.type(0.0)
+                for n in range(N):
+                    h[n] = _exp(dl * a[n]) * h[n] + du * Bt[g, l, n]
+                    acc += h[n] * Ct[g, l, n]
+                y[c, l] = acc + Dv[d] * ul
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def backward(
+    u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias
+):
+    bd, L = u.shape
+    N = A.shape[1]
+    T = CHUNK
+    n_chunks = hs.shape[1]
+    n_groups = dBt.shape[0]
+    for g in prange(n_groups):
+        b = g // groups
+        hbuf = np.empty((T + 1, N), u.dtype)  # row 0: state before the chunk
+        abuf = np.empty((T, N), u.dtype)
+        dh = np.empty(N, u.dtype)
+        dA_c = np.empty(N, u.dtype)
+        dt = np.empty(L, u.dtype)
+        slope = np.empty(L, u.dtype)
+        for j in range(per_group):
+            d = (g % groups) * per_group + j
+            c = b * d_model + d
+            delta_row(delta[c], bias[d], softplus, dt, slope)
+            a = A[d]
+            dh[:] = 0.0
+            dA_c[:] = 0.0
+            db_acc = u.dtype.type(0.0)
+            dd_acc = u.dtype.type(0.0)
+            for ch in range(n_chunks - 1, -1, -1):
+                l0 = ch * T
+                l1 = min(L, l0 + T)
+                hbuf[0] = hs[c, ch]
+                for l in range(l0, l1):
+                    i = l - l0
+                    dl = dt[l]
+                    du_ = dl * u[c, l]
+                    for n in range(N):
+                        e = _exp(dl * a[n])
+                        abuf[i, n] = e
+                        hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
+                for l in range(l1 - 1, l0 - 1, -1):
+                    i = l - l0
+                    dyl = dy[c, l]
                     dl = dt[l]
                     ul = u[c, l]
-                    du = dl * ul
-                    acc = u.dtype.type(0.0)
+                    dd_acc += dyl * ul
+                    ddt_acc = u.dtype.type(0.0)
+                    du_acc = u.dtype.type(0.0)
                     for n in range(N):
-                        h[n] = expf(dl * a[n]) * h[n] + du * Bt[g, l, n]
-                        acc += h[n] * Ct[g, l, n]
-                    y[c, l] = acc + Dv[d] * ul
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def backward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, hs, dy,
-                 du, ddelta, dA, dBt, dCt, dD, dbias):
-        bd, L = u.shape
-        N = A.shape[1]
-        T = CHUNK
-        n_chunks = hs.shape[1]
-        n_groups = dBt.shape[0]
-        for g in prange(n_groups):
-            b = g // groups
-            hbuf = np.empty((T + 1, N), u.dtype)  # row 0: state before the chunk
-            abuf = np.empty((T, N), u.dtype)
-            dh = np.empty(N, u.dtype)
-            dA_c = np.empty(N, u.dtype)
-            dt = np.empty(L, u.dtype)
-            slope = np.empty(L, u.dtype)
-            for j in range(per_group):
-                d = (g % groups) * per_group + j
-                c = b * d_model + d
-                delta_row(delta[c], bias[d], softplus, dt, slope)
-                a = A[d]
-                dh[:] = 0.0
-                dA_c[:] = 0.0
-                db_acc = u.dtype.type(0.0)
-                dd_acc = u.dtype.type(0.0)
-                for ch in range(n_chunks - 1, -1, -1):
-                    l0 = ch * T
-                    l1 = min(L, l0 + T)
-                    hbuf[0] = hs[c, ch]
-                    for l in range(l0, l1):
-                        i = l - l0
-                        dl = dt[l]
-                        du_ = dl * u[c, l]
-                        for n in range(N):
-                            e = expf(dl * a[n])
-                            abuf[i, n] = e
-                            hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
-                    for l in range(l1 - 1, l0 - 1, -1):
-                        i = l - l0
-                        dyl = dy[c, l]
-                        dl = dt[l]
-                        ul = u[c, l]
-                        dd_acc += dyl * ul
-                        ddt_acc = u.dtype.type(0.0)
-                        du_acc = u.dtype.type(0.0)
-                        for n in range(N):
-                            dhn = dh[n] + dyl * Ct[g, l, n]
-                            dCt[g, l, n] += dyl * hbuf[i + 1, n]
-                            t1 = dhn * hbuf[i, n] * abuf[i, n]
-                            dA_c[n] += t1 * dl
-                            bn = Bt[g, l, n]
-                            ddt_acc += t1 * a[n] + dhn * bn * ul
-                            du_acc += dhn * bn
-                            dBt[g, l, n] += dhn * dl * ul
-                            dh[n] = abuf[i, n] * dhn
-                        gd = ddt_acc * slope[l]
-                        ddelta[c, l] = gd
-                        db_acc += gd
-                        du[c, l] = du_acc * dl + Dv[d] * dyl
-                dA[c] = dA_c
-                dD[c] = dd_acc
-                dbias[c] = db_acc
-
-    return forward, backward
+                        dhn = dh[n] + dyl * Ct[g, l, n]
+                        dCt[g, l, n] += dyl * hbuf[i + 1, n]
+                        t1 = dhn * hbuf[i, n] * abuf[i, n]
+                        dA_c[n] += t1 * dl
+                        bn = Bt[g, l, n]
+                        ddt_acc += t1 * a[n] + dhn * bn * ul
+                        du_acc += dhn * bn
+                        dBt[g, l, n] += dhn * dl * ul
+                        dh[n] = abuf[i, n] * dhn
+                    gd = ddt_acc * slope[l]
+                    ddelta[c, l] = gd
+                    db_acc += gd
+                    du[c, l] = du_acc * dl + Dv[d] * dyl
+            dA[c] = dA_c
+            dD[c] = dd_acc
+            dbias[c] = db_acc
 
 
-_KERNELS = {
-    np.dtype(np.float32): _build(_exp_f32, _log1p_f32),
-    np.dtype(np.float64): _build(_exp_f64, _log1p_f64),
-}
+# Module-level kernels, compiled per dtype on first use: numba caches them on disk across processes
+# (closures over other jitted functions would be keyed by those objects' identity and never hit the cache).
+_KERNELS = {np.dtype(np.float32): (forward, backward), np.dtype(np.float64): (forward, backward)}
 
 
 def n_chunks(length: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import typing
 
 PAPER_PARAMS_M, PAPER_GFLOPS = 25.8, 8.3
 
@@ -50,15 +51,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     if data is None:
         print("no data folder: pass DATA or set SPMAMBA_DATA", file=sys.stderr)
         return 2
-    opts = TrainOptions(data=str(data), out=args.out, config=args.config, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, feature_cache=not args.no_feature_cache,
-                        resume=args.resume, max_train=args.max_train, max_val=args.max_val,
-                        encoder_weights=args.encoder_weights, dataset_name=args.dataset_name,
-                        modalities=tuple(args.modality))
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)}
+    opts = TrainOptions(**{**values, "data": str(data), "modalities": tuple(values["modalities"])})
     metrics = train(opts)["validation"]
-    print(f"validation AUROC={100 * metrics['auroc']:.1f} ACC={100 * metrics['accuracy']:.1f} "
-          f"F1={100 * metrics['f1']:.1f} -> {args.out}")
+    lo, hi = metrics["auroc_ci95"]
+    print(f"validation AUROC={100 * metrics['auroc']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}) "
+          f"ACC={100 * metrics['accuracy']:.1f} F1={100 * metrics['f1']:.1f} -> {args.out}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+
+    from .imaging import ImageLoadError, load_image
+    from .inference import Predictor, image_modalities
+    from .visualize import overlay
+    from .zoo import list_checkpoints, preselect
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    available = {args.checkpoint: args.checkpoint} if args.checkpoint else list_checkpoints()
+    if not available:
+        print("no checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
+        return 2
+    predictors: dict[str, Predictor] = {}
+    reports, failed = [], 0
+    if args.overlay:
+        Path(args.overlay).mkdir(parents=True, exist_ok=True)
+    for name in args.files:
+        try:
+            img = load_image(name)
+        except ImageLoadError as err:
+            failed += 1
+            print(f"{name}: cannot be read: {err}", file=sys.stderr)
+            continue
+        label, note = preselect(image_modalities(img.meta), available, next(iter(available)))
+        p = predictors.setdefault(label, Predictor(available[label]))
+        maps = p.maps([img.grey])
+        scores = p.score(maps)
+        report = {"file": name, **p.report(scores, 0, img.meta), "notes": [note] if note else []}
+        reports.append(report)
+        if args.overlay:
+            amap = scores.anomaly_map[0].numpy()
+            lo, hi = float(amap.min()), float(amap.max())
+            out = Path(args.overlay) / (Path(name).name.split(".")[0] + "-overlay.png")
+            Image.fromarray(overlay(img.grey, amap, lo, hi, 0.45, lo + 0.9 * (hi - lo))).save(out)
+            report["overlay"] = str(out)
+        if not args.json:
+            s, pct = report["scores"], report["percentile_among_normal"]
+            place = f", higher than {pct:.0f}% of normal validation images" if pct is not None else ""
+            print(f"{name}: score {s['total']:.4g} — {report['verdict']}{place} [{report['checkpoint']}]")
+            print(f"  reconstruction {s['reconstruction']:.4g} · prototype distance {s['prototype']:.4g} · "
+                  f"concentration {s['concentration']:.4g} · contrast {s['contrast']:.4g}")
+            for n in report["notes"]:
+                print(f"  note: {n}")
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -73,6 +126,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{r['n_normal']} normal, {r['n_abnormal']} abnormal images; score weights {r['score_weights']}")
     print(f"AP={100 * im['ap']:.1f}  test-oracle ACC={100 * im['oracle_accuracy']:.1f} "
           f"F1={100 * im['oracle_f1']:.1f} (threshold chosen on this folder; paper's protocol, comparison only)")
+    if "normal_flagged_rate" in r:
+        print(f"normal images at or above the validation threshold: {100 * r['normal_flagged_rate']:.1f}%")
     for name, auc in r["ablation_auroc"].items():
         print(f"  ablation {name:<16} AUROC={100 * auc:.1f}")
     if "pixel" in r:
@@ -86,8 +141,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_options(parser: argparse.ArgumentParser, options: type) -> None:
+    """One argument per dataclass field, with the field's default and help: the defaults live in one place.
+
+    ``data`` becomes an optional positional and ``out`` a required ``--out``; booleans that default to
+    True become ``--no-<name>``; tuples take several values.
+    """
+    hints = typing.get_type_hints(options)
+    for f in dataclasses.fields(options):
+        kind, meta = hints[f.name], dict(f.metadata)
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        if f.name == "data":
+            parser.add_argument("data", nargs="?", help=meta["help"])
+        elif f.name == "out":
+            parser.add_argument("--out", required=True, help=meta["help"])
+        elif kind is bool:
+            name = f"--no-{f.name.replace('_', '-')}" if f.default else flag
+            parser.add_argument(name, dest=f.name, action="store_false" if f.default else "store_true",
+                                help=("turn off: " if f.default else "") + meta["help"])
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=f.name, nargs="*", default=list(f.default), help=meta["help"])
+        else:
+            base = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
+            shown = "" if f.default is None or "default" in meta["help"] else f" (default {f.default})"
+            parser.add_argument(flag, dest=f.name, type=base, default=f.default, choices=meta.get("choices"),
+                                help=meta["help"] + shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import PRESETS
+    from .train import TrainOptions
 
     parser = argparse.ArgumentParser(prog="spmamba", description="SP-Mamba medical anomaly detection")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,23 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     tr = sub.add_parser("train", help="train on normal images; select and calibrate on validation")
-    tr.add_argument("data", nargs="?", help="dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
-    tr.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    tr.add_argument("--config", default="cpu-lite0", choices=sorted(PRESETS))
-    tr.add_argument("--epochs", type=int, default=20)
-    tr.add_argument("--batch-size", type=int, default=16)
-    tr.add_argument("--lr", type=float, default=None, help="default 0.005 x batch/16")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--no-feature-cache", action="store_true", help="run the encoder every epoch")
-    tr.add_argument("--resume", action="store_true", help="continue from OUT's .train-state file")
-    tr.add_argument("--max-train", type=int, default=None, help="seeded subset of training images")
-    tr.add_argument("--max-val", type=int, default=None, help="seeded subset of validation images")
-    tr.add_argument("--encoder-weights", default="imagenet", help="'imagenet' or a local weight file")
-    tr.add_argument("--dataset-name", default=None, help="name recorded in the model card metadata")
-    tr.add_argument("--modality", nargs="*", default=[], metavar="CODE",
-                    help="DICOM Modality codes of the training images (e.g. CR DX); the demo preselects by them")
+    add_options(tr, TrainOptions)
     tr.add_argument("--threads", type=int, default=None)
     tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="score image files as the demo does: verdict, percentile, components")
+    pr.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG/TIFF, DICOM or NIfTI files")
+    pr.add_argument("--checkpoint", default=None,
+                    help="checkpoint to use (default: the one in weights/ trained on the image's modality)")
+    pr.add_argument("--json", action="store_true", help="print the results as JSON, as /analyze returns them")
+    pr.add_argument("--overlay", default=None, metavar="DIR", help="write each anomaly-map overlay PNG here")
+    pr.add_argument("--threads", type=int, default=None)
+    pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="image/pixel metrics of a checkpoint on a labelled folder")
     ev.add_argument("checkpoint")

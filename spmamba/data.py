@@ -18,11 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imaging import load_image
+from .imaging import image_suffix, load_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"}
-NORMAL_NAMES = ("NORMAL", "good")
-ABNORMAL_NAMES = ("PNEUMONIA", "Ungood", "ungood", "ABNORMAL", "abnormal")
+NORMAL_NAMES = ("NORMAL", "good")  # the normal class folder; every other class folder is abnormal
 
 
 class Sample(NamedTuple):
@@ -40,7 +38,7 @@ def data_root(path: str | os.PathLike | None = None) -> Path | None:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if image_suffix(p.name)) if folder.is_dir() else []
 
 
 def _find(folder: Path, names) -> Path | None:

@@ -8,34 +8,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .data import Sample, labelled_folder, load_mask
-from .inference import maps_for_samples
+from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_mask
+from .inference import Predictor
 from .metrics import image_metrics, pixel_metrics
-from .scoring import ScoreWeights, ablation_weights, rescore
+from .scoring import ablation_weights, rescore
 
 
 def evaluation_samples(folder: str | Path) -> list[Sample]:
-    """A folder with NORMAL/ + abnormal sub-folders, or a dataset root whose test/ holds them."""
+    """A folder with a normal sub-folder and abnormal ones, a dataset root whose test/ holds them, or a
+    CSV list (``path,label[,mask]``)."""
     folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() == ".csv":
+        return csv_list(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
+        raise FileNotFoundError(f"{folder} is neither a folder nor a CSV list")
     subs = {d.name for d in folder.iterdir() if d.is_dir()}
-    if "test" in subs and not subs & {"NORMAL", "good", "PNEUMONIA", "Ungood"}:
+    if "test" in subs and not subs & set(NORMAL_NAMES):
         folder = folder / "test"
     return labelled_folder(folder)
 
 
 def evaluate(checkpoint: str | Path, folder: str | Path, batch_size: int = 16, json_out: str | Path | None = None,
              roc_out: str | Path | None = None, encoder_weights: str = "imagenet") -> dict:
-    model, meta = load_checkpoint(checkpoint, encoder_weights=encoder_weights)
+    predictor = Predictor(checkpoint, encoder_weights=encoder_weights)
     samples = evaluation_samples(folder)
     labels = np.array([s.label for s in samples])
     if len(set(labels)) < 2:
         raise ValueError(f"{folder} needs both normal and abnormal images to compute AUROC")
-    maps = maps_for_samples(model, samples, batch_size, desc="evaluate")
-    weights = ScoreWeights.from_dict(meta["score_weights"])
-    calibration = meta.get("calibration") or {}
+    maps = predictor.maps_for_samples(samples, batch_size, desc="evaluate")
+    weights = predictor.weights
+    calibration = predictor.calibration or {}
     scores = rescore(maps, weights)
     result = {
         "checkpoint": Path(checkpoint).name, "folder": str(folder), "n_normal": int((labels == 0).sum()),
@@ -46,8 +48,11 @@ def evaluate(checkpoint: str | Path, folder: str | Path, batch_size: int = 16, j
         "note": "accuracy/f1 use the threshold fixed on validation; oracle_* pick the best threshold on this "
                 "folder itself, as the paper's reference code does, and are for comparison only",
     }
+    if calibration:
+        normal = scores.total.numpy()[labels == 0]
+        result["normal_flagged_rate"] = float((normal >= calibration["threshold"]).mean())
     if any(s.mask is not None for s in samples):
-        size = model.config.image_size
+        size = predictor.image_size
         masks = torch.stack([load_mask(s.mask, size) if s.mask is not None else torch.zeros(size, size, dtype=bool)
                              for s in samples])
         result["pixel"] = pixel_metrics(scores.anomaly_map.numpy(), masks.numpy())
@@ -56,6 +61,28 @@ def evaluate(checkpoint: str | Path, folder: str | Path, batch_size: int = 16, j
     if roc_out:
         save_roc(scores.total.numpy(), labels, roc_out, result["image"]["auroc"], Path(checkpoint).stem)
     return result
+
+
+def save_curve(history: list[dict], path: str | Path, title: str) -> None:
+    """Validation AUROC (paper's weights) and training loss per epoch, from a checkpoint's training history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [h for h in history if "val_auroc_paper_weights" in h]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+    ax.plot([h["epoch"] for h in done], [100 * h["val_auroc_paper_weights"] for h in done], "o-", lw=2,
+            label="validation AUROC (paper's weights)")
+    ax.set(xlabel="epoch", ylabel="AUROC (%)", title=title)
+    twin = ax.twinx()
+    twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")
+    twin.set_ylabel("training loss")
+    lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def save_roc(scores: np.ndarray, labels: np.ndarray, path: str | Path, auroc: float, title: str) -> None:

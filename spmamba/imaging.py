@@ -18,6 +18,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz")
+
+
+def image_suffix(name: str) -> str:
+    """The file name's image suffix, lower case (``.nii.gz`` counts as one), or "" when it has none we read
+    by name (extension-less DICOM files are still recognised by their content)."""
+    low = name.lower()
+    return next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if low.endswith(s)), "")
 
 
 class ImageLoadError(ValueError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_recall_curve, roc_auc_score
 
-
 TARGET_FPR = 0.05  # share of validation normals the calibrated threshold may flag
 
 

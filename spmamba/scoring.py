@@ -85,14 +85,15 @@ def component_maps(features, reconstructions, prototype_distance: torch.Tensor, 
     """Per-scale cosine-distance maps and the prototype map, all at ``size`` x ``size``."""
     per_scale = torch.cat(
         [F.interpolate(1 - F.cosine_similarity(f, r, dim=1)[:, None], size=(size, size), mode="bilinear",
-                       align_corners=True) for f, r in zip(features, reconstructions)],
+                       align_corners=True) for f, r in zip(features, reconstructions, strict=True)],
         1,
     )
     return ComponentMaps(per_scale, upsample_prototype_distance(prototype_distance, size))
 
 
 def _pad_index(n: int, r: int, mode: str, device) -> torch.Tensor:
-    """Indices of scipy.ndimage's padding: 'reflect' (d c b a | a b c d | d c b a) or 'nearest' (a a | a b c d | d d)."""
+    """Indices of scipy.ndimage's padding: 'reflect' (d c b a | a b c d | d c b a) or 'nearest'
+    (a a | a b c d | d d)."""
     i = torch.arange(-r, n + r, device=device)
     if mode == "nearest":
         return i.clamp(0, n - 1)

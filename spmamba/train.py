@@ -12,7 +12,7 @@ import dataclasses
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,31 +21,41 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import discover, load_batch, subsample
+from .data import csv_list, discover, load_batch, subsample
+from .evaluate import save_curve
 from .inference import maps_for_samples
 from .metrics import auroc_gain_interval, auroc_interval, calibrate, image_metrics
-from .model import SPMamba, SPMambaConfig
+from .model import PRESETS, SPMamba, SPMambaConfig
 from .scoring import WEIGHT_SETTINGS, ComponentMaps, ScoreWeights, rescore
+
+
+def _opt(default, help: str, **extra):
+    """A TrainOptions field whose help text (and any CLI flag override) the ``spmamba train`` parser reads."""
+    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
 class TrainOptions:
-    data: str
-    out: str
-    config: str = "cpu-lite0"
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float | None = None  # default: 0.005 * batch_size / 16
-    weight_decay: float = 1e-4
-    seed: int = 0
-    feature_cache: bool = True
-    resume: bool = False
-    max_train: int | None = None
-    max_val: int | None = None
-    val_every: int = 1
-    encoder_weights: str = "imagenet"
-    dataset_name: str | None = None
-    modalities: tuple[str, ...] = ()  # DICOM Modality codes the model was trained on; the demo preselects by them
+    """Every training option, with its default and help: ``spmamba train`` is generated from this."""
+
+    data: str = _opt(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
+    out: str = _opt(None, "checkpoint to write (.safetensors)")
+    config: str = _opt("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
+    epochs: int = _opt(20, "training epochs")
+    batch_size: int = _opt(16, "images per step")
+    lr: float | None = _opt(None, "learning rate (default 0.005 x batch / 16)")
+    weight_decay: float = _opt(1e-4, "AdamW weight decay (biases and 1-D parameters get none)")
+    seed: int = _opt(0, "seed for initialisation, order and subsets")
+    feature_cache: bool = _opt(True, "cache the frozen encoder's features after the first epoch")
+    resume: bool = _opt(False, "continue from OUT's .train-state file")
+    max_train: int | None = _opt(None, "seeded subset of training images")
+    max_val: int | None = _opt(None, "seeded subset of validation images")
+    val_every: int = _opt(1, "validate every N epochs (and after the last)")
+    val_list: str | None = _opt(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
+    encoder_weights: str = _opt("imagenet", "'imagenet' or a local weight file")
+    dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
+    modalities: tuple[str, ...] = _opt((), "DICOM Modality codes of the training images (e.g. CR DX); "
+                                           "the demo preselects by them", flag="--modality")
 
 
 def seed_everything(seed: int) -> None:
@@ -111,7 +121,7 @@ def train(opts: TrainOptions) -> dict:
     out = Path(opts.out)
     splits = discover(opts.data, seed=opts.seed)
     train_set = subsample(splits.train, opts.max_train, opts.seed)
-    val_set = subsample(splits.val, opts.max_val, opts.seed)
+    val_set = subsample(csv_list(opts.val_list) if opts.val_list else splits.val, opts.max_val, opts.seed)
     val_labels = np.array([s.label for s in val_set])
     if len(set(val_labels)) < 2:
         raise ValueError("the validation split needs normal and abnormal images to calibrate the threshold")
@@ -145,7 +155,7 @@ def train(opts: TrainOptions) -> dict:
                 if fill:  # stored in dataset order; later epochs index them with their permutation
                     if cache is None:
                         cache = [f.new_empty((len(images),) + f.shape[1:]) for f in feats]
-                    for stored, f in zip(cache, feats):
+                    for stored, f in zip(cache, feats, strict=True):
                         stored[idx] = f
             loss = model.loss(model.forward_features(feats))
             opt.zero_grad(set_to_none=True)
@@ -197,4 +207,5 @@ def train(opts: TrainOptions) -> dict:
     out.with_suffix(".metrics.json").write_text(json.dumps({"summary": summary, "metrics": metrics,
                                                             "score_weights": weights.to_dict(),
                                                             "training": training}, indent=2))
+    save_curve(info["history"], out.with_suffix(".curve.png"), f"{name}: {cfg.encoder}, {cfg.image_size}px")
     return metrics

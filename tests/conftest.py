@@ -1,7 +1,15 @@
+"""Shared fixtures: the shipped checkpoint, a tiny model configuration, synthetic images, the app served once
+per session."""
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from spmamba.model import SPMamba, SPMambaConfig
+from spmamba.zoo import WEIGHTS_DIR
+
+SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"  # the chest X-ray checkpoint
+needs_checkpoint = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped checkpoint {SHIPPED.name} not present")
 
 
 def tiny_config(**kw) -> SPMambaConfig:
@@ -10,6 +18,20 @@ def tiny_config(**kw) -> SPMambaConfig:
                 d_state=4, prototype_banks=3)
     base.update(kw)
     return SPMambaConfig(**base)
+
+
+def write_synthetic(path, rng, abnormal):
+    """A 64x64 textured grey PNG; an abnormal one gets a bright disc, whose mask is returned."""
+    yy, xx = np.mgrid[:64, :64]
+    img = 0.4 + 0.2 * np.sin(xx / 9 + rng.random() * 6) * np.cos(yy / 11) + 0.03 * rng.standard_normal((64, 64))
+    mask = np.zeros((64, 64), bool)
+    if abnormal:
+        cy, cx = rng.integers(16, 48, 2)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 64
+        img[mask] = 1.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+    return mask
 
 
 @pytest.fixture(scope="session")

@@ -154,8 +154,10 @@ def build(folder: Path) -> list[Case]:
     # --- NIfTI variants
     vol = np.random.default_rng(1).random((32, 32, 12)).astype(np.float32)
     add("4-D NIfTI", "fmri.nii.gz", None, None, writer=lambda p: _nifti(p, np.stack([vol, vol * 2], -1)))
-    add("NIfTI with NaN", "nan.nii", None, "NaN or infinite", writer=lambda p: _nifti(p, np.where(vol > 0.5, np.nan, vol)))
-    add("NIfTI with Inf", "inf.nii", None, "NaN or infinite", writer=lambda p: _nifti(p, np.where(vol > 0.9, np.inf, vol)))
+    add("NIfTI with NaN", "nan.nii", None, "NaN or infinite",
+        writer=lambda p: _nifti(p, np.where(vol > 0.5, np.nan, vol)))
+    add("NIfTI with Inf", "inf.nii", None, "NaN or infinite",
+        writer=lambda p: _nifti(p, np.where(vol > 0.9, np.inf, vol)))
     add("NIfTI slice 4×4", "tiny.nii", None, "too small",
         writer=lambda p: _nifti(p, np.ones((4, 4, 3), np.float32)))
     add("5-D NIfTI", "five.nii", None, "5 dimensions",
@@ -259,8 +261,8 @@ def drive_corpus(client, cases: list[Case], label: str, valid: Path) -> list[dic
     rows = []
     for case in cases:
         row = {"case": case.name, "expect": case.expect}
-        for kind, call in (("api", lambda: client.predict(handle(case.path), label, api_name="/analyze")),
-                           ("ui", lambda: client.predict(*ui_inputs(case.path, label), api_name="/ui_analyse"))):
+        for kind, call in (("api", lambda c=case: client.predict(handle(c.path), label, api_name="/analyze")),
+                           ("ui", lambda c=case: client.predict(*ui_inputs(c.path, label), api_name="/ui_analyse"))):
             ok, out = answer(call)
             row[kind] = out if not ok else "analysed"
             if case.expect is None:
@@ -292,14 +294,20 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
 
     from gradio_client import Client
 
+    from demo.app import ANALYSE_CLIENT_OUTPUTS, REDRAW_CLIENT_OUTPUTS
+
     def session(path: Path) -> dict:
         client = Client(url, verbose=False)
-        first = client.predict(*ui_inputs(path, label), api_name="/ui_analyse")
-        alpha, _, gamma, sigma, k_sigma = first[7:12]  # the checkpoint's weights, as the sliders now show them
-        moved = client.predict(alpha, beta, gamma, sigma, k_sigma, 0.45, 0.9, "overlay", api_name="/ui_redraw")
+        first = dict(zip(ANALYSE_CLIENT_OUTPUTS, client.predict(*ui_inputs(path, label), api_name="/ui_analyse"),
+                         strict=True))
+        # the checkpoint's weights, as the sliders now show them, with β moved
+        weights = [first[k] for k in ("alpha", "beta", "gamma", "dog_low", "dog_high")]
+        weights[1] = beta
+        moved = dict(zip(REDRAW_CLIENT_OUTPUTS, client.predict(*weights, 0.45, 0.9, "overlay", api_name="/ui_redraw"),
+                         strict=True))
         api, _ = client.predict(handle(path), label, api_name="/analyze")
-        return {"image": path.name, "total": total_in(first[3]), "moved": total_in(moved[3]),
-                "verdict": first[4], "api_total": api["scores"]["total"]}
+        return {"image": path.name, "total": total_in(first["plot"]), "moved": total_in(moved["plot"]),
+                "verdict": first["verdict"], "api_total": api["scores"]["total"]}
 
     with ThreadPoolExecutor(len(images)) as pool:
         return list(pool.map(session, images))

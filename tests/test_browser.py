@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo.models import WEIGHTS_DIR
+from tests.conftest import SHIPPED
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"
 ARTIFACTS = Path(os.environ.get("SPMAMBA_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
 

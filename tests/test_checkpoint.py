@@ -17,7 +17,7 @@ def test_round_trip_keeps_outputs_and_metadata(tiny_model, tmp_path):
     x = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         a, b = tiny_model(x), model(x)
-    for r1, r2 in zip(a.reconstructions, b.reconstructions):
+    for r1, r2 in zip(a.reconstructions, b.reconstructions, strict=True):
         assert torch.equal(r1, r2)
     assert torch.equal(a.prototype_distance, b.prototype_distance)
     assert meta["score_weights"]["alpha"] == 0.5 and meta["calibration"]["threshold"] == 1.5

@@ -23,9 +23,19 @@ def test_ci_runs_the_readme_test_command():
     assert command in readme
 
 
-def test_train_records_modalities_from_the_command_line():
-    from spmamba.cli import build_parser
+def test_train_options_come_from_train_options():
+    """Every TrainOptions field is a `spmamba train` option with the same default, so defaults live in one place."""
+    import dataclasses
 
-    args = build_parser().parse_args(["train", "data", "--out", "m.safetensors", "--modality", "CR", "DX"])
-    assert args.modality == ["CR", "DX"]
-    assert build_parser().parse_args(["train", "data", "--out", "m.safetensors"]).modality == []
+    from spmamba.cli import build_parser
+    from spmamba.train import TrainOptions
+
+    args = build_parser().parse_args(["train", "data", "--out", "m.safetensors"])
+    for f in dataclasses.fields(TrainOptions):
+        if f.name not in ("data", "out"):
+            want = list(f.default) if isinstance(f.default, tuple) else f.default
+            assert getattr(args, f.name) == want, f.name
+    args = build_parser().parse_args(["train", "d", "--out", "m", "--weight-decay", "0.01", "--val-every", "3",
+                                      "--modality", "CR", "DX", "--no-feature-cache", "--val-list", "v.csv"])
+    assert (args.weight_decay, args.val_every, args.modalities, args.feature_cache, args.val_list) == (
+        0.01, 3, ["CR", "DX"], False, "v.csv")

@@ -2,9 +2,11 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from spmamba.data import Sample, discover, patient_disjoint, patient_id
+from tests.conftest import write_synthetic
 
 
 def test_patient_ids_from_file_names():
@@ -35,3 +37,38 @@ def test_discover_is_patient_disjoint(tmp_path):
     assert [x.path.name for x in s.train] == ["IM-0001-0001.png"]
     assert sorted(x.path.name for x in s.val if x.label == 0) == ["IM-0002-0001.png", "IM-0002-0002.png"]
     assert s.moved_to_val == 1
+
+
+@pytest.mark.parametrize("layout", ["mvtec", "bmad"])
+def test_mask_layouts(tmp_path, layout):
+    from spmamba.data import labelled_folder
+
+    rng = np.random.default_rng(3)
+    test = tmp_path / "brain" / "test"
+    for i in range(3):
+        if layout == "mvtec":  # category/test/<class>/x.png + category/ground_truth/<class>/x_mask.png
+            write_synthetic(test / "good" / f"g{i}.png", rng, False)
+            mask = write_synthetic(test / "Ungood" / f"u{i}.png", rng, True)
+            gt = test.parent / "ground_truth" / "Ungood" / f"u{i}_mask.png"
+        else:  # BMAD: test/<class>/img/x.png + test/<class>/label/x.png
+            write_synthetic(test / "good" / "img" / f"g{i}.png", rng, False)
+            mask = write_synthetic(test / "Ungood" / "img" / f"u{i}.png", rng, True)
+            gt = test / "Ungood" / "label" / f"u{i}.png"
+        gt.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(gt)
+    samples = labelled_folder(test)
+    assert [s.label for s in samples] == [0, 0, 0, 1, 1, 1]
+    assert all(s.mask is None for s in samples[:3])
+    assert all(s.mask is not None and s.mask.stem.startswith(s.path.stem) for s in samples[3:])
+
+
+def test_csv_list(tmp_path):
+    from spmamba.data import csv_list
+
+    rng = np.random.default_rng(4)
+    write_synthetic(tmp_path / "imgs" / "a.png", rng, False)
+    write_synthetic(tmp_path / "imgs" / "b.png", rng, True)
+    (tmp_path / "list.csv").write_text("path,label\nimgs/a.png,0\nimgs/b.png,1\n")
+    listed = csv_list(tmp_path / "list.csv")
+    assert [(s.path.name, s.label) for s in listed] == [("a.png", 0), ("b.png", 1)]
+    assert all(s.path.is_file() for s in listed)

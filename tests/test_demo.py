@@ -1,23 +1,32 @@
-"""Demo handlers as plain functions, and the /analyze API through gradio_client on a launched app."""
+"""Demo handlers as plain functions, the shared Predictor, and the /analyze API through gradio_client."""
+import copy
 import csv
 import dataclasses
+import json
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from demo import handlers
+from demo import batch, handlers
 from demo.examples import build_examples
-from demo.models import WEIGHTS_DIR, image_modalities, list_checkpoints, preselect
+from demo.models import get_predictor
 from demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
+from spmamba import inference
+from spmamba.cli import main
 from spmamba.imaging import ImageLoadError
+from spmamba.inference import image_modalities
+from spmamba.zoo import list_checkpoints, preselect
+from tests import malformed
+from tests.conftest import SHIPPED, needs_checkpoint
 
-SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"
-pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
+pytestmark = needs_checkpoint
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +49,14 @@ def test_checkpoint_list_has_summaries():
 
 
 def test_analyze_caches_maps_and_display(analysis):
-    assert analysis.maps.per_scale.shape == (1, 3, 128, 128) and analysis.maps.prototype.shape == (1, 128, 128)
+    s = get_predictor(str(SHIPPED)).image_size
+    assert analysis.maps.per_scale.shape == (1, 3, s, s) and analysis.maps.prototype.shape == (1, s, s)
     assert analysis.display.shape == (512, round(260 * 512 / 300))  # longest side 512, aspect kept
     assert analysis.calibration["threshold"] > 0
 
 
 def test_sliders_rescore_without_the_network(analysis, monkeypatch):
-    monkeypatch.setattr(handlers, "predict_maps", lambda *a: pytest.fail("the network ran on a slider event"))
+    monkeypatch.setattr(inference, "predict_maps", lambda *a: pytest.fail("the network ran on a slider event"))
     base = handlers.render(analysis, analysis.weights)
     more = handlers.render(analysis, dataclasses.replace(analysis.weights, beta=analysis.weights.beta - 0.05))
     assert more.scores["total"] < base.scores["total"]  # concentration > 0, its weight lowered
@@ -59,13 +69,28 @@ def test_sliders_rescore_without_the_network(analysis, monkeypatch):
 
 
 def test_verdict_places_the_score_and_never_diagnoses(analysis):
+    predictor = get_predictor(str(SHIPPED))
     cal = analysis.calibration
-    hi = handlers.verdict(cal["threshold"] + 1, cal)
-    lo = handlers.verdict(min(cal["normal_scores"]) - 1, cal)
+    hi = predictor.judge(cal["threshold"] + 1).text
+    lo = predictor.judge(min(cal["normal_scores"]) - 1).text
     assert "Above the normal range" in hi and "Within the normal range" in lo and "higher than 0%" in lo
+    rate = f"{100 * cal['val_false_positive_rate']:.1f}% of the normal validation images"
     for text in (hi, lo):
-        assert "not whether disease is present" in text
-    assert "cannot be placed" in handlers.verdict(1.0, None)
+        assert "not whether disease is present" in text and rate in text  # the threshold's rate, on validation
+    uncalibrated = copy.copy(predictor)
+    uncalibrated.calibration = None
+    assert "cannot be placed" in uncalibrated.judge(1.0).text
+
+
+def test_no_normal_range_verdict_for_a_modality_the_model_was_not_trained_on():
+    predictor = get_predictor(str(SHIPPED))
+    assert predictor.modalities == ("CR", "DX")
+    j = predictor.judge(predictor.calibration["threshold"] + 5, {"Modality": "CT", "format": "DICOM"})
+    assert j.above is None and j.percentile is None and j.modality_match is False
+    assert "cannot judge this kind of image" in j.text and "normal range" not in j.headline
+    assert "above" not in j.text.lower() and "within" not in j.text.lower()
+    assert predictor.judge(1.0, {"Modality": "DX"}).modality_match is True
+    assert predictor.judge(1.0, {"format": "PNG"}).modality_match is None  # unknown: placed, as before
 
 
 def test_bad_upload_raises_the_loader_error(tmp_path):
@@ -98,18 +123,59 @@ def test_api_analyze_end_to_end(png, app_url):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    for path in (png, get_testdata_file("CT_small.dcm")):
-        result, overlay = client.predict(handle_file(path), "", api_name="/analyze")
-        assert np.isfinite(result["scores"]["total"]) and overlay
-        assert isinstance(result["above_threshold"], bool) and 0 <= result["percentile_among_normal"] <= 100
-    assert result["image"]["Modality"] == "CT"
+    result, overlay = client.predict(handle_file(png), api_name="/analyze")  # no checkpoint argument needed
+    assert np.isfinite(result["scores"]["total"]) and overlay
+    assert isinstance(result["above_threshold"], bool) and 0 <= result["percentile_among_normal"] <= 100
+    assert result["checkpoint"] == SHIPPED.stem and result["modality_match"] is None
+    ct, _ = client.predict(handle_file(get_testdata_file("CT_small.dcm")), api_name="/analyze")
+    assert ct["image"]["Modality"] == "CT" and ct["modality_match"] is False
+    assert ct["above_threshold"] is None and ct["percentile_among_normal"] is None
+    assert "cannot judge" in ct["verdict"] and "cannot judge this kind of image" in ct["note"]
+    with pytest.raises(Exception, match="Unknown checkpoint"):
+        client.predict(handle_file(png), "no-such-model", api_name="/analyze")
     bad = png + ".txt"
     open(bad, "w").write("hello")
     with pytest.raises(Exception, match="not an image file"):
-        client.predict(handle_file(bad), "", api_name="/analyze")
-    result, _ = client.predict(handle_file(png), "", api_name="/analyze")  # still serving
+        client.predict(handle_file(bad), api_name="/analyze")
+    result, _ = client.predict(handle_file(png), api_name="/analyze")  # still serving
     assert result["scores"]["total"] > 0
     assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/analyze"]
+
+
+def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
+    """The README's gradio_client snippet, executed with only its address and file name pointed at this test."""
+    readme = (ROOT / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if 'api_name="/analyze"' in b)
+    texture = np.tile((np.arange(64) * 40).astype(np.uint16), (64, 1))
+    dicom = malformed.write_dicom(tmp_path / "chest.dcm", texture)
+    assert '"http://127.0.0.1:7860/"' in code and '"chest.dcm"' in code
+    code = code.replace('"http://127.0.0.1:7860/"', repr(app_url)).replace('"chest.dcm"', repr(str(dicom)))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split()  # the client first says where it connected
+    assert printed[0] == SHIPPED.stem and float(printed[1]) > 0  # checkpoint, score, ...
+
+
+def test_predict_cli_says_what_the_page_says(png, analysis, capsys):
+    assert main(["predict", png, "--json", "--checkpoint", str(SHIPPED)]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    page = handlers.render(analysis, analysis.weights)
+    for key in ("total", "reconstruction", "prototype", "concentration", "contrast"):
+        assert report["scores"][key] == pytest.approx(page.scores[key], rel=1e-5)
+    assert report["verdict"] == page.judgement.headline and report["note"] == page.judgement.text
+    assert report["percentile_among_normal"] == pytest.approx(page.judgement.percentile)
+    assert main(["predict", png, "--checkpoint", str(SHIPPED)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert page.judgement.headline in line and f"{page.scores['total']:.4g}" in line
+
+
+def test_warm_up_loads_and_runs_the_default_checkpoint():
+    from demo import models
+    from demo.app import warm_up
+
+    models._load.cache_clear()
+    warm_up({"x": str(SHIPPED)}).join()
+    assert models._load.cache_info().currsize == 1
+    warm_up({"bad": "/no/such/file.safetensors"}).join()  # a failure is logged, never raised
 
 
 def test_window_presets_and_custom_window():
@@ -182,22 +248,24 @@ def test_batch_scores_files_and_zips_in_order(png, tmp_path):
     z = _zip(tmp_path / "study.zip", {"a/b/deep.png": png_bytes, "../../evil.png": png_bytes,
                                       "notes.txt": b"hello", "__MACOSX/._deep.png": b"x", "a/": b""})
     ct = get_testdata_file("CT_small.dcm")
-    rows, csv_path = handlers.score_files([png, z, ct], str(SHIPPED))
+    rows, csv_path = batch.score_files([png, z, ct], str(SHIPPED))
     names = [r[0] for r in rows]
     assert names == ["chest.png", "study.zip: a/b/deep.png", "study.zip: ../../evil.png", "study.zip: notes.txt",
                      "CT_small.dcm"]
-    by = dict(zip(names, rows))
+    by = dict(zip(names, rows, strict=True))
     assert by["chest.png"][1] == pytest.approx(by["study.zip: a/b/deep.png"][1], rel=1e-6)  # same image
     assert by["chest.png"][1] == pytest.approx(handlers.render(
         handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores["total"], rel=1e-4)
     assert "unsafe path" in by["study.zip: ../../evil.png"][5]
     assert by["study.zip: notes.txt"][2] == "error" and "study.zip: notes.txt is not an image" in by[
         "study.zip: notes.txt"][5]
-    assert by["CT_small.dcm"][4] == "CT" and by["CT_small.dcm"][2].endswith("normal range")
+    assert by["chest.png"][2].endswith("normal range") and by["chest.png"][3] is not None
+    assert by["CT_small.dcm"][4] == "CT" and by["CT_small.dcm"][2].startswith("cannot judge")
+    assert by["CT_small.dcm"][3] is None  # no percentile among normals of another modality
     assert not (tmp_path.parent / "evil.png").exists()
     with open(csv_path) as fh:
         table = list(csv.reader(fh))
-    assert table[0] == handlers.BATCH_COLUMNS and [r[0] for r in table[1:]] == names
+    assert table[0] == batch.BATCH_COLUMNS and [r[0] for r in table[1:]] == names
 
 
 def test_batch_batches_match_single_images(png, tmp_path, monkeypatch):
@@ -208,16 +276,16 @@ def test_batch_batches_match_single_images(png, tmp_path, monkeypatch):
         a = np.asarray(Image.open(png)).astype(int)
         Image.fromarray(np.clip(a + 30 * i, 0, 255).astype(np.uint8)).save(p)
         files.append(str(p))
-    monkeypatch.setattr(handlers, "BATCH_SIZE", 2)
-    rows, _ = handlers.score_files(files, str(SHIPPED))
-    for f, row in zip(files, rows):
+    monkeypatch.setattr(batch, "BATCH_SIZE", 2)
+    rows, _ = batch.score_files(files, str(SHIPPED))
+    for f, row in zip(files, rows, strict=True):
         a = handlers.analyze(f, str(SHIPPED))
         assert row[1] == pytest.approx(handlers.render(a, a.weights).scores["total"], rel=1e-4, abs=1e-4)
 
 
 def test_batch_refuses_an_empty_request():
     with pytest.raises(ImageLoadError, match="no files"):
-        handlers.score_files([], str(SHIPPED))
+        batch.score_files([], str(SHIPPED))
 
 
 def test_examples_gallery_builds_from_packages_and_folders(tmp_path, png):

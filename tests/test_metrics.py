@@ -57,3 +57,56 @@ def test_switches_when_the_gain_interval_is_above_zero():
     weights, sel = select_weights(maps, labels)
     assert sel["chosen"] == "max-only" and weights == ScoreWeights.max_only()
     assert sel["settings"]["max-only"]["gain_ci95"][0] > 0
+
+
+def test_pixel_metrics_follow_the_mask():
+    from spmamba.metrics import pixel_metrics
+
+    mask = np.zeros((2, 8, 8), bool)
+    mask[1, 2:4, 2:4] = True
+    perfect = mask.astype(float)
+    assert pixel_metrics(perfect, mask) == {"pixel_auroc": 1.0, "pixel_ap": 1.0, "pixel_f1_max": 1.0}
+    assert pixel_metrics(1 - perfect, mask)["pixel_auroc"] == 0.0
+
+
+def test_calibration_flags_at_most_the_target_share_of_normals():
+    from spmamba.metrics import calibrate, image_metrics
+
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1, 1, 1])
+    cal = calibrate(scores, labels, target_fpr=0.25)
+    assert cal["threshold"] == pytest.approx(0.45)  # one of the four normals (0.6) may be flagged
+    assert cal["val_false_positive_rate"] == 0.25
+    assert cal["normal_scores"] == [0.1, 0.2, 0.3, 0.6] and cal["n_abnormal"] == 6
+    m = image_metrics(scores, labels, cal["threshold"])
+    assert m["accuracy"] == 0.8 and m["oracle_accuracy"] == 0.9 and m["auroc"] == pytest.approx(23 / 24)
+    strict = calibrate(scores, labels)  # 5% of 4 normals: none may be flagged
+    assert 0.6 < strict["threshold"] < 0.61 and strict["val_false_positive_rate"] == 0.0
+    lo, hi = strict["val_false_positive_rate_ci95"]
+    assert lo == hi == 0.0
+
+
+def test_fpr_interval_covers_the_rate():
+    from spmamba.metrics import calibrate
+
+    rng = np.random.default_rng(5)
+    scores, labels = rng.random(300), (np.arange(300) >= 200).astype(int)
+    cal = calibrate(scores, labels, target_fpr=0.1)
+    assert cal["val_false_positive_rate"] == pytest.approx(0.1)
+    lo, hi = cal["val_false_positive_rate_ci95"]
+    assert 0.04 < lo < 0.1 < hi < 0.16  # binomial sd for 200 normals is 2.1 points
+
+
+def test_oracle_threshold_matches_one_accuracy_pass_per_threshold():
+    from sklearn.metrics import accuracy_score
+
+    from spmamba.metrics import oracle_threshold
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 50, 300):
+        scores = rng.integers(0, 12, n) / 4.0  # many ties, as real score grids have
+        labels = rng.integers(0, 2, n)
+        labels[:2] = (0, 1)
+        reference = max((accuracy_score(labels, scores >= t), t) for t in np.unique(scores))
+        assert oracle_threshold(scores, labels) == (float(reference[0]), float(reference[1]))
+

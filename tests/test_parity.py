@@ -3,7 +3,6 @@ against an independent computation (numbers and rules written out as the referen
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 from skimage.filters import difference_of_gaussians
 from sklearn.metrics import f1_score
@@ -32,13 +31,13 @@ def _forward(cfg):
     torch.manual_seed(0)
     model = SPMamba(cfg, encoder_weights=None).train()
     feats = [torch.randn(2, c, cfg.image_size // s, cfg.image_size // s)
-             for c, s in zip(model.encoder.channels, (4, 8, 16))]
+             for c, s in zip(model.encoder.channels, (4, 8, 16), strict=True)]
     return model, model.forward_features(feats)
 
 
 def test_2_loss_is_five_times_summed_mse_plus_25_mean_distance():
     model, out = _forward(tiny_config())
-    mse = sum(((r - f) ** 2).mean() for f, r in zip(out.features, out.reconstructions))
+    mse = sum(((r - f) ** 2).mean() for f, r in zip(out.features, out.reconstructions, strict=True))
     d = out.prototype_distance.detach().numpy()
     d_up = np.stack([ndimage.zoom(x, 128 / x.shape[0], order=1, grid_mode=True, mode="nearest") for x in d])
     expected = 5 * mse.item() + 25 * d_up.mean()
@@ -50,7 +49,7 @@ def test_3_drop_path_reversed_linspace_one_rate_per_block():
     rates = np.linspace(0, 0.2, 16)[::-1]  # reference: linspace(0, 0.2, sum(depths))[::-1]
     # Stage slices start at 0, 3, 7, 13; block b of a stage takes the slice's b-th rate.
     expected = [[rates[0]], [rates[3], rates[4]], [rates[7], rates[8]], [rates[13]]]
-    for stage, want in zip(model.decoder.stages, expected):
+    for stage, want in zip(model.decoder.stages, expected, strict=True):
         blocks = [m for m in stage if isinstance(m, SPSSBlock)]
         got = []
         for block in blocks:

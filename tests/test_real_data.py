@@ -1,29 +1,31 @@
 """Checks on the real chest X-rays in ../shared/data and on the shipped checkpoint (skipped when absent)."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spmamba.checkpoint import load_checkpoint, read_metadata
-from spmamba.data import data_root, discover, subsample
+from spmamba.data import data_root, discover, patient_id, subsample
 from spmamba.inference import maps_for_samples
 from spmamba.metrics import image_metrics
 from spmamba.scoring import ScoreWeights, rescore
+from tests.conftest import SHIPPED, needs_checkpoint
 
 ROOT = data_root()
 ZHANGLAB = ROOT / "zhanglab" if ROOT else None
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "zhanglab-efficientnet_lite0.safetensors"
 need_data = pytest.mark.skipif(ZHANGLAB is None or not ZHANGLAB.is_dir(),
                                reason="real data not found: set SPMAMBA_DATA or provide ../shared/data/zhanglab")
-need_weights = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped checkpoint {SHIPPED.name} not present")
+need_weights = needs_checkpoint
 
 
 @need_data
-def test_zhanglab_layout_and_counts():
+def test_zhanglab_layout_counts_and_patient_disjoint_validation():
     s = discover(ZHANGLAB)
-    assert len(s.train) == 1249 and {x.label for x in s.train} == {0}
+    # 29 training radiographs belong to 16 patients who also have validation images: they move to validation.
+    assert s.moved_to_val == 29 and len(s.train) == 1249 - 29 and {x.label for x in s.train} == {0}
     labels = [x.label for x in s.val]
-    assert labels.count(0) == 92 and labels.count(1) == 400
+    assert labels.count(0) == 92 + 29 and labels.count(1) == 400
+    train_patients = {patient_id(x.path) for x in s.train}
+    assert None not in train_patients and not train_patients & {patient_id(x.path) for x in s.val}
     assert not s.test  # the official test split is kept outside the repository
 
 
@@ -33,15 +35,17 @@ def test_shipped_checkpoint_is_a_complete_model_card():
     assert SHIPPED.stat().st_size < 50e6
     assert meta["model_config"]["scan_order"] == "circular_hilbert" and meta["model_config"]["num_directions"] == 8
     cal = meta["calibration"]
-    assert cal["n_normal"] == 92 and cal["n_abnormal"] == 400 and np.isfinite(cal["threshold"])
-    assert meta["training"]["train_images"] == 1249
+    assert cal["n_normal"] == 121 and cal["n_abnormal"] == 400 and np.isfinite(cal["threshold"])
+    assert cal["val_false_positive_rate"] <= 0.05 and len(cal["val_false_positive_rate_ci95"]) == 2
+    assert meta["training"]["train_images"] == 1220 and meta["training"]["moved_to_val_by_patient"] == 29
+    assert meta["metrics"]["weight_selection"]["chosen"] in ("paper", "reference", "max-only")
     assert 0.5 < meta["metrics"]["validation"]["auroc"] <= 1
 
 
 @need_data
 @need_weights
 def test_shipped_checkpoint_separates_real_normal_and_pneumonia():
-    model, meta = load_checkpoint(SHIPPED)
+    model, meta = load_checkpoint(SHIPPED)  # read directly, not through the Predictor, as an independent path
     val = discover(ZHANGLAB).val
     normal = subsample([s for s in val if s.label == 0], 24, seed=1)
     abnormal = subsample([s for s in val if s.label == 1], 24, seed=1)

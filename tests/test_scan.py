@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from spmamba.scan import (ORDERS, base_path, direction_names, gather_directions, scan_path, scan_permutations,
-                          scatter_sum)
+from spmamba.scan import (
+    ORDERS,
+    base_path,
+    direction_names,
+    gather_directions,
+    scan_path,
+    scan_permutations,
+    scatter_sum,
+)
 
 SIZES = (4, 8, 16, 32, 64)
 
@@ -60,7 +67,7 @@ def test_directions_are_distinct_permutations(k):
     assert perm.shape == (k, 256)
     assert len({tuple(r.tolist()) for r in perm}) == k
     ar = torch.arange(256)
-    for p, q in zip(perm, inv):
+    for p, q in zip(perm, inv, strict=True):
         assert torch.equal(p[q], ar) and torch.equal(q[p], ar)
 
 

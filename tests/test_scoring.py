@@ -22,7 +22,7 @@ def np_score(feats, recs, proto, size, w: ScoreWeights):
     recon = sum(
         np_upsample(1 - (f * r).sum(0) / np.maximum(np.linalg.norm(f, axis=0) * np.linalg.norm(r, axis=0), 1e-8),
                     size)
-        for f, r in zip(feats, recs)
+        for f, r in zip(feats, recs, strict=True)
     ) / 9  # util/metric.py: divided by len(scales) * sum(scale weights) = 3 * 3
     recon = ndimage.gaussian_filter(recon, w.sigma)
     amap = recon + w.alpha * np_upsample_half_pixel(proto, size)

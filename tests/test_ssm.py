@@ -29,7 +29,7 @@ def test_cpu_kernel_matches_reference_fp64(L, groups):
     inputs = (u, delta, A, B, C, D, bias)
     got = torch.autograd.grad(y, inputs, grad)
     want = torch.autograd.grad(y_ref, inputs, grad)
-    for name, a, b in zip("u delta A B C D delta_bias".split(), got, want):
+    for name, a, b in zip("u delta A B C D delta_bias".split(), got, want, strict=True):
         assert a.shape == b.shape, name
         assert _rel(a, b) < 1e-6, name
 
@@ -44,7 +44,7 @@ def test_optional_arguments_fp64(softplus):
     assert _rel(y, y_ref) < 1e-6
     got = torch.autograd.grad(y.sum(), (u, delta, z))
     want = torch.autograd.grad(y_ref.sum(), (u, delta, z))
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert _rel(a, b) < 1e-6
 
 
@@ -75,6 +75,12 @@ def test_groups_must_divide_channels():
         selective_scan_fn(u, delta, A, B, C, D)
 
 
-def test_backend_is_reported():
+def test_backend_is_reported(monkeypatch):
+    from spmamba import ssm
+
     assert backend_name("cpu") == "numba CPU"
-    assert "CUDA" in backend_name("cuda") or "reference" in backend_name("cuda")
+    monkeypatch.setattr(ssm, "_mamba_cuda", lambda: None)  # mamba-ssm absent
+    assert backend_name("cuda") == "PyTorch reference (mamba-ssm not installed)"
+    monkeypatch.setattr(ssm, "_mamba_cuda", lambda: object())  # mamba-ssm importable
+    assert backend_name("cuda") == "mamba-ssm CUDA"
+    assert backend_name("meta") == "PyTorch reference"

@@ -96,7 +96,7 @@ def drop_path_rates(depths: tuple[int, ...], drop_path: float) -> list[list[floa
     block b of a stage the slice's b-th rate."""
     rates = torch.linspace(0, drop_path, sum(depths)).tolist()[::-1]
     starts = [sum(depths[:s]) for s in range(len(depths))]
-    return [rates[start:start + len(group_sizes(d))] for start, d in zip(starts, depths)]
+    return [rates[start:start + len(group_sizes(d))] for start, d in zip(starts, depths, strict=True)]
 
 
 class SPSSDecoder(nn.Module):
@@ -105,10 +105,10 @@ class SPSSDecoder(nn.Module):
     def __init__(self, dim: int, depths: tuple[int, ...], drop_path: float = 0.0, **ss2d_kwargs):
         super().__init__()
         self.stages = nn.ModuleList()
-        for s, (depth, rates) in enumerate(zip(depths, drop_path_rates(depths, drop_path))):
+        for s, (depth, rates) in enumerate(zip(depths, drop_path_rates(depths, drop_path), strict=True)):
             d = dim // 2 ** s
             blocks = [PatchExpand(2 * d)] if s else []
-            blocks += [SPSSBlock(d, n, rate, **ss2d_kwargs) for n, rate in zip(group_sizes(depth), rates)]
+            blocks += [SPSSBlock(d, n, rate, **ss2d_kwargs) for n, rate in zip(group_sizes(depth), rates, strict=True)]
             self.stages.append(nn.Sequential(*blocks))
         self.out_dims = [dim // 2 ** s for s in range(1, len(depths))]
         self.apply(init_linear_norm)

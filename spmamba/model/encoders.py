@@ -92,7 +92,7 @@ def map_in_order(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> 
     if len(s) != len(d):
         raise ValueError(f"weight file has {len(s)} tensors, the model expects {len(d)}")
     out = {}
-    for (sk, v), dk in zip(s, d):
+    for (sk, v), dk in zip(s, d, strict=True):
         if v.shape != dst[dk].shape:
             raise ValueError(f"weight {sk} {tuple(v.shape)} does not fit {dk} {tuple(dst[dk].shape)}")
         out[dk] = v

@@ -111,7 +111,7 @@ class SPMamba(nn.Module):
         # 1x1 heads only where the decoder's widths differ from the encoder's (never for the paper's ResNet34).
         self.heads = nn.ModuleList(
             nn.Identity() if d == c else nn.Conv2d(d, c, 1)
-            for d, c in zip(reversed(self.decoder.out_dims), self.encoder.channels)
+            for d, c in zip(reversed(self.decoder.out_dims), self.encoder.channels, strict=True)
         )
 
     def trainable_parameters(self):
@@ -131,7 +131,7 @@ class SPMamba(nn.Module):
         """Everything after the frozen encoder: lets training reuse cached encoder features."""
         fused = self.bottleneck(feats)
         dist = self.prototype(fused)
-        recs = [head(r) for head, r in zip(self.heads, self.decoder(fused))]
+        recs = [head(r) for head, r in zip(self.heads, self.decoder(fused), strict=True)]
         return SPMambaOutput(list(feats), recs, dist)
 
     def forward(self, images: torch.Tensor) -> SPMambaOutput:
@@ -143,6 +143,6 @@ class SPMamba(nn.Module):
 
     def loss(self, out: SPMambaOutput) -> torch.Tensor:
         """5 x (sum of per-scale MSE) + 25 x mean upsampled prototype distance (the reference code's loss)."""
-        mse = sum(F.mse_loss(r, f) for f, r in zip(out.features, out.reconstructions))
+        mse = sum(F.mse_loss(r, f) for f, r in zip(out.features, out.reconstructions, strict=True))
         d = upsample_prototype_distance(out.prototype_distance, self.config.image_size)
         return self.config.loss_mse_weight * mse + self.config.loss_epsilon * d.mean()

@@ -1,0 +1,131 @@
+"""The Batch tab: many files or ZIPs in, one row per image out, with a CSV of the rows."""
+from __future__ import annotations
+
+import csv
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from spmamba.imaging import ImageLoadError, LoadedImage, image_suffix
+
+from .handlers import load
+from .models import get_predictor
+
+BATCH_SIZE = 8  # images per network call
+MAX_ZIP_MEMBERS = 2000
+MAX_ZIP_BYTES = 2 * 1024 ** 3  # uncompressed, all members together
+SCRATCH = Path(tempfile.gettempdir()) / "spmamba-studio"  # batch CSVs; purged after SCRATCH_TTL seconds
+SCRATCH_TTL = 3600
+
+
+@dataclass
+class BatchItem:
+    name: str  # as the user knows it: the file name, or the path inside the ZIP
+    path: Path | None
+    error: str | None = None
+
+
+def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
+    """Uploaded files as items; each ZIP's images are written under ``workdir`` with neutral numbered names.
+
+    Member names are never used as paths, so a name like ``../../etc/passwd`` cannot write outside
+    ``workdir``; such names are reported and skipped.
+    """
+    items: list[BatchItem] = []
+    for p in paths:
+        p = Path(p)
+        if not zipfile.is_zipfile(p):
+            items.append(BatchItem(p.name, p))
+            continue
+        try:
+            with zipfile.ZipFile(p) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if len(members) > MAX_ZIP_MEMBERS:
+                    items.append(BatchItem(p.name, None, f"the ZIP holds {len(members)} files, more than the "
+                                                         f"{MAX_ZIP_MEMBERS} allowed"))
+                    continue
+                if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+                    items.append(BatchItem(p.name, None, "the ZIP expands to more than "
+                                                         f"{MAX_ZIP_BYTES / 1024 ** 3:.0f} GiB"))
+                    continue
+                for m in members:
+                    name = m.filename
+                    parts = PurePosixPath(name.replace("\\", "/")).parts
+                    base = parts[-1] if parts else ""
+                    if name.startswith(("/", "\\")) or ".." in parts or ":" in (parts[0] if parts else ""):
+                        items.append(BatchItem(f"{p.name}: {name}", None,
+                                               "unsafe path inside the ZIP (absolute or with '..'); skipped"))
+                        continue
+                    if base.startswith(".") or "__MACOSX" in parts:
+                        continue  # Finder and editor debris, not images
+                    target = workdir / f"{len(items):05d}{image_suffix(base)}"
+                    with zf.open(m) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    items.append(BatchItem(f"{p.name}: {name}", target))
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            items.append(BatchItem(p.name, None, f"the ZIP is damaged and cannot be read ({err})"))
+    return items
+
+
+def _purge_scratch(now: float) -> None:
+    if SCRATCH.is_dir():
+        for d in SCRATCH.iterdir():
+            if now - d.stat().st_mtime > SCRATCH_TTL:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+BATCH_COLUMNS = ["file", "score", "verdict", "normal percentile", "modality", "message"]
+
+
+def score_files(paths: list[str] | None, checkpoint: str,
+                progress: Callable[[float, str], object] | None = None) -> tuple[list[list], Path]:
+    """Score every image in ``paths`` (ZIPs expanded) with the checkpoint's own weights.
+
+    Returns the table rows (BATCH_COLUMNS) and a CSV of them; unreadable files become rows with a
+    message rather than stopping the batch.
+    """
+    if not paths:
+        raise ImageLoadError("no files were given")
+    now = time.time()
+    _purge_scratch(now)
+    out_dir = SCRATCH / uuid.uuid4().hex
+    out_dir.mkdir(parents=True)
+    predictor = get_predictor(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="spmamba-zip-") as work:
+        items = expand_uploads(list(paths), Path(work))
+        rows: list[list] = [[] for _ in items]  # filled in input order
+        pending: list[tuple[int, BatchItem, LoadedImage]] = []
+
+        def flush():
+            totals = predictor.score(predictor.maps([img.grey for _, _, img in pending])).total.numpy()
+            for (i, item, img), total in zip(pending, totals, strict=True):
+                j = predictor.judge(float(total), img.meta)
+                rows[i] = [item.name, round(float(total), 4), j.headline,
+                           None if j.percentile is None else round(j.percentile, 1), img.meta.get("Modality", ""), ""]
+            pending.clear()
+
+        for i, item in enumerate(items):
+            if progress is not None:
+                progress(i / max(len(items), 1), f"{i}/{len(items)} images")
+            if item.error is None:
+                try:
+                    pending.append((i, item, load(str(item.path))))
+                except ImageLoadError as err:
+                    item.error = str(err).replace(item.path.name, item.name)
+            if item.error is not None:
+                rows[i] = [item.name, None, "error", None, "", item.error]
+            if len(pending) == BATCH_SIZE:
+                flush()
+        if pending:
+            flush()
+    csv_path = out_dir / "spmamba-batch-scores.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(BATCH_COLUMNS)
+        writer.writerows(rows)
+    return rows, csv_path

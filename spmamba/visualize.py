@@ -1,0 +1,23 @@
+"""The anomaly-map overlay, shared by the demo and ``spmamba predict --overlay``."""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from skimage.segmentation import find_boundaries
+from skimage.transform import resize
+
+CMAP = "inferno"
+
+
+def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float,
+            threshold: float | None) -> np.ndarray:
+    """RGB uint8: the grey image under the coloured anomaly map, with the map >= threshold outlined."""
+    h, w = grey.shape
+    m = resize(amap, (h, w), order=1, preserve_range=True, anti_aliasing=False)
+    norm = np.clip((m - vmin) / max(vmax - vmin, 1e-8), 0, 1)
+    heat = colormaps[CMAP](norm)[..., :3]
+    rgb = (1 - opacity) * np.repeat(grey[..., None], 3, axis=2) + opacity * heat
+    if threshold is not None:
+        edge = find_boundaries(m >= threshold, mode="inner")
+        rgb[edge] = (0.2, 1.0, 0.4)
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)

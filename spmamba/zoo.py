@@ -1,0 +1,55 @@
+"""The checkpoints in a weights folder and the choice among them by an image's modality.
+
+One rule for the page, the API and ``spmamba predict``: keep the chosen checkpoint when it was
+trained on the image's modality, else take the first one that was.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .checkpoint import CheckpointError, read_metadata
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+    """{label shown in the dropdown: path} for every readable checkpoint, with its one-line summary."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
+            continue
+        try:
+            summary = read_metadata(path).get("summary") or path.stem
+        except CheckpointError:
+            continue
+        out[f"{path.stem} — {summary}"] = str(path)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def modalities(path: str) -> tuple[str, ...]:
+    """DICOM Modality codes a checkpoint was trained on (empty when its card does not say)."""
+    return tuple(m.upper() for m in read_metadata(path).get("training", {}).get("modalities") or ())
+
+
+def preselect(image: str | tuple[str, ...] | None, checkpoints: dict[str, str],
+              current: str | None) -> tuple[str | None, str]:
+    """The checkpoint to use for an image of these modalities, and a note when none was trained on them.
+
+    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists one of them.
+    """
+    wanted = (image,) if isinstance(image, str) else tuple(image or ())
+    wanted = tuple(m.upper() for m in wanted)
+    if not wanted or not checkpoints:
+        return current, ""
+    if current in checkpoints and set(wanted) & set(modalities(checkpoints[current])):
+        return current, ""
+    shown = "/".join(wanted)
+    for label, path in checkpoints.items():
+        if set(wanted) & set(modalities(path)):
+            return label, f"Switched to a checkpoint trained on {shown} images."
+    trained = modalities(checkpoints[current]) if current in checkpoints else ()
+    on = "/".join(trained) if trained else "other"
+    return current, (f"No checkpoint here was trained on {shown} images; this one was trained on {on} images, "
+                     "so its score for this image is not meaningful.")
