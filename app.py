@@ -1,4 +1,5 @@
 """SP-Mamba Studio: `python app.py` starts the Gradio demo (the UI lives in demo/)."""
+
 from demo.app import main
 
 if __name__ == "__main__":

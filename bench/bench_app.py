@@ -10,6 +10,7 @@ launch, so the first should cost at most 1.5x a warm one). /analyze per file: a 
 (upload, queue, network, encoding) beside calling the handlers directly on the same file. Budgets on a
 2-core laptop-class CPU: cold start <= 30 s, /analyze <= 1 s per image for the shipped checkpoint.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,10 @@ def main() -> None:
         png = Path(tmp) / "first.png"
         _texture_png(png)
         ready, first, warm = first_and_warm(str(png), env, args.repeat)
-        print(f"| first /analyze the moment the page answers (ms; ready in {ready:.1f} s) | {first:.0f} | "
-              f"{warm:.0f} (median of the next {args.repeat}) | {first / warm:.2f}× | 1.5× |")
+        print(
+            f"| first /analyze the moment the page answers (ms; ready in {ready:.1f} s) | {first:.0f} | "
+            f"{warm:.0f} (median of the next {args.repeat}) | {first / warm:.2f}× | 1.5× |"
+        )
 
     from gradio_client import Client, handle_file
     from pydicom.data import get_testdata_file
@@ -87,17 +90,25 @@ def main() -> None:
     checkpoint = next(iter(list_checkpoints().values()))
     by_caption = {e.caption: str(e.path) for e in examples}
     files = [(c, p) for c, p in by_caption.items() if c.startswith("Chest X-ray, normal")]
-    files += [("CT slice, DICOM 128×128", get_testdata_file("CT_small.dcm")),
-              ("MR volume, 4-D NIfTI", by_caption["Synthetic MR volume with a bright focus (4-D NIfTI)"]),
-              ("synthetic 16-bit PNG 384×384", by_caption["Synthetic chest phantom with a round opacity (16-bit PNG)"])]
+    files += [
+        ("CT slice, DICOM 128×128", get_testdata_file("CT_small.dcm")),
+        ("MR volume, 4-D NIfTI", by_caption["Synthetic MR volume with a bright focus (4-D NIfTI)"]),
+        ("synthetic 16-bit PNG 384×384", by_caption["Synthetic chest phantom with a round opacity (16-bit PNG)"]),
+    ]
     try:
         for name, path in files:
-            remote = timeit(lambda p=path: client.predict(handle_file(p), api_name="/analyze"),
-                            repeat=args.repeat, warmup=1)
-            local = timeit(lambda p=path: handlers.render(a := handlers.analyze(p, checkpoint), a.weights),
-                           repeat=args.repeat, warmup=1)
-            print(f"| /analyze {name} (ms) | {remote:.0f} | {local:.0f} (handlers in-process) | "
-                  f"{remote / local:.1f}× | 1000 |")
+            remote = timeit(
+                lambda p=path: client.predict(handle_file(p), api_name="/analyze"), repeat=args.repeat, warmup=1
+            )
+            local = timeit(
+                lambda p=path: handlers.render(a := handlers.analyze(p, checkpoint), a.weights),
+                repeat=args.repeat,
+                warmup=1,
+            )
+            print(
+                f"| /analyze {name} (ms) | {remote:.0f} | {local:.0f} (handlers in-process) | "
+                f"{remote / local:.1f}× | 1000 |"
+            )
     finally:
         demo.close()
 

@@ -5,6 +5,7 @@ For each encoder: ms per image, and the ratio to a floor = the model's FLOPs
 
     python bench/bench_forward.py [--threads 2] [--repeat 5] [--no-reference]
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,19 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--no-reference", action="store_true", help="skip the slow reference-scan run")
     args = ap.parse_args()
-    gflops = start(args.threads, ["config", "encoder", "GFLOPs (2×MAC)", "ours ms/image", "floor ms", "ours / floor",
-                                  "reference-scan ms/image", "speed-up"])
+    gflops = start(
+        args.threads,
+        [
+            "config",
+            "encoder",
+            "GFLOPs (2×MAC)",
+            "ours ms/image",
+            "floor ms",
+            "ours / floor",
+            "reference-scan ms/image",
+            "speed-up",
+        ],
+    )
     for preset in ("paper", "paper-lite0"):
         torch.manual_seed(0)
         model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed
@@ -40,8 +52,10 @@ def main() -> None:
         flops = 2 * cost.gmacs
         floor = flops / gflops * 1e3
         ref_s = "not run | –" if ref != ref else f"{ref:.0f} | {ref / ours:.1f}×"
-        print(f"| {preset} | {model.config.encoder} | {flops:.1f} | {ours:.0f} | {floor:.0f} | {ours / floor:.1f} | "
-              f"{ref_s} |")
+        print(
+            f"| {preset} | {model.config.encoder} | {flops:.1f} | {ours:.0f} | {floor:.0f} | {ours / floor:.1f} | "
+            f"{ref_s} |"
+        )
 
 
 if __name__ == "__main__":

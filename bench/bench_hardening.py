@@ -7,6 +7,7 @@ it with gradio_client: every case of tests/malformed.py through /analyze and thr
 handler, each followed by a valid request; ZIP archives through the batch scorer; and N concurrent
 sessions that analyse their own image and move β.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def main() -> None:
 
     label, checkpoint = next(iter(list_checkpoints().items()))
     port = free_port()
-    proc, _ = start_server([sys.executable, "app.py", "--port", str(port)], port, ROOT,
-                           dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    proc, _ = start_server(
+        [sys.executable, "app.py", "--port", str(port)], port, ROOT, dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -52,11 +54,15 @@ def main() -> None:
             print("| inputs | cases tried | answered clearly | server still serving after each |")
             print("|---|---|---|---|")
             for kind, name in (("api", "/analyze"), ("ui", "Analyse tab handler")):
-                print(f"| malformed files via {name} | {len(bad)} | {sum(r[f'{kind}_clear'] for r in bad)} | "
-                      f"{sum(r['still_serving'] for r in bad)} |")
+                print(
+                    f"| malformed files via {name} | {len(bad)} | {sum(r[f'{kind}_clear'] for r in bad)} | "
+                    f"{sum(r['still_serving'] for r in bad)} |"
+                )
                 good = [r for r in rows if r["expect"] is None]
-                print(f"| awkward but valid files via {name} (analysed) | {len(good)} | "
-                      f"{sum(r[f'{kind}_clear'] for r in good)} | {sum(r['still_serving'] for r in good)} |")
+                print(
+                    f"| awkward but valid files via {name} (analysed) | {len(good)} | "
+                    f"{sum(r[f'{kind}_clear'] for r in good)} | {sum(r['still_serving'] for r in good)} |"
+                )
             zips = malformed.zip_cases(tmp / "zips", valid)
             tried = clear = 0
             for archive, expected in zips.values():
@@ -64,7 +70,8 @@ def main() -> None:
                 for (fragment, message), row in zip(expected, got, strict=True):
                     tried += 1
                     clear += row[0].endswith(fragment) and (
-                        (message is None and row[2] != "error") or (message is not None and message in row[5]))
+                        (message is None and row[2] != "error") or (message is not None and message in row[5])
+                    )
             print(f"| ZIP members via the batch scorer ({len(zips)} archives) | {tried} | {clear} | – |")
 
             images = malformed.session_images(tmp / "sessions", args.clients)
@@ -77,11 +84,15 @@ def main() -> None:
                 a = handlers.analyze(str(p), checkpoint)
                 own += abs(r["total"] - handlers.render(a, a.weights).scores["total"]) < 1e-4 * abs(r["total"])
             print()
-            print("| concurrent sessions | completed | own scores (no leakage) | wall s | server peak RSS MiB "
-                  "(before → after) |")
+            print(
+                "| concurrent sessions | completed | own scores (no leakage) | wall s | server peak RSS MiB "
+                "(before → after) |"
+            )
             print("|---|---|---|---|---|")
-            print(f"| {args.clients} | {len(results)} | {own} | {wall:.1f} | {before:.0f} → "
-                  f"{_peak_rss_mib(proc.pid):.0f} |")
+            print(
+                f"| {args.clients} | {len(results)} | {own} | {wall:.1f} | {before:.0f} → "
+                f"{_peak_rss_mib(proc.pid):.0f} |"
+            )
     finally:
         proc.terminate()
         proc.wait()

@@ -1,7 +1,8 @@
 """Medical-Prototype module: vectorised vs the naive per-position loop, batch 16, paper sizes.
 
-    python bench/bench_prototype.py [--batch 16] [--threads 2]
+python bench/bench_prototype.py [--batch 16] [--threads 2]
 """
+
 from __future__ import annotations
 
 import sys

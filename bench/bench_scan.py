@@ -7,6 +7,7 @@ at this machine's measured matmul throughput.
 
     python bench/bench_scan.py [--threads 2] [--repeat 5]
 """
+
 from __future__ import annotations
 
 import sys
@@ -51,11 +52,29 @@ def fwd_bwd(fn, xs, repeat, backward_too=True):
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--ref-backward-max-len", type=int, default=1024,
-                    help="autograd through the reference loop takes minutes beyond this length")
+    ap.add_argument(
+        "--ref-backward-max-len",
+        type=int,
+        default=1024,
+        help="autograd through the reference loop takes minutes beyond this length",
+    )
     args = ap.parse_args()
-    gflops = start(args.threads, ["L", "d_inner", "ref fwd ms", "ours fwd ms", "fwd speed-up", "ref bwd ms",
-                                  "ours bwd ms", "bwd speed-up", "ours bwd/fwd", "floor ms", "ours fwd / floor"])
+    gflops = start(
+        args.threads,
+        [
+            "L",
+            "d_inner",
+            "ref fwd ms",
+            "ours fwd ms",
+            "fwd speed-up",
+            "ref bwd ms",
+            "ours bwd ms",
+            "bwd speed-up",
+            "ours bwd/fwd",
+            "floor ms",
+            "ours fwd / floor",
+        ],
+    )
     for L, d in STAGES:
         xs = inputs(L, d)
         ref_f, ref_b = fwd_bwd(selective_scan_ref, xs, repeat=1, backward_too=L <= args.ref_backward_max_len)
@@ -63,8 +82,10 @@ def main() -> None:
         floor = 2 * scan_macs(1, L, K * d, N) / (gflops * 1e9) * 1e3
         ran = ref_b == ref_b  # NaN when the reference backward was skipped
         ref_b_s = f"{ref_b:.0f} | {our_b:.1f} | {ref_b / our_b:.0f}×" if ran else f"not run | {our_b:.1f} | –"
-        print(f"| {L} | {d} | {ref_f:.0f} | {our_f:.1f} | {ref_f / our_f:.0f}× | {ref_b_s} | "
-              f"{our_b / our_f:.2f} | {floor:.1f} | {our_f / floor:.1f} |")
+        print(
+            f"| {L} | {d} | {ref_f:.0f} | {our_f:.1f} | {ref_f / our_f:.0f}× | {ref_b_s} | "
+            f"{our_b / our_f:.2f} | {floor:.1f} | {our_f / floor:.1f} |"
+        )
 
 
 if __name__ == "__main__":

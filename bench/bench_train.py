@@ -5,6 +5,7 @@
 Uses the real training images when found (SPMAMBA_DATA or ../shared/data/zhanglab), else random images:
 the speed does not depend on the pixels.
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Shared timing helpers for the bench scripts: medians of repeated runs, matmul throughput."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,17 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     """This machine's fp32 matrix-multiply throughput at the current thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     ms = timeit(lambda: a @ b, repeat=repeat, warmup=2)
-    return 2 * n ** 3 / (ms / 1e3) / 1e9
+    return 2 * n**3 / (ms / 1e3) / 1e9
 
 
 def start(threads: int, columns: list[str]) -> float:
     """Set the thread count, print the machine line and a Markdown table head; return matmul GFLOP/s."""
     torch.set_num_threads(threads)
     gflops = matmul_gflops()
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{threads} thread(s), matmul {gflops:.0f} GFLOP/s")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{threads} thread(s), matmul {gflops:.0f} GFLOP/s"
+    )
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     return gflops
@@ -59,8 +62,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(cmd: list[str], port: int, cwd: Path, env: dict,
-                 timeout: float = 300) -> tuple[subprocess.Popen, float]:
+def start_server(
+    cmd: list[str], port: int, cwd: Path, env: dict, timeout: float = 300
+) -> tuple[subprocess.Popen, float]:
     """Start ``cmd`` and wait until http://127.0.0.1:port/ answers 200: (the process, seconds it took)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

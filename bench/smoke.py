@@ -8,6 +8,7 @@ example does, checks that finite scores and a verdict come back, and stops the s
 nothing beyond requirements.txt, so ``.ci/run`` runs it in a virtual environment built from that file
 alone. Exit status 0 means the front door works.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def main() -> int:
                 total = result["scores"]["total"]
                 if not (math.isfinite(total) and overlay and result["checkpoint"] and result["verdict"]):
                     raise SystemExit(f"smoke: /analyze on {path.name} returned {result!r}")
-                print(f"smoke: /analyze {path.name}: score {total:.4g}, {result['verdict']} "
-                      f"[{result['checkpoint']}] in {time.perf_counter() - t:.2f} s")
+                print(
+                    f"smoke: /analyze {path.name}: score {total:.4g}, {result['verdict']} "
+                    f"[{result['checkpoint']}] in {time.perf_counter() - t:.2f} s"
+                )
         print("smoke: passed")
         return 0
     except BaseException:

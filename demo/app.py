@@ -3,6 +3,7 @@
 Each tab is one function that lays out its components and wires their events. Handlers return
 dicts keyed by component, so no output is matched by its position in a list.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,16 +32,44 @@ from .examples import Example, build_examples
 from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
 
-BANNER = ("**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
-          "normal images of one dataset; they are not a clinical finding.")
-SAFE_META = ("format", "Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation", "frames",
-             "shape", "size")
+BANNER = (
+    "**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
+    "normal images of one dataset; they are not a clinical finding."
+)
+SAFE_META = (
+    "format",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+    "PhotometricInterpretation",
+    "frames",
+    "shape",
+    "size",
+)
 NETWORK_CONCURRENCY = 2 if default_device() == "cuda" else 1  # one CPU forward already uses every core
 PRIVATE = dict(api_visibility="private")
 # What a client of the undocumented /ui_analyse endpoint receives, in order (gr.State is not sent).
-ANALYSE_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table", "maps_plot", "alpha", "beta",
-                          "gamma", "dog_low", "dog_high", "model", "preset", "axis", "dicom_box", "nifti_box",
-                          "index", "info")
+ANALYSE_CLIENT_OUTPUTS = (
+    "picture",
+    "compare",
+    "bar",
+    "plot",
+    "verdict",
+    "table",
+    "maps_plot",
+    "alpha",
+    "beta",
+    "gamma",
+    "dog_low",
+    "dog_high",
+    "model",
+    "preset",
+    "axis",
+    "dicom_box",
+    "nifti_box",
+    "index",
+    "info",
+)
 REDRAW_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table")
 log = logging.getLogger("spmamba.demo")
 
@@ -51,6 +80,7 @@ def user_errors(fn):
     Unforeseen errors are logged by type and code location only: their messages may quote file
     names or header values, which can identify a patient.
     """
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -62,8 +92,11 @@ def user_errors(fn):
         except Exception as err:
             where = traceback.extract_tb(err.__traceback__)[-1]
             log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)
-            raise gr.Error(f"Something went wrong while processing this request ({type(err).__name__}). "
-                           "The app is still running: try again or with another file.") from None
+            raise gr.Error(
+                f"Something went wrong while processing this request ({type(err).__name__}). "
+                "The app is still running: try again or with another file."
+            ) from None
+
     return wrapper
 
 
@@ -115,16 +148,29 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     with gr.Tab("Analyse"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Image: PNG, JPEG, TIFF, DICOM (.dcm or none), NIfTI (.nii/.nii.gz)",
-                                 type="filepath", elem_id="upload")
-                gallery = gr.Gallery([(str(e.thumb), e.caption) for e in site.examples], label="Examples",
-                                     columns=3, height=250, allow_preview=False, interactive=False,
-                                     elem_id="examples")
+                upload = gr.File(
+                    label="Image: PNG, JPEG, TIFF, DICOM (.dcm or none), NIfTI (.nii/.nii.gz)",
+                    type="filepath",
+                    elem_id="upload",
+                )
+                gallery = gr.Gallery(
+                    [(str(e.thumb), e.caption) for e in site.examples],
+                    label="Examples",
+                    columns=3,
+                    height=250,
+                    allow_preview=False,
+                    interactive=False,
+                    elem_id="examples",
+                )
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
                 info = gr.Markdown(elem_id="image-info")
                 with gr.Group(visible=False) as dicom_box:
-                    preset = gr.Dropdown(list(handlers.WINDOW_PRESETS), value="auto",
-                                         label="DICOM window (CT presets in HU)", elem_id="window")
+                    preset = gr.Dropdown(
+                        list(handlers.WINDOW_PRESETS),
+                        value="auto",
+                        label="DICOM window (CT presets in HU)",
+                        elem_id="window",
+                    )
                     with gr.Row():
                         centre = gr.Slider(-1200, 3000, 40, step=10, label="Window centre")
                         width = gr.Slider(1, 4000, 400, step=10, label="Window width")
@@ -144,8 +190,9 @@ def analyse_tab(site: Site, state: gr.State) -> None:
             with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Overlay") as overlay_tab:
-                        picture = gr.Image(label="Anomaly map over the image (bright = unusual)", type="numpy",
-                                           elem_id="overlay")
+                        picture = gr.Image(
+                            label="Anomaly map over the image (bright = unusual)", type="numpy", elem_id="overlay"
+                        )
                     with gr.Tab("Before / after") as compare_tab:
                         compare = gr.ImageSlider(label="Image ⟷ anomaly map", type="numpy", elem_id="compare")
                     with gr.Tab("Component maps"):
@@ -156,10 +203,27 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                 table = gr.Markdown(elem_id="components")
 
     weight_sliders = [alpha, beta, gamma, dog_low, dog_high]
-    named = dict(picture=picture, compare=compare, bar=bar, plot=plot, verdict=verdict, table=table,
-                 maps_plot=maps_plot, alpha=alpha, beta=beta, gamma=gamma, dog_low=dog_low, dog_high=dog_high,
-                 model=model, preset=preset, axis=axis, dicom_box=dicom_box, nifti_box=nifti_box, index=index,
-                 info=info)
+    named = dict(
+        picture=picture,
+        compare=compare,
+        bar=bar,
+        plot=plot,
+        verdict=verdict,
+        table=table,
+        maps_plot=maps_plot,
+        alpha=alpha,
+        beta=beta,
+        gamma=gamma,
+        dog_low=dog_low,
+        dog_high=dog_high,
+        model=model,
+        preset=preset,
+        axis=axis,
+        dicom_box=dicom_box,
+        nifti_box=nifti_box,
+        index=index,
+        info=info,
+    )
     outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS)]  # the order clients receive them in
     results = [named[n] for n in REDRAW_CLIENT_OUTPUTS]
 
@@ -177,8 +241,9 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         """Run the network once for this file and these image options; fill every view."""
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
-        options = handlers.ImageOptions(handlers.window_for(preset_name, centre_v, width_v),
-                                        None if index_v is None else int(index_v), int(axis_v))
+        options = handlers.ImageOptions(
+            handlers.window_for(preset_name, centre_v, width_v), None if index_v is None else int(index_v), int(axis_v)
+        )
         image = handlers.load(path, options)
         label, note = site.choose(image.meta, label)
         analysis = handlers.analyze_image(image, site.path(label), [note] if note else [])
@@ -189,13 +254,25 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         grey_dicom = m.get("format") == "DICOM" and m.get("PhotometricInterpretation", "").startswith("MONOCHROME")
         depth = m.get("slices", 1) if nifti else frames
         return {
-            state: analysis, **drawn(analysis, r, shown),
+            state: analysis,
+            **drawn(analysis, r, shown),
             maps_plot: maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy()),
-            alpha: w.alpha, beta: w.beta, gamma: w.gamma, dog_low: w.dog_sigma, dog_high: w.dog_k_sigma,
-            model: label, preset: preset_name, axis: int(axis_v),
-            dicom_box: gr.update(visible=grey_dicom), nifti_box: gr.update(visible=nifti),
-            index: gr.update(visible=depth > 1, maximum=max(depth - 1, 1), value=m.get("slice", m.get("frame", 0)),
-                             label=f"Slice along axis {m['axis']}" if nifti else "Frame"),
+            alpha: w.alpha,
+            beta: w.beta,
+            gamma: w.gamma,
+            dog_low: w.dog_sigma,
+            dog_high: w.dog_k_sigma,
+            model: label,
+            preset: preset_name,
+            axis: int(axis_v),
+            dicom_box: gr.update(visible=grey_dicom),
+            nifti_box: gr.update(visible=nifti),
+            index: gr.update(
+                visible=depth > 1,
+                maximum=max(depth - 1, 1),
+                value=m.get("slice", m.get("frame", 0)),
+                label=f"Slice along axis {m['axis']}" if nifti else "Frame",
+            ),
             info: image_info(m),
         }
 
@@ -211,8 +288,10 @@ def analyse_tab(site: Site, state: gr.State) -> None:
 
     def cleared():
         """A new file first clears the previous one's results, so a failed upload never shows stale maps."""
-        return {**{c: None for c in [state, *results, maps_plot, info]},
-                **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index)}}
+        return {
+            **{c: None for c in [state, *results, maps_plot, info]},
+            **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index)},
+        }
 
     @user_errors
     def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, shown):
@@ -235,47 +314,67 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, view]
     # Progress and errors show on the picture only (plus the error's own message), not on every output.
     net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture)
-    upload.change(cleared, None, [state, *results, maps_plot, info, dicom_box, nifti_box, index],
-                  show_progress="hidden", **PRIVATE).then(
-        fresh, [upload, model, opacity, contour, view], outputs, **net, **PRIVATE)
+    upload.change(
+        cleared,
+        None,
+        [state, *results, maps_plot, info, dicom_box, nifti_box, index],
+        show_progress="hidden",
+        **PRIVATE,
+    ).then(fresh, [upload, model, opacity, contour, view], outputs, **net, **PRIVATE)
     gallery.select(pick_example, None, upload, **PRIVATE)
     # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
     go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
     model.input(analyse, inputs, outputs, **net, **PRIVATE)
     index.release(analyse, inputs, outputs, **net, **PRIVATE)
-    axis.input(new_axis, [upload, model, preset, centre, width, axis, opacity, contour, view], outputs,
-               **net, **PRIVATE)
+    axis.input(
+        new_axis, [upload, model, preset, centre, width, axis, opacity, contour, view], outputs, **net, **PRIVATE
+    )
     preset.input(apply_preset, [preset, centre, width], [centre, width], **PRIVATE).then(
-        analyse, inputs, outputs, **net, **PRIVATE)
+        analyse, inputs, outputs, **net, **PRIVATE
+    )
     for s in (centre, width):
         s.release(lambda: "custom", None, preset, **PRIVATE).then(analyse, inputs, outputs, **net, **PRIVATE)
 
     sliders = [*weight_sliders, opacity, contour]
     for i, s in enumerate(sliders):
-        s.change(redraw, [state, *sliders, view], results, trigger_mode="always_last", show_progress="hidden",
-                 concurrency_id="render", concurrency_limit=4,
-                 **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else PRIVATE))
+        s.change(
+            redraw,
+            [state, *sliders, view],
+            results,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            concurrency_id="render",
+            concurrency_limit=4,
+            **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else PRIVATE),
+        )
     for tab, name in ((overlay_tab, "overlay"), (compare_tab, "compare")):
         tab.select(lambda n=name: n, None, view, **PRIVATE).then(
-            redraw, [state, *sliders, view], results, show_progress="hidden", **PRIVATE)
+            redraw, [state, *sliders, view], results, show_progress="hidden", **PRIVATE
+        )
     reset_btn.click(reset, state, weight_sliders, **PRIVATE)
 
 
 def batch_tab(site: Site) -> None:
     """Many files or ZIPs scored with one checkpoint's own weights; a sortable table and a CSV."""
     with gr.Tab("Batch"):
-        gr.Markdown("Score many images at once with the checkpoint's own weights. ZIP files are opened; "
-                    "files that cannot be read are listed with the reason.")
+        gr.Markdown(
+            "Score many images at once with the checkpoint's own weights. ZIP files are opened; "
+            "files that cannot be read are listed with the reason."
+        )
         with gr.Row():
-            files = gr.File(file_count="multiple", type="filepath", label="Images or ZIP files",
-                            elem_id="batch-files")
+            files = gr.File(file_count="multiple", type="filepath", label="Images or ZIP files", elem_id="batch-files")
             with gr.Column():
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
                 go = gr.Button("Score all", variant="primary")
                 csv_file = gr.File(label="Scores as CSV")
-        table = gr.Dataframe(headers=batch_scoring.BATCH_COLUMNS, interactive=False, wrap=True,
-                             label="Scores (click a column header to sort)", elem_id="batch-table",
-                             column_widths=["22%", "8%", "16%", "10%", "8%", "36%"])
+        table = gr.Dataframe(
+            headers=batch_scoring.BATCH_COLUMNS,
+            interactive=False,
+            wrap=True,
+            label="Scores (click a column header to sort)",
+            elem_id="batch-table",
+            column_widths=["22%", "8%", "16%", "10%", "8%", "36%"],
+        )
 
     @user_errors
     def score(paths, label, progress=gr.Progress()):
@@ -288,8 +387,10 @@ def batch_tab(site: Site) -> None:
 def scan_tab(state: gr.State) -> None:
     """The order in which the decoder reads a map, with a walk along it."""
     with gr.Tab("Scan order"):
-        gr.Markdown("The order in which the Mamba decoder reads each feature map. Circular-Hilbert: rings from "
-                    "the outside in, then a Hilbert curve through the centre.")
+        gr.Markdown(
+            "The order in which the Mamba decoder reads each feature map. Circular-Hilbert: rings from "
+            "the outside in, then a Hilbert curve through the centre."
+        )
         with gr.Row():
             order = gr.Dropdown(list(ORDERS), value="circular_hilbert", label="Order")
             size = gr.Dropdown([8, 16, 32, 64], value=16, label="Map size (decoder resolution)")
@@ -348,8 +449,14 @@ def api(site: Site) -> None:
         trained on the image's modality."""
         return analyze_api(site, path, label or "")
 
-    trigger.click(analyze, [file, checkpoint], [result, overlay], api_name="analyze",
-                  concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY)
+    trigger.click(
+        analyze,
+        [file, checkpoint],
+        [result, overlay],
+        api_name="analyze",
+        concurrency_id="network",
+        concurrency_limit=NETWORK_CONCURRENCY,
+    )
 
 
 def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
@@ -368,6 +475,7 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 def warm_up(checkpoints: dict[str, str]) -> threading.Thread:
     """Load the default checkpoint and run it once in the background, so the first request costs what the
     others do (model loading, numba kernels and torch's first-call set-up happen here, not in a request)."""
+
     def run():
         try:
             if checkpoints:
@@ -392,19 +500,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="SP-Mamba Studio demo")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    ap.add_argument("--examples", action="append", default=[], metavar="DIR",
-                    help="add the images in DIR to the examples gallery (repeatable)")
-    ap.add_argument("--max-upload-mb", type=float, default=float(os.environ.get("SPMAMBA_MAX_UPLOAD_MB", 200)),
-                    help="largest file accepted, in MB (default 200, or $SPMAMBA_MAX_UPLOAD_MB)")
-    ap.add_argument("--max-pixels", type=int, default=int(os.environ.get("SPMAMBA_MAX_PIXELS", imaging.MAX_PIXELS)),
-                    help=f"largest image accepted, in pixels (default {imaging.MAX_PIXELS:,}, or $SPMAMBA_MAX_PIXELS)")
+    ap.add_argument(
+        "--examples",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add the images in DIR to the examples gallery (repeatable)",
+    )
+    ap.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=float(os.environ.get("SPMAMBA_MAX_UPLOAD_MB", 200)),
+        help="largest file accepted, in MB (default 200, or $SPMAMBA_MAX_UPLOAD_MB)",
+    )
+    ap.add_argument(
+        "--max-pixels",
+        type=int,
+        default=int(os.environ.get("SPMAMBA_MAX_PIXELS", imaging.MAX_PIXELS)),
+        help=f"largest image accepted, in pixels (default {imaging.MAX_PIXELS:,}, or $SPMAMBA_MAX_PIXELS)",
+    )
     return ap.parse_args(argv)
 
 
 def launch_options(args: argparse.Namespace, examples: list[Example]) -> dict:
     """Keyword arguments for ``Blocks.launch``: address, upload limit, the example files it may serve."""
-    return dict(server_name=args.host, server_port=args.port, max_file_size=int(args.max_upload_mb * 1024 ** 2),
-                allowed_paths=allowed_paths(examples))
+    return dict(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=int(args.max_upload_mb * 1024**2),
+        allowed_paths=allowed_paths(examples),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

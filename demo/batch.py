@@ -1,4 +1,5 @@
 """The Batch tab: many files or ZIPs in, one row per image out, with a CSV of the rows."""
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,7 @@ from .models import get_predictor
 
 BATCH_SIZE = 8  # images per network call
 MAX_ZIP_MEMBERS = 2000
-MAX_ZIP_BYTES = 2 * 1024 ** 3  # uncompressed, all members together
+MAX_ZIP_BYTES = 2 * 1024**3  # uncompressed, all members together
 SCRATCH = Path(tempfile.gettempdir()) / "spmamba-studio"  # batch CSVs; purged after SCRATCH_TTL seconds
 SCRATCH_TTL = 3600
 
@@ -46,20 +47,27 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
             with zipfile.ZipFile(p) as zf:
                 members = [m for m in zf.infolist() if not m.is_dir()]
                 if len(members) > MAX_ZIP_MEMBERS:
-                    items.append(BatchItem(p.name, None, f"the ZIP holds {len(members)} files, more than the "
-                                                         f"{MAX_ZIP_MEMBERS} allowed"))
+                    items.append(
+                        BatchItem(
+                            p.name, None, f"the ZIP holds {len(members)} files, more than the {MAX_ZIP_MEMBERS} allowed"
+                        )
+                    )
                     continue
                 if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-                    items.append(BatchItem(p.name, None, "the ZIP expands to more than "
-                                                         f"{MAX_ZIP_BYTES / 1024 ** 3:.0f} GiB"))
+                    items.append(
+                        BatchItem(p.name, None, f"the ZIP expands to more than {MAX_ZIP_BYTES / 1024**3:.0f} GiB")
+                    )
                     continue
                 for m in members:
                     name = m.filename
                     parts = PurePosixPath(name.replace("\\", "/")).parts
                     base = parts[-1] if parts else ""
                     if name.startswith(("/", "\\")) or ".." in parts or ":" in (parts[0] if parts else ""):
-                        items.append(BatchItem(f"{p.name}: {name}", None,
-                                               "unsafe path inside the ZIP (absolute or with '..'); skipped"))
+                        items.append(
+                            BatchItem(
+                                f"{p.name}: {name}", None, "unsafe path inside the ZIP (absolute or with '..'); skipped"
+                            )
+                        )
                         continue
                     if base.startswith(".") or "__MACOSX" in parts:
                         continue  # Finder and editor debris, not images
@@ -82,8 +90,9 @@ def _purge_scratch(now: float) -> None:
 BATCH_COLUMNS = ["file", "score", "verdict", "normal percentile", "modality", "message"]
 
 
-def score_files(paths: list[str] | None, checkpoint: str,
-                progress: Callable[[float, str], object] | None = None) -> tuple[list[list], Path]:
+def score_files(
+    paths: list[str] | None, checkpoint: str, progress: Callable[[float, str], object] | None = None
+) -> tuple[list[list], Path]:
     """Score every image in ``paths`` (ZIPs expanded) with the checkpoint's own weights.
 
     Returns the table rows (BATCH_COLUMNS) and a CSV of them; unreadable files become rows with a
@@ -105,8 +114,14 @@ def score_files(paths: list[str] | None, checkpoint: str,
             totals = predictor.score(predictor.maps([img.grey for _, _, img in pending])).total.numpy()
             for (i, item, img), total in zip(pending, totals, strict=True):
                 j = predictor.judge(float(total), img.meta)
-                rows[i] = [item.name, round(float(total), 4), j.headline,
-                           None if j.percentile is None else round(j.percentile, 1), img.meta.get("Modality", ""), ""]
+                rows[i] = [
+                    item.name,
+                    round(float(total), 4),
+                    j.headline,
+                    None if j.percentile is None else round(j.percentile, 1),
+                    img.meta.get("Modality", ""),
+                    "",
+                ]
             pending.clear()
 
         for i, item in enumerate(items):

@@ -4,6 +4,7 @@ is present, and any folder given with ``--examples DIR``. Nothing here needs a t
 Sample files inside installed packages are copied to a cache folder, because the app serves only
 files under paths it is told about; the dataset and ``--examples`` folders are served in place.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,8 @@ def _phantom(path: Path) -> Path:
     """A synthetic chest-like radiograph with one bright round opacity: no patient, no licence question."""
     if not path.is_file():
         yy, xx = np.mgrid[:384, :384] / 384.0
-        body = np.exp(-(((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.48) ** 2) ** 3)
-        lungs = sum(np.exp(-(((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2) ** 2) for cx in (0.32, 0.68))
+        body = np.exp(-((((xx - 0.5) / 0.42) ** 2 + ((yy - 0.55) / 0.48) ** 2) ** 3))
+        lungs = sum(np.exp(-((((xx - cx) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2) ** 2)) for cx in (0.32, 0.68))
         ribs = 0.06 * (np.sin(yy * 60) > 0.6) * (lungs > 0.2)
         lesion = 0.5 * np.exp(-(((xx - 0.7) ** 2 + (yy - 0.45) ** 2) / 0.002))
         img = 0.75 * body - 0.45 * lungs + ribs + lesion
@@ -65,8 +66,10 @@ def _package_samples(cache: Path) -> list[tuple[Path, str]]:
     from pydicom.data import get_testdata_file
 
     copied = []
-    for name, caption in (("CT_small.dcm", "CT slice (pydicom sample, DICOM)"),
-                          ("MR_small.dcm", "MR slice (pydicom sample, DICOM)")):
+    for name, caption in (
+        ("CT_small.dcm", "CT slice (pydicom sample, DICOM)"),
+        ("MR_small.dcm", "MR slice (pydicom sample, DICOM)"),
+    ):
         src = get_testdata_file(name)
         if not src:
             continue
@@ -83,8 +86,10 @@ def _dataset_samples(root: Path | None) -> list[tuple[Path, str]]:
     if root is None:
         return []
     out = []
-    for label, caption in (("NORMAL", "Chest X-ray, normal (ZhangLab val)"),
-                           ("PNEUMONIA", "Chest X-ray, pneumonia (ZhangLab val)")):
+    for label, caption in (
+        ("NORMAL", "Chest X-ray, normal (ZhangLab val)"),
+        ("PNEUMONIA", "Chest X-ray, pneumonia (ZhangLab val)"),
+    ):
         folder = root / "zhanglab" / "val" / label
         files = sorted(folder.glob("*.jp*g")) if folder.is_dir() else []
         if files:
@@ -109,18 +114,24 @@ def _thumbnail(path: Path, cache: Path) -> Path:
     return thumb
 
 
-def build_examples(extra: list[str | os.PathLike] = (), cache: Path = CACHE,
-                   with_dataset: bool = True) -> list[Example]:
+def build_examples(
+    extra: list[str | os.PathLike] = (), cache: Path = CACHE, with_dataset: bool = True
+) -> list[Example]:
     """Every example that loads; files that do not are left out of the gallery rather than failing the app.
 
     ``with_dataset`` adds two chest X-rays from ``SPMAMBA_DATA`` (or ../shared/data) when present.
     """
     sources = _dataset_samples(data_root()) if with_dataset else []
-    sources += [(_phantom(cache / "synthetic" / "phantom-chest-16bit.png"),
-                 "Synthetic chest phantom with a round opacity (16-bit PNG)")]
+    sources += [
+        (
+            _phantom(cache / "synthetic" / "phantom-chest-16bit.png"),
+            "Synthetic chest phantom with a round opacity (16-bit PNG)",
+        )
+    ]
     sources += _package_samples(cache)
-    sources += [(_volume(cache / "synthetic" / "phantom-head-4d.nii.gz"),
-                 "Synthetic MR volume with a bright focus (4-D NIfTI)")]
+    sources += [
+        (_volume(cache / "synthetic" / "phantom-head-4d.nii.gz"), "Synthetic MR volume with a bright focus (4-D NIfTI)")
+    ]
     for folder in extra:
         sources += _folder_samples(Path(folder))
     examples = []

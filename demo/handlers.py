@@ -3,6 +3,7 @@
 ``analyze`` runs the network once and returns an :class:`Analysis` kept in the
 session's ``gr.State``; ``render`` re-weights and redraws from that cache only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,12 @@ DISPLAY_MAX = 512  # longest side of the displayed image
 
 # CT windows in Hounsfield units (centre, width); "auto" keeps the file's own VOI window.
 WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
-    "auto": None, "lung": (-600.0, 1500.0), "soft tissue": (40.0, 400.0), "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0), "custom": None,
+    "auto": None,
+    "lung": (-600.0, 1500.0),
+    "soft tissue": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "custom": None,
 }
 
 
@@ -79,17 +84,20 @@ def load(path: str | None, options: ImageOptions | None = None) -> LoadedImage:
     if not path:
         raise ImageLoadError("no file was given")
     options = options or ImageOptions()
-    img = load_image(path, frame=options.index or 0, slice_index=options.index, axis=options.axis,
-                     window=options.window)
+    img = load_image(
+        path, frame=options.index or 0, slice_index=options.index, axis=options.axis, window=options.window
+    )
     if np.ptp(img.pixels) == 0:
         under = " under this window" if options.window else ""
-        raise ImageLoadError(f"{Path(path).name} is blank{under}: every pixel has the same value, so there is "
-                             "nothing to analyse")
+        raise ImageLoadError(
+            f"{Path(path).name} is blank{under}: every pixel has the same value, so there is nothing to analyse"
+        )
     return img
 
 
-def analyze(path: str | None, checkpoint: str, options: ImageOptions | None = None,
-            notes: list[str] | None = None) -> Analysis:
+def analyze(
+    path: str | None, checkpoint: str, options: ImageOptions | None = None, notes: list[str] | None = None
+) -> Analysis:
     """Load the file, run the model once, cache the component maps."""
     return analyze_image(load(path, options), checkpoint, notes)
 
@@ -101,8 +109,15 @@ def analyze_image(img: LoadedImage, checkpoint: str, notes: list[str] | None = N
     maps = predictor.maps([grey])
     scale = DISPLAY_MAX / max(grey.shape)  # small images are enlarged, so every map is readable
     display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
-    return Analysis(maps, display.astype(np.float32), checkpoint, predictor.weights, predictor.calibration,
-                    img.meta, list(notes or []))
+    return Analysis(
+        maps,
+        display.astype(np.float32),
+        checkpoint,
+        predictor.weights,
+        predictor.calibration,
+        img.meta,
+        list(notes or []),
+    )
 
 
 def render(analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, contour: float = 0.9) -> Rendered:
@@ -114,17 +129,33 @@ def render(analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, con
     line = lo + contour * (hi - lo)
     picture = overlay(analysis.display, amap, lo, hi, opacity, line)
     total = float(s.total[0])
-    parts = {"peak": float(s.peak[0]), "β·concentration": weights.beta * float(s.concentration[0]),
-             "γ·contrast": weights.gamma * float(s.contrast[0])}
+    parts = {
+        "peak": float(s.peak[0]),
+        "β·concentration": weights.beta * float(s.concentration[0]),
+        "γ·contrast": weights.gamma * float(s.contrast[0]),
+    }
     judgement = analysis.judge(total)
     cal = analysis.calibration if judgement.modality_match is not False else None  # nothing to place it against
     fig = score_figure(parts, total, cal and cal["threshold"], cal and cal.get("normal_scores"))
     scores = {**score_components(s), "map_min": lo, "map_max": hi}
     text = "\n\n".join([judgement.text] + [f"⚠️ {n}" for n in analysis.notes])
-    return Rendered(picture, fig, text, scores, colour_bar(lo, hi, line if contour <= 1 else None),
-                    components_table(scores, weights), judgement)
+    return Rendered(
+        picture,
+        fig,
+        text,
+        scores,
+        colour_bar(lo, hi, line if contour <= 1 else None),
+        components_table(scores, weights),
+        judgement,
+    )
 
 
 def weights_from_sliders(base: ScoreWeights, alpha, beta, gamma, dog_low, dog_high) -> ScoreWeights:
-    return dataclasses.replace(base, alpha=float(alpha), beta=float(beta), gamma=float(gamma),
-                               dog_sigma=float(dog_low), dog_k_sigma=float(dog_high))
+    return dataclasses.replace(
+        base,
+        alpha=float(alpha),
+        beta=float(beta),
+        gamma=float(gamma),
+        dog_sigma=float(dog_low),
+        dog_k_sigma=float(dog_high),
+    )

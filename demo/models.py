@@ -1,4 +1,5 @@
 """A small process-wide cache of predictors for the checkpoints the demo offers."""
+
 from __future__ import annotations
 
 import functools

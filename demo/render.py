@@ -1,4 +1,5 @@
 """Pictures and figures: the heat-map overlay with its threshold contour, the score panel, the scan path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,8 @@ from spmamba.visualize import CMAP as _CMAP
 
 _TEMPLATE = pio.templates["plotly_white"]
 _GRADIENT = ", ".join(
-    "#%02x%02x%02x" % tuple(int(255 * v) for v in colormaps[_CMAP](t)[:3]) for t in np.linspace(0, 1, 9))
+    "#%02x%02x%02x" % tuple(int(255 * v) for v in colormaps[_CMAP](t)[:3]) for t in np.linspace(0, 1, 9)
+)
 
 
 def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
@@ -21,15 +23,17 @@ def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
     mark = ""
     if outline is not None and vmax > vmin:
         pos = 100 * (outline - vmin) / (vmax - vmin)
-        mark = (f'<div style="position:absolute;left:{pos:.1f}%;top:-3px;height:20px;border-left:2px solid #33ff66">'
-                "</div>")
+        mark = (
+            f'<div style="position:absolute;left:{pos:.1f}%;top:-3px;height:20px;border-left:2px solid #33ff66"></div>'
+        )
     return (
         '<div style="font-size:12px;line-height:1.3">anomaly map (colour scale of the overlay)'
         f'<div style="position:relative;height:14px;margin:4px 0;border-radius:3px;'
         f'background:linear-gradient(to right, {_GRADIENT})">{mark}</div>'
         f'<div style="display:flex;justify-content:space-between"><span>{vmin:.3g} (usual)</span>'
         + (f'<span style="color:#1a9641">outline ≥ {outline:.3g}</span>' if mark else "")
-        + f"<span>{vmax:.3g} (most unusual)</span></div></div>")
+        + f"<span>{vmax:.3g} (most unusual)</span></div></div>"
+    )
 
 
 def components_table(scores: dict, weights) -> str:
@@ -45,7 +49,8 @@ def components_table(scores: dict, weights) -> str:
         f"| contrast (DoG σ {weights.dog_sigma:g} / {weights.dog_k_sigma:g}) | {scores['contrast']:.4g} | "
         f"γ = {weights.gamma:g} | "
         f"{weights.gamma * scores['contrast']:+.4g} |\n"
-        f"| **score** | | | **{scores['total']:.4g}** |")
+        f"| **score** | | | **{scores['total']:.4g}** |"
+    )
 
 
 def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
@@ -54,19 +59,29 @@ def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
     titles = [f"{name} features" for name in levels] + ["prototype distance"]
     fig = make_subplots(1, len(titles), subplot_titles=titles, horizontal_spacing=0.04)
     for i, m in enumerate(list(per_scale) + [prototype]):
-        fig.add_heatmap(z=m[::-1], colorscale=_CMAP, row=1, col=i + 1, showscale=False,
-                        hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>")
+        fig.add_heatmap(
+            z=m[::-1],
+            colorscale=_CMAP,
+            row=1,
+            col=i + 1,
+            showscale=False,
+            hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>",
+        )
         fig.update_xaxes(visible=False, row=1, col=i + 1)
         fig.update_yaxes(visible=False, scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)
     fig.update_annotations(font_size=12)
-    fig.update_layout(height=300, template="plotly_white", margin=dict(l=5, r=5, t=60, b=5),
-                      title=dict(text="reconstruction error (1 − cos) per feature level, and prototype distance",
-                                 font_size=13))
+    fig.update_layout(
+        height=300,
+        template="plotly_white",
+        margin=dict(l=5, r=5, t=60, b=5),
+        title=dict(text="reconstruction error (1 − cos) per feature level, and prototype distance", font_size=13),
+    )
     return fig
 
 
-def score_figure(parts: dict[str, float], total: float, threshold: float | None,
-                 normal_scores: list[float] | None) -> go.Figure:
+def score_figure(
+    parts: dict[str, float], total: float, threshold: float | None, normal_scores: list[float] | None
+) -> go.Figure:
     """Weighted components and their sum; beside it, where this image falls among normal validation scores.
 
     Built as a plain dict without plotly's validation: it is redrawn on every slider event, and
@@ -74,34 +89,110 @@ def score_figure(parts: dict[str, float], total: float, threshold: float | None,
     """
     names = list(parts) + ["total"]
     values = list(parts.values()) + [total]
-    data = [{"type": "bar", "x": names, "y": values, "xaxis": "x", "yaxis": "y", "showlegend": False,
-             "marker": {"color": ["#6c8ebf"] * len(parts) + ["#d6604d"]},
-             "text": [f"{v:.3g}" for v in values], "textposition": "outside"}]
+    data = [
+        {
+            "type": "bar",
+            "x": names,
+            "y": values,
+            "xaxis": "x",
+            "yaxis": "y",
+            "showlegend": False,
+            "marker": {"color": ["#6c8ebf"] * len(parts) + ["#d6604d"]},
+            "text": [f"{v:.3g}" for v in values],
+            "textposition": "outside",
+        }
+    ]
     shapes, notes = [], []
     if threshold is not None:
-        shapes.append({"type": "line", "xref": "x domain", "yref": "y", "x0": 0, "x1": 1, "y0": threshold,
-                       "y1": threshold, "line": {"dash": "dash", "color": "#333"}})
-        notes.append({"xref": "x domain", "yref": "y", "x": 1, "y": threshold, "text": "threshold",
-                      "showarrow": False, "yanchor": "bottom", "xanchor": "right"})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x domain",
+                "yref": "y",
+                "x0": 0,
+                "x1": 1,
+                "y0": threshold,
+                "y1": threshold,
+                "line": {"dash": "dash", "color": "#333"},
+            }
+        )
+        notes.append(
+            {
+                "xref": "x domain",
+                "yref": "y",
+                "x": 1,
+                "y": threshold,
+                "text": "threshold",
+                "showarrow": False,
+                "yanchor": "bottom",
+                "xanchor": "right",
+            }
+        )
     if normal_scores:
-        data.append({"type": "histogram", "x": normal_scores, "nbinsx": 20, "xaxis": "x2", "yaxis": "y2",
-                     "marker": {"color": "#9ecae1"}, "showlegend": False})
+        data.append(
+            {
+                "type": "histogram",
+                "x": normal_scores,
+                "nbinsx": 20,
+                "xaxis": "x2",
+                "yaxis": "y2",
+                "marker": {"color": "#9ecae1"},
+                "showlegend": False,
+            }
+        )
         for x, style in ((total, {"color": "#d6604d", "width": 3}), (threshold, {"dash": "dash", "color": "#333"})):
             if x is not None:
-                shapes.append({"type": "line", "xref": "x2", "yref": "y2 domain", "x0": x, "x1": x, "y0": 0, "y1": 1,
-                               "line": style})
-        notes.append({"xref": "x2", "yref": "y2 domain", "x": total, "y": 1, "text": "this image",
-                      "showarrow": False, "yanchor": "bottom"})
+                shapes.append(
+                    {
+                        "type": "line",
+                        "xref": "x2",
+                        "yref": "y2 domain",
+                        "x0": x,
+                        "x1": x,
+                        "y0": 0,
+                        "y1": 1,
+                        "line": style,
+                    }
+                )
+        notes.append(
+            {
+                "xref": "x2",
+                "yref": "y2 domain",
+                "x": total,
+                "y": 1,
+                "text": "this image",
+                "showarrow": False,
+                "yanchor": "bottom",
+            }
+        )
     layout = {
-        "height": 340, "margin": {"l": 30, "r": 10, "t": 40, "b": 30}, "template": _TEMPLATE,
-        "xaxis": {"domain": [0, 0.53]}, "yaxis": {"anchor": "x"},
-        "xaxis2": {"domain": [0.6, 1], "anchor": "y2"}, "yaxis2": {"anchor": "x2"},
+        "height": 340,
+        "margin": {"l": 30, "r": 10, "t": 40, "b": 30},
+        "template": _TEMPLATE,
+        "xaxis": {"domain": [0, 0.53]},
+        "yaxis": {"anchor": "x"},
+        "xaxis2": {"domain": [0.6, 1], "anchor": "y2"},
+        "yaxis2": {"anchor": "x2"},
         "shapes": shapes,
-        "annotations": notes + [
-            {"text": "score = peak + β·concentration + γ·contrast", "xref": "x domain", "yref": "paper",
-             "x": 0.5, "y": 1.08, "showarrow": False},
-            {"text": "normal validation scores", "xref": "x2 domain", "yref": "paper", "x": 0.5, "y": 1.08,
-             "showarrow": False}],
+        "annotations": notes
+        + [
+            {
+                "text": "score = peak + β·concentration + γ·contrast",
+                "xref": "x domain",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 1.08,
+                "showarrow": False,
+            },
+            {
+                "text": "normal validation scores",
+                "xref": "x2 domain",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 1.08,
+                "showarrow": False,
+            },
+        ],
     }
     return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)
 
@@ -123,18 +214,44 @@ def _scan_traces(r: np.ndarray, c: np.ndarray, n: int, ring: np.ndarray, k: int,
     core[:-1] |= core[1:]  # the core trace starts at the last ring point, so the step into the core is drawn
     out = []
     for mask, name, colour in ((ring, "rings", "#e6550d"), (core, core_name, "#3182bd")):
-        out.append({"type": "scatter", "mode": "lines+markers", "name": name, "connectgaps": False,
-                    "x": np.where(mask, c, None).tolist(), "y": np.where(mask, n - 1 - r, None).tolist(),
-                    "line": {"color": colour, "width": 2}, "marker": {"size": 4}})
-    out.append({"type": "scatter", "mode": "markers", "name": "start", "x": [int(c[0])], "y": [int(n - 1 - r[0])],
-                "marker": {"size": 12, "color": "#31a354"}})
-    out.append({"type": "scatter", "mode": "markers", "name": f"step {k}", "x": [int(c[-1])],
-                "y": [int(n - 1 - r[-1])], "marker": {"size": 12, "color": "#222", "symbol": "x"}})
+        out.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": name,
+                "connectgaps": False,
+                "x": np.where(mask, c, None).tolist(),
+                "y": np.where(mask, n - 1 - r, None).tolist(),
+                "line": {"color": colour, "width": 2},
+                "marker": {"size": 4},
+            }
+        )
+    out.append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "start",
+            "x": [int(c[0])],
+            "y": [int(n - 1 - r[0])],
+            "marker": {"size": 12, "color": "#31a354"},
+        }
+    )
+    out.append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": f"step {k}",
+            "x": [int(c[-1])],
+            "y": [int(n - 1 - r[-1])],
+            "marker": {"size": 12, "color": "#222", "symbol": "x"},
+        }
+    )
     return out
 
 
-def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: int | None,
-                background: np.ndarray | None = None) -> go.Figure:
+def scan_figure(
+    order: str, n: int, num_directions: int, direction: int, steps: int | None, background: np.ndarray | None = None
+) -> go.Figure:
     """The path the decoder reads an n x n map in; rings and Hilbert core in different colours.
 
     ``steps`` cuts the path: the step slider, or the walk animation driven by a timer in the app.
@@ -149,12 +266,26 @@ def scan_figure(order: str, n: int, num_directions: int, direction: int, steps: 
     core_name = "Hilbert core" if ch else order
     data = []
     if background is not None:
-        data.append({"type": "heatmap", "z": resize(background, (n, n), anti_aliasing=True)[::-1].tolist(),
-                     "colorscale": "gray", "showscale": False, "x0": 0, "dx": 1, "y0": 0, "dy": 1,
-                     "hoverinfo": "skip"})
+        data.append(
+            {
+                "type": "heatmap",
+                "z": resize(background, (n, n), anti_aliasing=True)[::-1].tolist(),
+                "colorscale": "gray",
+                "showscale": False,
+                "x0": 0,
+                "dx": 1,
+                "y0": 0,
+                "dy": 1,
+                "hoverinfo": "skip",
+            }
+        )
     data += _scan_traces(r, c, n, ring, k, core_name)
-    layout = {"height": 520, "template": _TEMPLATE, "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-              "title": {"text": f"{order} on {n}×{n}, direction {name}, step {k}/{len(path)}"},
-              "xaxis": {"range": [-0.5, n - 0.5], "showgrid": False, "zeroline": False, "constrain": "domain"},
-              "yaxis": {"range": [-0.5, n - 0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False}}
+    layout = {
+        "height": 520,
+        "template": _TEMPLATE,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "title": {"text": f"{order} on {n}×{n}, direction {name}, step {k}/{len(path)}"},
+        "xaxis": {"range": [-0.5, n - 0.5], "showgrid": False, "zeroline": False, "constrain": "domain"},
+        "yaxis": {"range": [-0.5, n - 0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False},
+    }
     return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)

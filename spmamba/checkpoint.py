@@ -4,6 +4,7 @@ The frozen encoder is normally not stored (it comes from its own weight
 package or cache); its fingerprint is, so a checkpoint is never silently paired
 with different encoder weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,11 @@ def save_checkpoint(
     include_encoder: bool = False,
 ) -> dict[str, Any]:
     """Write ``model``'s trainable tensors (and optionally the encoder's) with JSON metadata."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if include_encoder or not k.startswith("encoder.")}
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if include_encoder or not k.startswith("encoder.")
+    }
     meta = {
         "format": FORMAT,
         "summary": summary,

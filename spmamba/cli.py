@@ -1,4 +1,5 @@
 """``spmamba`` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     cost = model_cost(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = [
-        ("config", f"{args.config}: encoder {cfg.encoder}, {cfg.image_size}x{cfg.image_size}, depths "
-                   f"{list(cfg.depths)}, K={cfg.prototype_banks}, p={cfg.prototype_window}, "
-                   f"{cfg.scan_order} scan x {cfg.num_directions} directions, d_state {cfg.d_state}"),
+        (
+            "config",
+            f"{args.config}: encoder {cfg.encoder}, {cfg.image_size}x{cfg.image_size}, depths "
+            f"{list(cfg.depths)}, K={cfg.prototype_banks}, p={cfg.prototype_window}, "
+            f"{cfg.scan_order} scan x {cfg.num_directions} directions, d_state {cfg.d_state}",
+        ),
         ("encoder params (frozen)", f"{cost.encoder_params / 1e6:.2f} M"),
         ("trainable params", f"{cost.trainable_params / 1e6:.2f} M"),
         ("total params", f"{cost.total_params / 1e6:.2f} M   (paper: {PAPER_PARAMS_M} M)"),
-        ("GFLOPs (multiply-adds)", f"{cost.gmacs:.2f}   (paper: {PAPER_GFLOPS}; dense {cost.dense_macs / 1e9:.2f} "
-                                   f"+ selective scans {cost.scan_macs / 1e9:.2f})"),
+        (
+            "GFLOPs (multiply-adds)",
+            f"{cost.gmacs:.2f}   (paper: {PAPER_GFLOPS}; dense {cost.dense_macs / 1e9:.2f} "
+            f"+ selective scans {cost.scan_macs / 1e9:.2f})",
+        ),
         ("selective-scan backend", f"{backend_name(device)} on {device}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -55,8 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(**{**values, "data": str(data), "modalities": tuple(values["modalities"])})
     metrics = train(opts)["validation"]
     lo, hi = metrics["auroc_ci95"]
-    print(f"validation AUROC={100 * metrics['auroc']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}) "
-          f"ACC={100 * metrics['accuracy']:.1f} F1={100 * metrics['f1']:.1f} -> {args.out}")
+    print(
+        f"validation AUROC={100 * metrics['auroc']:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f}) "
+        f"ACC={100 * metrics['accuracy']:.1f} F1={100 * metrics['f1']:.1f} -> {args.out}"
+    )
     return 0
 
 
@@ -105,8 +114,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             s, pct = report["scores"], report["percentile_among_normal"]
             place = f", higher than {pct:.0f}% of normal validation images" if pct is not None else ""
             print(f"{name}: score {s['total']:.4g} — {report['verdict']}{place} [{report['checkpoint']}]")
-            print(f"  reconstruction {s['reconstruction']:.4g} · prototype distance {s['prototype']:.4g} · "
-                  f"concentration {s['concentration']:.4g} · contrast {s['contrast']:.4g}")
+            print(
+                f"  reconstruction {s['reconstruction']:.4g} · prototype distance {s['prototype']:.4g} · "
+                f"concentration {s['concentration']:.4g} · contrast {s['contrast']:.4g}"
+            )
             for n in report["notes"]:
                 print(f"  note: {n}")
     if args.json:
@@ -124,16 +135,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     r = evaluate(args.checkpoint, args.folder, args.batch_size, args.json, args.roc, args.encoder_weights)
     im = r["image"]
     print(f"{r['n_normal']} normal, {r['n_abnormal']} abnormal images; score weights {r['score_weights']}")
-    print(f"AP={100 * im['ap']:.1f}  test-oracle ACC={100 * im['oracle_accuracy']:.1f} "
-          f"F1={100 * im['oracle_f1']:.1f} (threshold chosen on this folder; paper's protocol, comparison only)")
+    print(
+        f"AP={100 * im['ap']:.1f}  test-oracle ACC={100 * im['oracle_accuracy']:.1f} "
+        f"F1={100 * im['oracle_f1']:.1f} (threshold chosen on this folder; paper's protocol, comparison only)"
+    )
     if "normal_flagged_rate" in r:
         print(f"normal images at or above the validation threshold: {100 * r['normal_flagged_rate']:.1f}%")
     for name, auc in r["ablation_auroc"].items():
         print(f"  ablation {name:<16} AUROC={100 * auc:.1f}")
     if "pixel" in r:
         px = r["pixel"]
-        print(f"pixel AUROC={100 * px['pixel_auroc']:.1f} AP={100 * px['pixel_ap']:.1f} "
-              f"F1-max={100 * px['pixel_f1_max']:.1f}")
+        print(
+            f"pixel AUROC={100 * px['pixel_auroc']:.1f} AP={100 * px['pixel_ap']:.1f} "
+            f"F1-max={100 * px['pixel_f1_max']:.1f}"
+        )
     if "accuracy" not in im:
         print(f"AUROC={100 * im['auroc']:.1f} ACC=n/a F1=n/a (checkpoint has no calibrated threshold)")
         return 0
@@ -157,15 +172,20 @@ def add_options(parser: argparse.ArgumentParser, options: type) -> None:
             parser.add_argument("--out", required=True, help=meta["help"])
         elif kind is bool:
             name = f"--no-{f.name.replace('_', '-')}" if f.default else flag
-            parser.add_argument(name, dest=f.name, action="store_false" if f.default else "store_true",
-                                help=("turn off: " if f.default else "") + meta["help"])
+            parser.add_argument(
+                name,
+                dest=f.name,
+                action="store_false" if f.default else "store_true",
+                help=("turn off: " if f.default else "") + meta["help"],
+            )
         elif typing.get_origin(kind) is tuple:
             parser.add_argument(flag, dest=f.name, nargs="*", default=list(f.default), help=meta["help"])
         else:
             base = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
             shown = "" if f.default is None or "default" in meta["help"] else f" (default {f.default})"
-            parser.add_argument(flag, dest=f.name, type=base, default=f.default, choices=meta.get("choices"),
-                                help=meta["help"] + shown)
+            parser.add_argument(
+                flag, dest=f.name, type=base, default=f.default, choices=meta.get("choices"), help=meta["help"] + shown
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="score image files as the demo does: verdict, percentile, components")
     pr.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG/TIFF, DICOM or NIfTI files")
-    pr.add_argument("--checkpoint", default=None,
-                    help="checkpoint to use (default: the one in weights/ trained on the image's modality)")
+    pr.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint to use (default: the one in weights/ trained on the image's modality)",
+    )
     pr.add_argument("--json", action="store_true", help="print the results as JSON, as /analyze returns them")
     pr.add_argument("--overlay", default=None, metavar="DIR", help="write each anomaly-map overlay PNG here")
     pr.add_argument("--threads", type=int, default=None)

@@ -5,6 +5,7 @@ Images are loaded through :func:`spmamba.imaging.load_image` as grey, resized to
 the model's input, and given to the encoder as [0, 1] tensors (the encoder
 applies its own normalisation and expands grey to 3 channels).
 """
+
 from __future__ import annotations
 
 import csv
@@ -157,7 +158,7 @@ def load_mask(path: Path | None, size: int) -> torch.Tensor | None:
     if path is None:
         return None
     m = torch.from_numpy(load_image(path).grey)[None, None]
-    return (F.interpolate(m, size=(size, size), mode="nearest")[0, 0] > 0.5)
+    return F.interpolate(m, size=(size, size), mode="nearest")[0, 0] > 0.5
 
 
 def load_batch(samples: list[Sample], size: int) -> torch.Tensor:

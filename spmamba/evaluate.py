@@ -1,5 +1,6 @@
 """``spmamba evaluate``: image metrics at the checkpoint's validation threshold, the test-oracle figure
 for comparison with the paper, pixel metrics when masks exist, and the score ablation from one pass."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ def evaluation_samples(folder: str | Path) -> list[Sample]:
     return labelled_folder(folder)
 
 
-def evaluate(checkpoint: str | Path, folder: str | Path, batch_size: int = 16, json_out: str | Path | None = None,
-             roc_out: str | Path | None = None, encoder_weights: str = "imagenet") -> dict:
+def evaluate(
+    checkpoint: str | Path,
+    folder: str | Path,
+    batch_size: int = 16,
+    json_out: str | Path | None = None,
+    roc_out: str | Path | None = None,
+    encoder_weights: str = "imagenet",
+) -> dict:
     predictor = Predictor(checkpoint, encoder_weights=encoder_weights)
     samples = evaluation_samples(folder)
     labels = np.array([s.label for s in samples])
@@ -40,21 +47,27 @@ def evaluate(checkpoint: str | Path, folder: str | Path, batch_size: int = 16, j
     calibration = predictor.calibration or {}
     scores = rescore(maps, weights)
     result = {
-        "checkpoint": Path(checkpoint).name, "folder": str(folder), "n_normal": int((labels == 0).sum()),
-        "n_abnormal": int((labels == 1).sum()), "score_weights": weights.to_dict(),
+        "checkpoint": Path(checkpoint).name,
+        "folder": str(folder),
+        "n_normal": int((labels == 0).sum()),
+        "n_abnormal": int((labels == 1).sum()),
+        "score_weights": weights.to_dict(),
         "image": image_metrics(scores.total.numpy(), labels, calibration.get("threshold")),
-        "ablation_auroc": {name: image_metrics(rescore(maps, w).total.numpy(), labels)["auroc"]
-                           for name, w in ablation_weights(weights).items()},
+        "ablation_auroc": {
+            name: image_metrics(rescore(maps, w).total.numpy(), labels)["auroc"]
+            for name, w in ablation_weights(weights).items()
+        },
         "note": "accuracy/f1 use the threshold fixed on validation; oracle_* pick the best threshold on this "
-                "folder itself, as the paper's reference code does, and are for comparison only",
+        "folder itself, as the paper's reference code does, and are for comparison only",
     }
     if calibration:
         normal = scores.total.numpy()[labels == 0]
         result["normal_flagged_rate"] = float((normal >= calibration["threshold"]).mean())
     if any(s.mask is not None for s in samples):
         size = predictor.image_size
-        masks = torch.stack([load_mask(s.mask, size) if s.mask is not None else torch.zeros(size, size, dtype=bool)
-                             for s in samples])
+        masks = torch.stack(
+            [load_mask(s.mask, size) if s.mask is not None else torch.zeros(size, size, dtype=bool) for s in samples]
+        )
         result["pixel"] = pixel_metrics(scores.anomaly_map.numpy(), masks.numpy())
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2))
@@ -72,8 +85,13 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
 
     done = [h for h in history if "val_auroc_paper_weights" in h]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    ax.plot([h["epoch"] for h in done], [100 * h["val_auroc_paper_weights"] for h in done], "o-", lw=2,
-            label="validation AUROC (paper's weights)")
+    ax.plot(
+        [h["epoch"] for h in done],
+        [100 * h["val_auroc_paper_weights"] for h in done],
+        "o-",
+        lw=2,
+        label="validation AUROC (paper's weights)",
+    )
     ax.set(xlabel="epoch", ylabel="AUROC (%)", title=title)
     twin = ax.twinx()
     twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")

@@ -6,6 +6,7 @@ multi-frame) and NIfTI (reoriented to the closest canonical orientation; a
 slice along an axis, 3-D and 4-D). Every failure raises ``ImageLoadError``
 with a sentence a clinician can act on. Metadata never holds patient identifiers.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,14 @@ def _sniff(path: Path, head: bytes) -> str:
     return "raster"
 
 
-def load_image(path: str | os.PathLike, *, frame: int = 0, slice_index: int | None = None, axis: int = 2,
-               window: tuple[float, float] | None = None) -> LoadedImage:
+def load_image(
+    path: str | os.PathLike,
+    *,
+    frame: int = 0,
+    slice_index: int | None = None,
+    axis: int = 2,
+    window: tuple[float, float] | None = None,
+) -> LoadedImage:
     """Read ``path`` into a :class:`LoadedImage`; see the module docstring for formats."""
     path = Path(path)
     try:
@@ -94,12 +101,20 @@ def load_image(path: str | os.PathLike, *, frame: int = 0, slice_index: int | No
     except MemoryError as err:
         raise ImageLoadError(f"{path.name} is too large to decode in the memory available") from err
     except Exception as err:  # a decoder failing in a way we did not foresee: still the user's file, not a crash
-        raise ImageLoadError(f"{path.name} could not be decoded as {kind.upper() if kind != 'raster' else 'an image'} "
-                             f"({type(err).__name__})") from err
+        raise ImageLoadError(
+            f"{path.name} could not be decoded as {kind.upper() if kind != 'raster' else 'an image'} "
+            f"({type(err).__name__})"
+        ) from err
 
 
-_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-               (b"GIF8", "GIF"), (b"BM", "BMP"))
+_SIGNATURES = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+)
 
 
 def _load_raster(path: Path, head: bytes) -> LoadedImage:
@@ -126,28 +141,41 @@ def _load_raster(path: Path, head: bytes) -> LoadedImage:
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"{path.name} declares an image of more than the {MAX_PIXELS:,} pixels allowed; "
-                             "it was not decoded") from err
+        raise ImageLoadError(
+            f"{path.name} declares an image of more than the {MAX_PIXELS:,} pixels allowed; it was not decoded"
+        ) from err
     except UnidentifiedImageError as err:
         kind = next((k for sig, k in _SIGNATURES if head.startswith(sig)), None)
         if kind:
-            raise ImageLoadError(f"{path.name} starts like a {kind} file but is damaged or truncated "
-                                 "and cannot be decoded") from err
-        raise ImageLoadError(f"{path.name} is not an image file this app can read "
-                             "(PNG, JPEG, TIFF, BMP, DICOM or NIfTI)") from err
+            raise ImageLoadError(
+                f"{path.name} starts like a {kind} file but is damaged or truncated and cannot be decoded"
+            ) from err
+        raise ImageLoadError(
+            f"{path.name} is not an image file this app can read (PNG, JPEG, TIFF, BMP, DICOM or NIfTI)"
+        ) from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(f"{path.name} is damaged or truncated and cannot be decoded ({err})") from err
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
     if not np.isfinite(pixels).all():
         raise ImageLoadError(f"{path.name} contains NaN or infinite values")
-    return LoadedImage(np.ascontiguousarray(pixels, dtype=np.float32),
-                       {"format": fmt, "mode": mode, "size": [int(pixels.shape[1]), int(pixels.shape[0])]})
+    return LoadedImage(
+        np.ascontiguousarray(pixels, dtype=np.float32),
+        {"format": fmt, "mode": mode, "size": [int(pixels.shape[1]), int(pixels.shape[0])]},
+    )
 
 
 # DICOM attributes safe to show: acquisition facts, nothing that identifies a person.
-_DICOM_SAFE = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "Rows", "Columns",
-               "BitsStored", "ViewPosition", "Manufacturer")
+_DICOM_SAFE = (
+    "Modality",
+    "BodyPartExamined",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsStored",
+    "ViewPosition",
+    "Manufacturer",
+)
 
 
 def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float] | None) -> LoadedImage:
@@ -161,8 +189,9 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
     if head[128:132] != b"DICM" and "SOPClassUID" not in ds and "PixelData" not in ds:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file (it has no DICOM header)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise ImageLoadError(f"{path.name} is a DICOM file without image data (for example a report or "
-                             "a structured document)")
+        raise ImageLoadError(
+            f"{path.name} is a DICOM file without image data (for example a report or a structured document)"
+        )
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     _check_size(rows, cols)
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -170,11 +199,12 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         arr = ds.pixel_array
     except Exception as err:
         if ts is not None and ts.is_transfer_syntax and not ts.is_compressed:
-            raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated "
-                                 f"({type(err).__name__})") from err
+            raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated ({type(err).__name__})") from err
         name = getattr(ts, "name", str(ts))
-        raise ImageLoadError(f"{path.name} is stored as {name}, for which no decoder is installed here "
-                             "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)") from err
+        raise ImageLoadError(
+            f"{path.name} is stored as {name}, for which no decoder is installed here "
+            "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)"
+        ) from err
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if n_frames > 1:
@@ -228,6 +258,7 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
     sl = np.take(data, index, axis=axis)
     sl = np.rot90(sl)  # RAS canonical: show anterior/superior up
     _check_size(*sl.shape)
-    return LoadedImage(np.ascontiguousarray(_normalise(sl)),
-                       {"format": "NIfTI", "shape": list(data.shape), "axis": axis, "slice": index,
-                        "slices": depth})
+    return LoadedImage(
+        np.ascontiguousarray(_normalise(sl)),
+        {"format": "NIfTI", "shape": list(data.shape), "axis": axis, "slice": index, "slices": depth},
+    )

@@ -5,6 +5,7 @@ the cacheable component maps, scoring with any weights, and placing a score agai
 checkpoint's validation calibration in plain language. Everything that shows a verdict goes through
 :meth:`Predictor.judge`, so the page, the API, the CSV and the command line say the same thing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,23 +42,29 @@ def predict_maps(model: SPMamba, images: torch.Tensor) -> ComponentMaps:
     return component_maps(out.features, out.reconstructions, out.prototype_distance, model.config.image_size)
 
 
-def maps_for_samples(model: SPMamba, samples: list[Sample], batch_size: int = 16,
-                     desc: str | None = None) -> ComponentMaps:
+def maps_for_samples(
+    model: SPMamba, samples: list[Sample], batch_size: int = 16, desc: str | None = None
+) -> ComponentMaps:
     """Component maps for a list of samples, batched, with a progress bar when ``desc`` is given."""
     model.eval()
     parts = []
     device = next(model.parameters()).device
     for i in tqdm(range(0, len(samples), batch_size), desc=desc, disable=desc is None, unit="batch", leave=False):
-        m = predict_maps(model, load_batch(samples[i:i + batch_size], model.config.image_size).to(device))
+        m = predict_maps(model, load_batch(samples[i : i + batch_size], model.config.image_size).to(device))
         parts.append(ComponentMaps(m.per_scale.cpu(), m.prototype.cpu()))
     return ComponentMaps(torch.cat([p.per_scale for p in parts]), torch.cat([p.prototype for p in parts]))
 
 
 def score_components(scores: Scores, i: int = 0) -> dict[str, float]:
     """The score of image ``i`` and its four components (plus the map's peak) as plain floats."""
-    return {"total": float(scores.total[i]), "reconstruction": float(scores.reconstruction[i]),
-            "prototype": float(scores.prototype[i]), "peak": float(scores.peak[i]),
-            "concentration": float(scores.concentration[i]), "contrast": float(scores.contrast[i])}
+    return {
+        "total": float(scores.total[i]),
+        "reconstruction": float(scores.reconstruction[i]),
+        "prototype": float(scores.prototype[i]),
+        "peak": float(scores.peak[i]),
+        "concentration": float(scores.concentration[i]),
+        "contrast": float(scores.contrast[i]),
+    }
 
 
 @dataclass
@@ -73,8 +80,13 @@ class Judgement:
     text: str  # the full sentence the page shows
 
     def to_dict(self) -> dict:
-        return {"above_threshold": self.above, "percentile_among_normal": self.percentile,
-                "modality_match": self.modality_match, "verdict": self.headline, "note": self.text}
+        return {
+            "above_threshold": self.above,
+            "percentile_among_normal": self.percentile,
+            "modality_match": self.modality_match,
+            "verdict": self.headline,
+            "note": self.text,
+        }
 
 
 class Predictor:
@@ -119,10 +131,14 @@ class Predictor:
     def report(self, scores: Scores, i: int, image_meta: dict) -> dict:
         """Image ``i`` of ``scores`` as the API and ``spmamba predict --json`` give it."""
         total = float(scores.total[i])
-        return {"checkpoint": self.name, "scores": score_components(scores, i),
-                "threshold": (self.calibration or {}).get("threshold"),
-                **self.judge(total, image_meta).to_dict(), "score_weights": self.weights.to_dict(),
-                "image": image_meta}
+        return {
+            "checkpoint": self.name,
+            "scores": score_components(scores, i),
+            "threshold": (self.calibration or {}).get("threshold"),
+            **self.judge(total, image_meta).to_dict(),
+            "score_weights": self.weights.to_dict(),
+            "image": image_meta,
+        }
 
     def judge(self, total: float, image_meta: dict | None = None) -> Judgement:
         """Plain-language placement of a score against the validation calibration; never a diagnosis."""
@@ -132,17 +148,27 @@ class Predictor:
             shown = "/".join(image_modalities(image_meta or {}))
             trained = "/".join(self.modalities)
             headline = f"cannot judge: model trained on {trained}, image is {shown}"
-            text = (f"**This model cannot judge this kind of image.** It was trained on {trained} images and this "
-                    f"is a {shown} image, so its score ({total:.3g}) is not placed against a normal range.")
+            text = (
+                f"**This model cannot judge this kind of image.** It was trained on {trained} images and this "
+                f"is a {shown} image, so its score ({total:.3g}) is not placed against a normal range."
+            )
             return Judgement(total, None, None, match, headline, text)
         if not cal:
-            return Judgement(total, None, None, match, "no calibration",
-                             f"Score {total:.3g}. This checkpoint has no calibration, so the score cannot be placed.")
+            return Judgement(
+                total,
+                None,
+                None,
+                match,
+                "no calibration",
+                f"Score {total:.3g}. This checkpoint has no calibration, so the score cannot be placed.",
+            )
         normal = np.asarray(cal["normal_scores"])
         above, pct = bool(total >= cal["threshold"]), float(100 * (normal < total).mean())
         headline = "above the normal range" if above else "within the normal range"
         rate = cal.get("val_false_positive_rate")
-        flags = (f", which {100 * rate:.1f}% of the normal validation images also reach" if rate is not None else "")
-        text = (f"**{headline.capitalize()} for this model.** Score {total:.3g} (threshold {cal['threshold']:.3g}"
-                f"{flags}); higher than {pct:.0f}% of the {len(normal)} normal validation images. {NOT_DIAGNOSIS}")
+        flags = f", which {100 * rate:.1f}% of the normal validation images also reach" if rate is not None else ""
+        text = (
+            f"**{headline.capitalize()} for this model.** Score {total:.3g} (threshold {cal['threshold']:.3g}"
+            f"{flags}); higher than {pct:.0f}% of the {len(normal)} normal validation images. {NOT_DIAGNOSIS}"
+        )
         return Judgement(total, above, pct, match, headline, text)

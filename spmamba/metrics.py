@@ -1,4 +1,5 @@
 """Image- and pixel-level metrics, and the validation calibration stored in checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,9 @@ def image_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | Non
     out = {"auroc": float(roc_auc_score(labels, scores)), "ap": float(average_precision_score(labels, scores))}
     if threshold is not None:
         pred = scores >= threshold
-        out.update(accuracy=float(accuracy_score(labels, pred)), f1=float(f1_score(labels, pred)),
-                   threshold=float(threshold))
+        out.update(
+            accuracy=float(accuracy_score(labels, pred)), f1=float(f1_score(labels, pred)), threshold=float(threshold)
+        )
     acc, _ = oracle_threshold(scores, labels)
     out.update(oracle_accuracy=acc, oracle_f1=best_f1(scores, labels))
     return out
@@ -55,8 +57,9 @@ def best_f1(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.max(np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)))
 
 
-def bootstrap_interval(stat, n: int, labels: np.ndarray | None = None, rounds: int = 2000,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    stat, n: int, labels: np.ndarray | None = None, rounds: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95% percentile interval of ``stat(indices)`` over bootstrap resamples of n items; with ``labels``
     the resampling is stratified (each class resampled within itself, so AUROC is always defined)."""
     rng = np.random.default_rng(seed)
@@ -71,8 +74,9 @@ def auroc_interval(scores: np.ndarray, labels: np.ndarray, rounds: int = 2000) -
     return bootstrap_interval(lambda i: roc_auc_score(labels[i], scores[i]), len(labels), labels, rounds)
 
 
-def auroc_gain_interval(new: np.ndarray, base: np.ndarray, labels: np.ndarray,
-                        rounds: int = 2000) -> tuple[float, float, float]:
+def auroc_gain_interval(
+    new: np.ndarray, base: np.ndarray, labels: np.ndarray, rounds: int = 2000
+) -> tuple[float, float, float]:
     """AUROC(new) - AUROC(base) on the same images, with its paired stratified bootstrap 95% interval."""
     new, base, labels = np.asarray(new, float), np.asarray(base, float), np.asarray(labels, int)
 
@@ -101,5 +105,8 @@ def pixel_metrics(maps: np.ndarray, masks: np.ndarray) -> dict:
     y, s = np.asarray(masks).ravel().astype(int), np.asarray(maps, float).ravel()
     p, r, _ = precision_recall_curve(y, s)
     f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)
-    return {"pixel_auroc": float(roc_auc_score(y, s)), "pixel_ap": float(average_precision_score(y, s)),
-            "pixel_f1_max": float(f1.max())}
+    return {
+        "pixel_auroc": float(roc_auc_score(y, s)),
+        "pixel_ap": float(average_precision_score(y, s)),
+        "pixel_f1_max": float(f1.max()),
+    }

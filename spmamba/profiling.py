@@ -1,4 +1,5 @@
 """Parameter and FLOP counts, reported in the paper's convention (fvcore: one multiply-add = 1 FLOP)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ is the base order composed with one symmetry of the square and optionally read
 backwards. The decoder gathers ``x.flatten(-2)[..., perm]`` to build a sequence
 and scatters the scan output back with the inverse permutation.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -5,6 +5,7 @@ Scoring is split in two so the demo's sliders never re-run the network:
 turns those maps plus a set of weights into the anomaly map and scores.
 The formulas are written out in ``docs/method.md``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,8 +85,12 @@ def upsample_prototype_distance(d: torch.Tensor, size: int) -> torch.Tensor:
 def component_maps(features, reconstructions, prototype_distance: torch.Tensor, size: int) -> ComponentMaps:
     """Per-scale cosine-distance maps and the prototype map, all at ``size`` x ``size``."""
     per_scale = torch.cat(
-        [F.interpolate(1 - F.cosine_similarity(f, r, dim=1)[:, None], size=(size, size), mode="bilinear",
-                       align_corners=True) for f, r in zip(features, reconstructions, strict=True)],
+        [
+            F.interpolate(
+                1 - F.cosine_similarity(f, r, dim=1)[:, None], size=(size, size), mode="bilinear", align_corners=True
+            )
+            for f, r in zip(features, reconstructions, strict=True)
+        ],
         1,
     )
     return ComponentMaps(per_scale, upsample_prototype_distance(prototype_distance, size))
@@ -159,4 +164,3 @@ def ablation_weights(weights: ScoreWeights) -> dict[str, ScoreWeights]:
         "+ concentration": rep(weights, gamma=0.0),
         "all four": weights,
     }
-

@@ -4,6 +4,7 @@ Backends, chosen per call: mamba-ssm's CUDA kernel when it is importable and the
 tensors are on CUDA; our numba kernel on the CPU; the sequential PyTorch
 reference otherwise (it is also what the tests check both against).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -105,8 +106,22 @@ class _CPUScan(torch.autograd.Function):
         save = ctx.record
         hs = u.new_empty(b * d, _scan_cpu.n_chunks(L) if save else 1, A.shape[1])
         _scan_cpu.set_threads(torch.get_num_threads())
-        fwd(u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(),
-            d // groups, groups, d, y.numpy(), hs.numpy(), save)
+        fwd(
+            u2.numpy(),
+            delta2.numpy(),
+            bias.numpy(),
+            softplus,
+            A.numpy(),
+            Bt,
+            Ct,
+            Dv.numpy(),
+            d // groups,
+            groups,
+            d,
+            y.numpy(),
+            hs.numpy(),
+            save,
+        )
         if save:
             ctx.save_for_backward(u2, delta2, bias, A, Dv, hs)
             ctx.extra = (Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
@@ -126,17 +141,43 @@ class _CPUScan(torch.autograd.Function):
         dD, dbias = u2.new_zeros(bd), u2.new_zeros(bd)
         dBt, dCt = np.zeros_like(Bt), np.zeros_like(Ct)
         _scan_cpu.set_threads(torch.get_num_threads())
-        bwd(u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(),
-            d // groups, groups, d, hs.numpy(), dy2.numpy(),
-            du.numpy(), ddelta.numpy(), dA.numpy(), dBt, dCt, dD.numpy(), dbias.numpy())
+        bwd(
+            u2.numpy(),
+            delta2.numpy(),
+            bias.numpy(),
+            softplus,
+            A.numpy(),
+            Bt,
+            Ct,
+            Dv.numpy(),
+            d // groups,
+            groups,
+            d,
+            hs.numpy(),
+            dy2.numpy(),
+            du.numpy(),
+            ddelta.numpy(),
+            dA.numpy(),
+            dBt,
+            dCt,
+            dD.numpy(),
+            dbias.numpy(),
+        )
 
         def back(x, shape):  # (b*g, l, n) -> original (b, [g,] n, l)
             return torch.from_numpy(x).view(b, -1, L, shape[-2]).transpose(-1, -2).reshape(shape)
 
-        return (du.view(b, d, L), ddelta.view(b, d, L), dA.view(b, d, -1).sum(0),
-                back(dBt, b_shape), back(dCt, c_shape),
-                dD.view(b, d).sum(0) if has_d else None,
-                dbias.view(b, d).sum(0) if has_bias else None, None, None)
+        return (
+            du.view(b, d, L),
+            ddelta.view(b, d, L),
+            dA.view(b, d, -1).sum(0),
+            back(dBt, b_shape),
+            back(dCt, c_shape),
+            dD.view(b, d).sum(0) if has_d else None,
+            dbias.view(b, d).sum(0) if has_bias else None,
+            None,
+            None,
+        )
 
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):

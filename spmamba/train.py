@@ -6,6 +6,7 @@ prototype distance, decoder drop-path up to 0.2, no augmentation, lr x0.1 at 80%
 frozen encoder's features are cached in memory after the first epoch, so later epochs only run the
 trainable part. Validation is patient-disjoint from training where file names carry patient ids.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,9 @@ class TrainOptions:
     val_list: str | None = _opt(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
     encoder_weights: str = _opt("imagenet", "'imagenet' or a local weight file")
     dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
-    modalities: tuple[str, ...] = _opt((), "DICOM Modality codes of the training images (e.g. CR DX); "
-                                           "the demo preselects by them", flag="--modality")
+    modalities: tuple[str, ...] = _opt(
+        (), "DICOM Modality codes of the training images (e.g. CR DX); the demo preselects by them", flag="--modality"
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -70,8 +72,9 @@ def _state_path(out: Path) -> Path:
 
 def _save_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched, info: dict) -> None:
     """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles)."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()
-               if not k.startswith("encoder.")}
+    tensors = {
+        f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")
+    }
     osd = opt.state_dict()
     for i, st in osd["state"].items():
         for k, v in st.items():
@@ -107,8 +110,13 @@ def select_weights(maps: ComponentMaps, labels: np.ndarray) -> tuple[ScoreWeight
         scores = rescore(maps, make()).total.numpy()
         auc = image_metrics(scores, labels)["auroc"]
         gain, lo, hi = auroc_gain_interval(scores, base, labels)
-        table[name] = {"auroc": auc, "auroc_ci95": list(auroc_interval(scores, labels)),
-                       "gain_over_paper": gain, "gain_ci95": [lo, hi], "weights": make().to_dict()}
+        table[name] = {
+            "auroc": auc,
+            "auroc_ci95": list(auroc_interval(scores, labels)),
+            "gain_over_paper": gain,
+            "gain_ci95": [lo, hi],
+            "weights": make().to_dict(),
+        }
         if name != "paper" and lo > 0 and gain > best_gain:
             chosen, best_gain = name, gain
     rule = "paper's weights unless a setting's paired bootstrap 95% AUROC-gain interval lies above zero"
@@ -143,7 +151,7 @@ def train(opts: TrainOptions) -> dict:
         model.train()
         t0 = time.perf_counter()
         order = torch.randperm(len(images), generator=gen)
-        batches = [order[i:i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
+        batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
         fill = opts.feature_cache and cache is None
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False)
@@ -167,12 +175,17 @@ def train(opts: TrainOptions) -> dict:
         sched.step()
         secs = time.perf_counter() - t0
         info["train_seconds"] += secs
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "images_per_s": len(images) / secs,
-                  "encoder_cached": bool(opts.feature_cache and not fill)}
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "images_per_s": len(images) / secs,
+            "encoder_cached": bool(opts.feature_cache and not fill),
+        }
         if epoch % opts.val_every == 0 or epoch == opts.epochs:
             maps = maps_for_samples(model, val_set, opts.batch_size)
-            record["val_auroc_paper_weights"] = image_metrics(rescore(maps, ScoreWeights()).total.numpy(),
-                                                              val_labels)["auroc"]
+            record["val_auroc_paper_weights"] = image_metrics(rescore(maps, ScoreWeights()).total.numpy(), val_labels)[
+                "auroc"
+            ]
             if record["val_auroc_paper_weights"] > info["best_auroc"]:
                 info["best_auroc"], info["best_epoch"] = record["val_auroc_paper_weights"], epoch
                 save_checkpoint(best_path, model, summary="best epoch so far (uncalibrated)")
@@ -191,21 +204,34 @@ def train(opts: TrainOptions) -> dict:
     metrics = {"validation": validation, "weight_selection": selection}
     name = opts.dataset_name or Path(opts.data).name
     training = {
-        "dataset": name, "data_path_name": Path(opts.data).name,
-        "train_images": len(train_set), "moved_to_val_by_patient": splits.moved_to_val,
+        "dataset": name,
+        "data_path_name": Path(opts.data).name,
+        "train_images": len(train_set),
+        "moved_to_val_by_patient": splits.moved_to_val,
         "val_normal": int((val_labels == 0).sum()),
-        "val_abnormal": int((val_labels == 1).sum()), "epochs": opts.epochs, "best_epoch": info["best_epoch"],
-        "batch_size": opts.batch_size, "lr": lr, "weight_decay": opts.weight_decay, "seed": opts.seed,
-        "train_seconds": round(info["train_seconds"], 1), "threads": torch.get_num_threads(),
-        "history": info["history"], "options": dataclasses.asdict(opts),
+        "val_abnormal": int((val_labels == 1).sum()),
+        "epochs": opts.epochs,
+        "best_epoch": info["best_epoch"],
+        "batch_size": opts.batch_size,
+        "lr": lr,
+        "weight_decay": opts.weight_decay,
+        "seed": opts.seed,
+        "train_seconds": round(info["train_seconds"], 1),
+        "threads": torch.get_num_threads(),
+        "history": info["history"],
+        "options": dataclasses.asdict(opts),
         "modalities": [m.upper() for m in opts.modalities],
     }
     v = metrics["validation"]
-    summary = (f"{name}, {cfg.encoder}, {cfg.image_size}px: val AUROC {100 * v['auroc']:.1f}, "
-               f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}")
+    summary = (
+        f"{name}, {cfg.encoder}, {cfg.image_size}px: val AUROC {100 * v['auroc']:.1f}, "
+        f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}"
+    )
     save_checkpoint(out, model, weights, calibration=calibration, training=training, metrics=metrics, summary=summary)
-    out.with_suffix(".metrics.json").write_text(json.dumps({"summary": summary, "metrics": metrics,
-                                                            "score_weights": weights.to_dict(),
-                                                            "training": training}, indent=2))
+    out.with_suffix(".metrics.json").write_text(
+        json.dumps(
+            {"summary": summary, "metrics": metrics, "score_weights": weights.to_dict(), "training": training}, indent=2
+        )
+    )
     save_curve(info["history"], out.with_suffix(".curve.png"), f"{name}: {cfg.encoder}, {cfg.image_size}px")
     return metrics

@@ -1,4 +1,5 @@
 """The anomaly-map overlay, shared by the demo and ``spmamba predict --overlay``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,9 @@ from skimage.transform import resize
 CMAP = "inferno"
 
 
-def overlay(grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float,
-            threshold: float | None) -> np.ndarray:
+def overlay(
+    grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float, threshold: float | None
+) -> np.ndarray:
     """RGB uint8: the grey image under the coloured anomaly map, with the map >= threshold outlined."""
     h, w = grey.shape
     m = resize(amap, (h, w), order=1, preserve_range=True, anti_aliasing=False)

@@ -3,6 +3,7 @@
 One rule for the page, the API and ``spmamba predict``: keep the chosen checkpoint when it was
 trained on the image's modality, else take the first one that was.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,8 +34,9 @@ def modalities(path: str) -> tuple[str, ...]:
     return tuple(m.upper() for m in read_metadata(path).get("training", {}).get("modalities") or ())
 
 
-def preselect(image: str | tuple[str, ...] | None, checkpoints: dict[str, str],
-              current: str | None) -> tuple[str | None, str]:
+def preselect(
+    image: str | tuple[str, ...] | None, checkpoints: dict[str, str], current: str | None
+) -> tuple[str | None, str]:
     """The checkpoint to use for an image of these modalities, and a note when none was trained on them.
 
     Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists one of them.
@@ -51,5 +53,7 @@ def preselect(image: str | tuple[str, ...] | None, checkpoints: dict[str, str],
             return label, f"Switched to a checkpoint trained on {shown} images."
     trained = modalities(checkpoints[current]) if current in checkpoints else ()
     on = "/".join(trained) if trained else "other"
-    return current, (f"No checkpoint here was trained on {shown} images; this one was trained on {on} images, "
-                     "so its score for this image is not meaningful.")
+    return current, (
+        f"No checkpoint here was trained on {shown} images; this one was trained on {on} images, "
+        "so its score for this image is not meaningful."
+    )

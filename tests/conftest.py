@@ -1,5 +1,6 @@
 """Shared fixtures: the shipped checkpoint, a tiny model configuration, synthetic images, the app served once
 per session."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,14 @@ needs_checkpoint = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped ch
 
 def tiny_config(**kw) -> SPMambaConfig:
     """A 128x128 model small enough to run in well under a second."""
-    base = dict(encoder="efficientnet_lite0", image_size=128, bottleneck_dim=64, depths=(1, 1, 2, 1),
-                d_state=4, prototype_banks=3)
+    base = dict(
+        encoder="efficientnet_lite0",
+        image_size=128,
+        bottleneck_dim=64,
+        depths=(1, 1, 2, 1),
+        d_state=4,
+        prototype_banks=3,
+    )
     base.update(kw)
     return SPMambaConfig(**base)
 
@@ -48,7 +55,12 @@ def app_url(tmp_path_factory):
 
     examples = build_examples(cache=tmp_path_factory.mktemp("examples"))
     demo = build_demo(examples)
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                        allowed_paths=allowed_paths(examples))
+    demo.queue().launch(
+        prevent_thread_lock=True,
+        server_name="127.0.0.1",
+        server_port=None,
+        quiet=True,
+        allowed_paths=allowed_paths(examples),
+    )
     yield demo.local_url
     demo.close()

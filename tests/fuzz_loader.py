@@ -1,7 +1,8 @@
 """Coverage-guided fuzzing of the image loader with atheris: only ImageLoadError may escape.
 
-    python tests/fuzz_loader.py -runs=3000      (tests/test_hardening.py runs it bounded)
+python tests/fuzz_loader.py -runs=3000      (tests/test_hardening.py runs it bounded)
 """
+
 import sys
 import tempfile
 from pathlib import Path

@@ -4,6 +4,7 @@ Each :class:`Case` names a file and what the app must answer: ``expect`` is a fr
 specific error message, or ``None`` when the file is valid and must be analysed. Used by
 tests/test_hardening.py and bench/bench_hardening.py.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -91,7 +92,7 @@ def build(folder: Path) -> list[Case]:
     add("PNG truncated in the header", "trunc100.png", png[:100], "damaged or truncated")
     add("PNG truncated in the data", "trunchalf.png", png[: len(png) // 2], "damaged or truncated")
     bad = bytearray(png)
-    bad[len(png) // 2: len(png) // 2 + 64] = bytes(64)
+    bad[len(png) // 2 : len(png) // 2 + 64] = bytes(64)
     add("PNG with a corrupted data chunk", "corrupt.png", bytes(bad), "damaged or truncated")
     add("JPEG truncated in the data", "trunc.jpg", jpg[: len(jpg) // 2], "damaged or truncated")
     add("JPEG header only", "head.jpg", jpg[:20], "damaged or truncated")
@@ -103,31 +104,69 @@ def build(folder: Path) -> list[Case]:
     add("HTML page renamed .jpg", "page.jpg", b"<html><body>404</body></html>", "not an image file")
     add("PDF document", "report.pdf", b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer\n%%EOF", "not an image file")
     add("extension-less text file", "README", b"just text, no image\n" * 10, "not an image file")
-    add("ZIP given as one image", "study.zip", None, "ZIP archive",
-        writer=lambda p: zipfile.ZipFile(p, "w").writestr("a.png", png))
+    add(
+        "ZIP given as one image",
+        "study.zip",
+        None,
+        "ZIP archive",
+        writer=lambda p: zipfile.ZipFile(p, "w").writestr("a.png", png),
+    )
     add("BMP truncated", "trunc.bmp", _bmp_bytes()[:200], "damaged or truncated")
     add("TIFF truncated", "trunc.tif", _tiff_bytes(np.zeros((64, 64), np.uint16) + 7)[:300], "damaged or truncated")
 
     # --- DICOM variants
-    add("DICOM without pixel data (RT plan)", "rtplan.dcm", Path(get_testdata_file("rtplan.dcm")).read_bytes(),
-        "without image data")
-    add("DICOM with an unsupported transfer syntax", "privatets.dcm", None, "no decoder is installed",
-        writer=lambda p: _retagged(ct, p, "1.2.840.10008.1.2.4.100"))
+    add(
+        "DICOM without pixel data (RT plan)",
+        "rtplan.dcm",
+        Path(get_testdata_file("rtplan.dcm")).read_bytes(),
+        "without image data",
+    )
+    add(
+        "DICOM with an unsupported transfer syntax",
+        "privatets.dcm",
+        None,
+        "no decoder is installed",
+        writer=lambda p: _retagged(ct, p, "1.2.840.10008.1.2.4.100"),
+    )
     add("DICOM with truncated pixel data", "cut.dcm", ct[: len(ct) - 4000], "pixel data is damaged or truncated")
-    add("DICOM declaring 0 rows", "zero-rows.dcm", None, "too small",
-        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=0))
-    add("DICOM declaring 65535×65535 pixels", "huge.dcm", None, "more than the",
-        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=65535, Columns=65535))
+    add(
+        "DICOM declaring 0 rows",
+        "zero-rows.dcm",
+        None,
+        "too small",
+        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=0),
+    )
+    add(
+        "DICOM declaring 65535×65535 pixels",
+        "huge.dcm",
+        None,
+        "more than the",
+        writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=65535, Columns=65535),
+    )
     add("constant DICOM", "flat.dcm", None, "blank", writer=lambda p: write_dicom(p, np.full((64, 64), 500)))
     frames = np.stack([_texture(64, 64).astype(np.uint16) * (i + 1) for i in range(3)])
-    add("multi-frame DICOM", "multiframe.dcm", None, None,
-        writer=lambda p: write_dicom(p, frames, NumberOfFrames=3))
-    add("extension-less multi-frame DICOM", "IM000001", None, None,
-        writer=lambda p: write_dicom(p, frames, NumberOfFrames=3))
-    add("MONOCHROME1 DICOM", "mono1.dcm", None, None,
-        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, "MONOCHROME1"))
-    add("DICOM with patient identifiers", "identified.dcm", None, None,
-        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, **PATIENT))
+    add("multi-frame DICOM", "multiframe.dcm", None, None, writer=lambda p: write_dicom(p, frames, NumberOfFrames=3))
+    add(
+        "extension-less multi-frame DICOM",
+        "IM000001",
+        None,
+        None,
+        writer=lambda p: write_dicom(p, frames, NumberOfFrames=3),
+    )
+    add(
+        "MONOCHROME1 DICOM",
+        "mono1.dcm",
+        None,
+        None,
+        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, "MONOCHROME1"),
+    )
+    add(
+        "DICOM with patient identifiers",
+        "identified.dcm",
+        None,
+        None,
+        writer=lambda p: write_dicom(p, _texture(64, 64).astype(np.uint16) * 10, **PATIENT),
+    )
     add("CT DICOM (pydicom sample)", "ct.dcm", ct, None)
 
     # --- raster variants
@@ -138,14 +177,30 @@ def build(folder: Path) -> list[Case]:
     add("float TIFF with NaN", "nan.tif", _tiff_bytes(nan), "NaN or infinite")
     add("16-bit PNG", "sixteen.png", _png_bytes(_texture().astype(np.uint16) * 257), None)
     add("RGBA PNG", "rgba.png", _png_bytes(np.dstack([_texture()] * 3 + [np.full((96, 96), 128, np.uint8)])), None)
-    add("CMYK JPEG", "cmyk.jpg", None, None,
-        writer=lambda p: Image.fromarray(_texture()).convert("CMYK").save(p, "JPEG"))
-    add("palette PNG", "palette.png", None, None,
-        writer=lambda p: Image.fromarray(_texture()).convert("RGB").convert("P", palette=Image.ADAPTIVE).save(p))
+    add(
+        "CMYK JPEG",
+        "cmyk.jpg",
+        None,
+        None,
+        writer=lambda p: Image.fromarray(_texture()).convert("CMYK").save(p, "JPEG"),
+    )
+    add(
+        "palette PNG",
+        "palette.png",
+        None,
+        None,
+        writer=lambda p: Image.fromarray(_texture()).convert("RGB").convert("P", palette=Image.ADAPTIVE).save(p),
+    )
     add("1-bit PNG", "onebit.png", None, None, writer=lambda p: Image.fromarray(_texture() > 127).save(p))
-    add("animated GIF", "anim.gif", None, None,
-        writer=lambda p: Image.fromarray(_texture()).save(p, save_all=True,
-                                                          append_images=[Image.fromarray(255 - _texture())]))
+    add(
+        "animated GIF",
+        "anim.gif",
+        None,
+        None,
+        writer=lambda p: Image.fromarray(_texture()).save(
+            p, save_all=True, append_images=[Image.fromarray(255 - _texture())]
+        ),
+    )
     add("1×1 PNG", "one.png", _png_bytes(np.zeros((1, 1), np.uint8)), "too small")
     add("3×100000 PNG", "strip.png", _png_bytes(np.zeros((100000, 3), np.uint8)), "too small")
     add("decompression bomb (PNG declaring 100000×100000)", "bomb.png", _png_bomb(100000, 100000), "pixels allowed")
@@ -154,16 +209,29 @@ def build(folder: Path) -> list[Case]:
     # --- NIfTI variants
     vol = np.random.default_rng(1).random((32, 32, 12)).astype(np.float32)
     add("4-D NIfTI", "fmri.nii.gz", None, None, writer=lambda p: _nifti(p, np.stack([vol, vol * 2], -1)))
-    add("NIfTI with NaN", "nan.nii", None, "NaN or infinite",
-        writer=lambda p: _nifti(p, np.where(vol > 0.5, np.nan, vol)))
-    add("NIfTI with Inf", "inf.nii", None, "NaN or infinite",
-        writer=lambda p: _nifti(p, np.where(vol > 0.9, np.inf, vol)))
-    add("NIfTI slice 4×4", "tiny.nii", None, "too small",
-        writer=lambda p: _nifti(p, np.ones((4, 4, 3), np.float32)))
-    add("5-D NIfTI", "five.nii", None, "5 dimensions",
-        writer=lambda p: _nifti(p, np.ones((8, 8, 8, 2, 2), np.float32)))
-    add("NIfTI gzip truncated", "cut.nii.gz", None, "not a readable NIfTI",
-        writer=lambda p: p.write_bytes(gzip.compress(_nifti_bytes(vol))[:500]))
+    add(
+        "NIfTI with NaN",
+        "nan.nii",
+        None,
+        "NaN or infinite",
+        writer=lambda p: _nifti(p, np.where(vol > 0.5, np.nan, vol)),
+    )
+    add(
+        "NIfTI with Inf",
+        "inf.nii",
+        None,
+        "NaN or infinite",
+        writer=lambda p: _nifti(p, np.where(vol > 0.9, np.inf, vol)),
+    )
+    add("NIfTI slice 4×4", "tiny.nii", None, "too small", writer=lambda p: _nifti(p, np.ones((4, 4, 3), np.float32)))
+    add("5-D NIfTI", "five.nii", None, "5 dimensions", writer=lambda p: _nifti(p, np.ones((8, 8, 8, 2, 2), np.float32)))
+    add(
+        "NIfTI gzip truncated",
+        "cut.nii.gz",
+        None,
+        "not a readable NIfTI",
+        writer=lambda p: p.write_bytes(gzip.compress(_nifti_bytes(vol))[:500]),
+    )
     add("constant NIfTI", "flat.nii", None, "blank", writer=lambda p: _nifti(p, np.zeros((16, 16, 4), np.float32)))
     return cases
 
@@ -205,8 +273,9 @@ def _png_bomb(w: int, h: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    )
 
 
 def zip_cases(folder: Path, image: Path) -> dict[str, tuple[Path, list[tuple[str, str | None]]]]:
@@ -222,12 +291,21 @@ def zip_cases(folder: Path, image: Path) -> dict[str, tuple[Path, list[tuple[str
                 zf.writestr(m, b)
         out[name] = (path, rows)
 
-    make("nested", {"study/series1/a.png": data, "study/series2/deep/b.png": data},
-         [("study/series1/a.png", None), ("study/series2/deep/b.png", None)])
-    make("traversal", {"../../outside.png": data, "/abs/path.png": data, "ok.png": data},
-         [("../../outside.png", "unsafe path"), ("/abs/path.png", "unsafe path"), ("ok.png", None)])
-    make("mixed", {"scan.png": data, "report.docx": b"PK\x03\x04 not really", "notes.txt": b"hello"},
-         [("scan.png", None), ("report.docx", "ZIP archive"), ("notes.txt", "not an image file")])
+    make(
+        "nested",
+        {"study/series1/a.png": data, "study/series2/deep/b.png": data},
+        [("study/series1/a.png", None), ("study/series2/deep/b.png", None)],
+    )
+    make(
+        "traversal",
+        {"../../outside.png": data, "/abs/path.png": data, "ok.png": data},
+        [("../../outside.png", "unsafe path"), ("/abs/path.png", "unsafe path"), ("ok.png", None)],
+    )
+    make(
+        "mixed",
+        {"scan.png": data, "report.docx": b"PK\x03\x04 not really", "notes.txt": b"hello"},
+        [("scan.png", None), ("report.docx", "ZIP archive"), ("notes.txt", "not an image file")],
+    )
     corrupt = folder / "corrupt.zip"
     good = (folder / "nested.zip").read_bytes()
     corrupt.write_bytes(good[:30] + bytes(200) + good[230:])
@@ -236,6 +314,7 @@ def zip_cases(folder: Path, image: Path) -> dict[str, tuple[Path, list[tuple[str
 
 
 # ---------------------------------------------------------------- driving a running app
+
 
 def ui_inputs(path: Path, label: str) -> tuple:
     """The Analyse tab's inputs for a fresh file: the file's own window, axial axis, first slice/frame."""
@@ -261,8 +340,10 @@ def drive_corpus(client, cases: list[Case], label: str, valid: Path) -> list[dic
     rows = []
     for case in cases:
         row = {"case": case.name, "expect": case.expect}
-        for kind, call in (("api", lambda c=case: client.predict(handle(c.path), label, api_name="/analyze")),
-                           ("ui", lambda c=case: client.predict(*ui_inputs(c.path, label), api_name="/ui_analyse"))):
+        for kind, call in (
+            ("api", lambda c=case: client.predict(handle(c.path), label, api_name="/analyze")),
+            ("ui", lambda c=case: client.predict(*ui_inputs(c.path, label), api_name="/ui_analyse")),
+        ):
             ok, out = answer(call)
             row[kind] = out if not ok else "analysed"
             if case.expect is None:
@@ -282,7 +363,7 @@ def session_images(folder: Path, n: int) -> list[Path]:
     for i in range(n):
         yy, xx = np.mgrid[:160, :160]
         a = 127 + 90 * np.sin(xx / (4 + i)) * np.cos(yy / (9 - 0.5 * i))
-        a[20 + 12 * i: 40 + 12 * i, 30:60] = 255 * (i % 2)
+        a[20 + 12 * i : 40 + 12 * i, 30:60] = 255 * (i % 2)
         images.append(folder / f"session{i}.png")
         Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(images[-1])
     return images
@@ -298,16 +379,27 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
 
     def session(path: Path) -> dict:
         client = Client(url, verbose=False)
-        first = dict(zip(ANALYSE_CLIENT_OUTPUTS, client.predict(*ui_inputs(path, label), api_name="/ui_analyse"),
-                         strict=True))
+        first = dict(
+            zip(ANALYSE_CLIENT_OUTPUTS, client.predict(*ui_inputs(path, label), api_name="/ui_analyse"), strict=True)
+        )
         # the checkpoint's weights, as the sliders now show them, with β moved
         weights = [first[k] for k in ("alpha", "beta", "gamma", "dog_low", "dog_high")]
         weights[1] = beta
-        moved = dict(zip(REDRAW_CLIENT_OUTPUTS, client.predict(*weights, 0.45, 0.9, "overlay", api_name="/ui_redraw"),
-                         strict=True))
+        moved = dict(
+            zip(
+                REDRAW_CLIENT_OUTPUTS,
+                client.predict(*weights, 0.45, 0.9, "overlay", api_name="/ui_redraw"),
+                strict=True,
+            )
+        )
         api, _ = client.predict(handle(path), label, api_name="/analyze")
-        return {"image": path.name, "total": total_in(first["plot"]), "moved": total_in(moved["plot"]),
-                "verdict": first["verdict"], "api_total": api["scores"]["total"]}
+        return {
+            "image": path.name,
+            "total": total_in(first["plot"]),
+            "moved": total_in(moved["plot"]),
+            "verdict": first["verdict"],
+            "api_total": api["scores"]["total"],
+        }
 
     with ThreadPoolExecutor(len(images)) as pool:
         return list(pool.map(session, images))

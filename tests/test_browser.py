@@ -4,6 +4,7 @@ Screenshots of each step are saved under ``$SPMAMBA_ARTIFACTS`` (default ``test-
 Needs Playwright (requirements-dev.txt) and a Chromium: Debian's ``chromium`` package or
 ``python -m playwright install chromium``.
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -78,7 +79,10 @@ def test_upload_then_sliders_change_overlay_and_score(page, tmp_path):
     before = _score(text)
     page.wait_for_function(
         "(s) => { const m = document.querySelector('#verdict').innerText.match(/Score ([-0-9.e+]+)/);"
-        " return m && parseFloat(m[1]) !== s; }", arg=before, timeout=30_000)
+        " return m && parseFloat(m[1]) !== s; }",
+        arg=before,
+        timeout=30_000,
+    )
     page.screenshot(path=str(ARTIFACTS / "browser-3-beta.png"), full_page=True)
     assert _score(page.locator("#verdict").inner_text()) > before  # concentration > 0, weight raised
 
@@ -88,8 +92,7 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     """Every tab once, with a screenshot of each (the README's come from these)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator("#examples").get_by_text("CT slice").click()
-    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: CT')",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: CT')", timeout=60_000)
     assert "No checkpoint here was trained on CT" in page.locator("#verdict").inner_text()
     page.locator("#window input").click()
     page.get_by_role("option", name="lung").click()
@@ -97,8 +100,7 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.wait_for_timeout(1500)  # the re-analysis with the lung window
     page.screenshot(path=str(ARTIFACTS / "tab-analyse.png"), full_page=True)
     page.locator("#examples").get_by_text("MR slice").click()  # a new file starts from its own window
-    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: MR')",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#image-info').innerText.includes('Modality: MR')", timeout=60_000)
     page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'auto'", timeout=10_000)
 
     page.get_by_role("tab", name="Before / after").click()
@@ -116,16 +118,17 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.locator("#batch-files input[type=file]").set_input_files([str(img), str(bad)])
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Score all").click()
-    page.wait_for_function("document.querySelector('#batch-table').innerText.includes('report.txt')",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#batch-table').innerText.includes('report.txt')", timeout=60_000)
     table = page.locator("#batch-table").inner_text()
     assert "phantom.png" in table and "not an image file" in table
     page.screenshot(path=str(ARTIFACTS / "tab-batch.png"), full_page=True)
 
     page.get_by_role("tab", name="Scan order").click()
     page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
-    shown = ("() => document.querySelector('#scan .js-plotly-plot').data.slice(0, 2)"
-             ".map(t => t.x.filter(v => v !== null).length).reduce((a, b) => a + b, 0)")
+    shown = (
+        "() => document.querySelector('#scan .js-plotly-plot').data.slice(0, 2)"
+        ".map(t => t.x.filter(v => v !== null).length).reduce((a, b) => a + b, 0)"
+    )
     full = page.evaluate(shown)
     page.get_by_role("button", name="▶ Walk the path").click()
     page.wait_for_function(f"({shown})() < {full}", timeout=30_000)  # the walk restarts from step 1 ...

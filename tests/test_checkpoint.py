@@ -11,8 +11,14 @@ from spmamba.scoring import ScoreWeights
 
 def test_round_trip_keeps_outputs_and_metadata(tiny_model, tmp_path):
     path = tmp_path / "m.safetensors"
-    save_checkpoint(path, tiny_model, ScoreWeights(alpha=0.5), calibration={"threshold": 1.5},
-                    training={"epochs": 3}, summary="tiny test model")
+    save_checkpoint(
+        path,
+        tiny_model,
+        ScoreWeights(alpha=0.5),
+        calibration={"threshold": 1.5},
+        training={"epochs": 3},
+        summary="tiny test model",
+    )
     model, meta = load_checkpoint(path)
     x = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
@@ -35,12 +41,14 @@ def test_checkpoint_with_encoder_included_loads_without_weights(tiny_model, tmp_
 class _Boom:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch /tmp/spmamba_pickle_ran",))
 
 
 def test_pickle_files_are_refused_without_running_them(tmp_path):
     marker = "/tmp/spmamba_pickle_ran"
     import os
+
     if os.path.exists(marker):
         os.remove(marker)
     raw = tmp_path / "evil.safetensors"

@@ -35,7 +35,28 @@ def test_train_options_come_from_train_options():
         if f.name not in ("data", "out"):
             want = list(f.default) if isinstance(f.default, tuple) else f.default
             assert getattr(args, f.name) == want, f.name
-    args = build_parser().parse_args(["train", "d", "--out", "m", "--weight-decay", "0.01", "--val-every", "3",
-                                      "--modality", "CR", "DX", "--no-feature-cache", "--val-list", "v.csv"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "d",
+            "--out",
+            "m",
+            "--weight-decay",
+            "0.01",
+            "--val-every",
+            "3",
+            "--modality",
+            "CR",
+            "DX",
+            "--no-feature-cache",
+            "--val-list",
+            "v.csv",
+        ]
+    )
     assert (args.weight_decay, args.val_every, args.modalities, args.feature_cache, args.val_list) == (
-        0.01, 3, ["CR", "DX"], False, "v.csv")
+        0.01,
+        3,
+        ["CR", "DX"],
+        False,
+        "v.csv",
+    )

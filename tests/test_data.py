@@ -1,4 +1,5 @@
 """Dataset layouts and the patient-disjoint validation split."""
+
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,12 @@ def test_patient_disjoint_moves_training_images_of_validation_patients():
 
 def test_discover_is_patient_disjoint(tmp_path):
     img = Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8))
-    for split, cls, name in [("train", "NORMAL", "IM-0001-0001.png"), ("train", "NORMAL", "IM-0002-0001.png"),
-                             ("val", "NORMAL", "IM-0002-0002.png"), ("val", "PNEUMONIA", "person1_virus_1.png")]:
+    for split, cls, name in [
+        ("train", "NORMAL", "IM-0001-0001.png"),
+        ("train", "NORMAL", "IM-0002-0001.png"),
+        ("val", "NORMAL", "IM-0002-0002.png"),
+        ("val", "PNEUMONIA", "person1_virus_1.png"),
+    ]:
         (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
         img.save(tmp_path / split / cls / name)
     s = discover(tmp_path)

@@ -1,4 +1,5 @@
 """Demo handlers as plain functions, the shared Predictor, and the /analyze API through gradio_client."""
+
 import copy
 import csv
 import dataclasses
@@ -245,20 +246,39 @@ def _zip(path, members: dict[str, bytes]):
 
 def test_batch_scores_files_and_zips_in_order(png, tmp_path):
     png_bytes = open(png, "rb").read()
-    z = _zip(tmp_path / "study.zip", {"a/b/deep.png": png_bytes, "../../evil.png": png_bytes,
-                                      "notes.txt": b"hello", "__MACOSX/._deep.png": b"x", "a/": b""})
+    z = _zip(
+        tmp_path / "study.zip",
+        {
+            "a/b/deep.png": png_bytes,
+            "../../evil.png": png_bytes,
+            "notes.txt": b"hello",
+            "__MACOSX/._deep.png": b"x",
+            "a/": b"",
+        },
+    )
     ct = get_testdata_file("CT_small.dcm")
     rows, csv_path = batch.score_files([png, z, ct], str(SHIPPED))
     names = [r[0] for r in rows]
-    assert names == ["chest.png", "study.zip: a/b/deep.png", "study.zip: ../../evil.png", "study.zip: notes.txt",
-                     "CT_small.dcm"]
+    assert names == [
+        "chest.png",
+        "study.zip: a/b/deep.png",
+        "study.zip: ../../evil.png",
+        "study.zip: notes.txt",
+        "CT_small.dcm",
+    ]
     by = dict(zip(names, rows, strict=True))
     assert by["chest.png"][1] == pytest.approx(by["study.zip: a/b/deep.png"][1], rel=1e-6)  # same image
-    assert by["chest.png"][1] == pytest.approx(handlers.render(
-        handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores["total"], rel=1e-4)
+    assert by["chest.png"][1] == pytest.approx(
+        handlers.render(handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores[
+            "total"
+        ],
+        rel=1e-4,
+    )
     assert "unsafe path" in by["study.zip: ../../evil.png"][5]
-    assert by["study.zip: notes.txt"][2] == "error" and "study.zip: notes.txt is not an image" in by[
-        "study.zip: notes.txt"][5]
+    assert (
+        by["study.zip: notes.txt"][2] == "error"
+        and "study.zip: notes.txt is not an image" in by["study.zip: notes.txt"][5]
+    )
     assert by["chest.png"][2].endswith("normal range") and by["chest.png"][3] is not None
     assert by["CT_small.dcm"][4] == "CT" and by["CT_small.dcm"][2].startswith("cannot judge")
     assert by["CT_small.dcm"][3] is None  # no percentile among normals of another modality
@@ -307,7 +327,7 @@ def test_command_line_limits_reach_launch(monkeypatch):
     monkeypatch.setenv("SPMAMBA_MAX_UPLOAD_MB", "2.5")
     args = parse_args(["--port", "9999", "--max-pixels", "1000000"])
     opts = launch_options(args, [])
-    assert opts["max_file_size"] == int(2.5 * 1024 ** 2) and opts["server_port"] == 9999
+    assert opts["max_file_size"] == int(2.5 * 1024**2) and opts["server_port"] == 9999
     assert args.max_pixels == 1_000_000 and opts["allowed_paths"] == []
 
 

@@ -1,4 +1,5 @@
 """Hardening: malformed inputs, fuzzing, concurrent sessions, patient data, untrusted checkpoints, limits."""
+
 import dataclasses
 import os
 import resource
@@ -86,8 +87,14 @@ def _seeds() -> dict[str, bytes]:
     if not _SEEDS:
         with tempfile.TemporaryDirectory() as d:
             for c in malformed.build(Path(d)):
-                if c.expect is None and c.name in ("16-bit PNG", "CMYK JPEG", "CT DICOM (pydicom sample)",
-                                                   "4-D NIfTI", "float32 TIFF", "animated GIF"):
+                if c.expect is None and c.name in (
+                    "16-bit PNG",
+                    "CMYK JPEG",
+                    "CT DICOM (pydicom sample)",
+                    "4-D NIfTI",
+                    "float32 TIFF",
+                    "animated GIF",
+                ):
                     _SEEDS[c.path.name] = c.path.read_bytes()
     return _SEEDS
 
@@ -101,21 +108,28 @@ def _load_bytes(data: bytes, name: str, tmp: Path) -> None:
         pass  # the one exception the loader may raise
 
 
-_FUZZ = settings(max_examples=int(os.environ.get("SPMAMBA_FUZZ_EXAMPLES", 150)), deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_FUZZ = settings(
+    max_examples=int(os.environ.get("SPMAMBA_FUZZ_EXAMPLES", 150)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @_FUZZ
-@given(data=st.binary(max_size=2048),
-       name=st.sampled_from(["x.png", "x.jpg", "x.dcm", "x.nii", "x.nii.gz", "x.tif", "x.bmp", "noext"]))
+@given(
+    data=st.binary(max_size=2048),
+    name=st.sampled_from(["x.png", "x.jpg", "x.dcm", "x.nii", "x.nii.gz", "x.tif", "x.bmp", "noext"]),
+)
 def test_fuzz_random_bytes_raise_only_the_loader_error(data, name, tmp_path):
     _load_bytes(data, name, tmp_path)
 
 
 @_FUZZ
-@given(seed=st.sampled_from(sorted(["sixteen.png", "cmyk.jpg", "ct.dcm", "fmri.nii.gz", "float.tif", "anim.gif"])),
-       edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
-       cut=st.floats(0.05, 1.0))
+@given(
+    seed=st.sampled_from(sorted(["sixteen.png", "cmyk.jpg", "ct.dcm", "fmri.nii.gz", "float.tif", "anim.gif"])),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
+    cut=st.floats(0.05, 1.0),
+)
 def test_fuzz_mutated_real_files_raise_only_the_loader_error(seed, edits, cut, tmp_path):
     data = bytearray(_seeds()[seed])
     for where, value in edits:
@@ -126,13 +140,19 @@ def test_fuzz_mutated_real_files_raise_only_the_loader_error(seed, edits, cut, t
 def test_atheris_fuzzes_the_loader():
     pytest.importorskip("atheris", reason="atheris is not installed (x86-64 Linux wheels only)")
     runs = os.environ.get("SPMAMBA_ATHERIS_RUNS", "10000")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_loader.py"), f"-runs={runs}"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "fuzz_loader.py"), f"-runs={runs}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"Done {runs} runs" in proc.stderr
 
 
 # ---------------------------------------------------------------- concurrency
+
 
 @needs_checkpoint
 def test_eight_concurrent_sessions_each_get_their_own_scores(app_url, label, tmp_path):
@@ -141,8 +161,10 @@ def test_eight_concurrent_sessions_each_get_their_own_scores(app_url, label, tmp
     expected = {}
     for p in images:
         a = handlers.analyze(str(p), str(SHIPPED))
-        expected[p.name] = (handlers.render(a, a.weights).scores["total"],
-                            handlers.render(a, dataclasses.replace(a.weights, beta=beta)).scores["total"])
+        expected[p.name] = (
+            handlers.render(a, a.weights).scores["total"],
+            handlers.render(a, dataclasses.replace(a.weights, beta=beta)).scores["total"],
+        )
     assert len({round(v[1], 3) for v in expected.values()}) == 8  # distinguishable, so a leak would show
 
     results = malformed.concurrent_sessions(app_url, images, label, beta)
@@ -157,6 +179,7 @@ def test_eight_concurrent_sessions_each_get_their_own_scores(app_url, label, tmp
 
 
 # ---------------------------------------------------------------- patient data
+
 
 def _leaks(root: Path, needles: list[str], contents: bool) -> list[str]:
     """Paths under ``root`` whose name (and, with ``contents``, whose bytes) hold a needle, case-insensitive."""
@@ -180,8 +203,10 @@ def test_patient_identifiers_never_leave_the_file(app_url, label, tmp_path, capf
     bad = tmp_path / "scan-cut.dcm"
     bad.write_bytes(good.read_bytes()[:-3000])
     client = Client(app_url, verbose=False)
-    outputs = [client.predict(malformed.handle(good), label, api_name="/analyze")[0],
-               client.predict(*malformed.ui_inputs(good, label), api_name="/ui_analyse")]
+    outputs = [
+        client.predict(malformed.handle(good), label, api_name="/analyze")[0],
+        client.predict(*malformed.ui_inputs(good, label), api_name="/ui_analyse"),
+    ]
     outputs.append(malformed.answer(lambda: client.predict(malformed.handle(bad), label, api_name="/analyze")))
     outputs.append(malformed.answer(lambda: client.predict(*malformed.ui_inputs(bad, label), api_name="/ui_analyse")))
     assert outputs[-1][0] is False and "damaged or truncated" in outputs[-1][1]
@@ -198,6 +223,7 @@ def test_patient_identifiers_never_leave_the_file(app_url, label, tmp_path, capf
 
 
 # ---------------------------------------------------------------- untrusted checkpoints
+
 
 class _Boom:
     def __reduce__(self):
@@ -229,8 +255,10 @@ def test_the_demo_refuses_untrusted_checkpoints(tmp_path):
     save_file({**tensors, key: torch.zeros(3, 3)}, str(folder / "wrong-shape.safetensors"), metadata=meta)
     (folder / "good.safetensors").write_bytes(SHIPPED.read_bytes())
 
-    assert sorted(Path(p).name for p in list_checkpoints(folder).values()) == ["good.safetensors",
-                                                                                "wrong-shape.safetensors"]
+    assert sorted(Path(p).name for p in list_checkpoints(folder).values()) == [
+        "good.safetensors",
+        "wrong-shape.safetensors",
+    ]
     messages = {}
     for name in ("evil.safetensors", "evil-zip.safetensors", "no-metadata.safetensors", "wrong-shape.safetensors"):
         with pytest.raises(Exception) as err:
@@ -244,6 +272,7 @@ def test_the_demo_refuses_untrusted_checkpoints(tmp_path):
 
 
 # ---------------------------------------------------------------- limits
+
 
 def test_pixel_limit_is_configurable_and_explained(monkeypatch, tmp_path):
     path = tmp_path / "big.png"
@@ -268,7 +297,7 @@ def test_upload_size_limit_is_enforced_with_a_clear_message(tmp_path):
     try:
         big = tmp_path / "big.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)).save(big)
-        assert big.stat().st_size > 0.05 * 1024 ** 2
+        assert big.stat().st_size > 0.05 * 1024**2
         with pytest.raises(Exception, match="(?i)file.*(too large|size)"):
             Client(demo.local_url, verbose=False).predict(handle_file(str(big)), "", api_name="/analyze")
     finally:
@@ -284,8 +313,7 @@ def test_queue_concurrency_is_set_per_kind_of_work(app_url):
     limits = {}
     for fn in demo.fns.values():
         limits.setdefault(fn.concurrency_id, set()).add(fn.concurrency_limit)
-    assert limits["network"] == {NETWORK_CONCURRENCY} and NETWORK_CONCURRENCY == (2 if torch.cuda.is_available()
-                                                                                  else 1)
+    assert limits["network"] == {NETWORK_CONCURRENCY} and NETWORK_CONCURRENCY == (2 if torch.cuda.is_available() else 1)
     assert limits["render"] == {4} and limits["batch"] == {1}
 
 

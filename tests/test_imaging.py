@@ -1,4 +1,5 @@
 """Loading real files: the DICOM and NIfTI samples shipped inside pydicom and nibabel, and files the tests write."""
+
 import os
 
 import nibabel
@@ -62,8 +63,13 @@ def test_extensionless_dicom_and_multiframe(tmp_path):
 
 
 def test_patient_identifiers_never_reach_metadata(tmp_path):
-    write_dicom(tmp_path / "p.dcm", np.arange(64 * 64).reshape(64, 64) % 4000,
-                 PatientName="Doe^Jane", PatientID="ID-998877", PatientBirthDate="19700101")
+    write_dicom(
+        tmp_path / "p.dcm",
+        np.arange(64 * 64).reshape(64, 64) % 4000,
+        PatientName="Doe^Jane",
+        PatientID="ID-998877",
+        PatientBirthDate="19700101",
+    )
     img = load_image(tmp_path / "p.dcm")
     text = repr(img.meta)
     assert "Doe" not in text and "998877" not in text and "19700101" not in text
@@ -75,6 +81,7 @@ def test_dicom_without_pixels_and_compressed_transfer_syntaxes():
     _in_unit_range(load_image(get_testdata_file("JPEG2000.dcm")))  # decoded through Pillow
     try:
         import libjpeg  # noqa: F401
+
         pytest.skip("a JPEG-LS decoder is installed here")
     except ImportError:
         pass
@@ -127,8 +134,13 @@ def test_bad_files_get_one_error_type(tmp_path):
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "ok.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
     Image.fromarray(np.zeros((3, 100), np.uint8)).save(tmp_path / "thin.png")
-    cases = {"empty.png": "empty", "notes.dcm": "DICOM", "cut.png": "damaged or truncated", "thin.png": "too small",
-             "missing.png": "cannot open"}
+    cases = {
+        "empty.png": "empty",
+        "notes.dcm": "DICOM",
+        "cut.png": "damaged or truncated",
+        "thin.png": "too small",
+        "missing.png": "cannot open",
+    }
     for name, words in cases.items():
         with pytest.raises(ImageLoadError, match=words):
             load_image(tmp_path / name)

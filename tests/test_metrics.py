@@ -1,4 +1,5 @@
 """Image metrics, intervals and the rule that picks the score weights."""
+
 import numpy as np
 import pytest
 import torch
@@ -109,4 +110,3 @@ def test_oracle_threshold_matches_one_accuracy_pass_per_threshold():
         labels[:2] = (0, 1)
         reference = max((accuracy_score(labels, scores >= t), t) for t in np.unique(scores))
         assert oracle_threshold(scores, labels) == (float(reference[0]), float(reference[1]))
-

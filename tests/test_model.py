@@ -49,7 +49,12 @@ def test_unknown_encoder():
 def test_paper_config_matches_the_paper():
     cfg = SPMambaConfig.paper()
     assert (cfg.encoder, cfg.prototype_banks, cfg.prototype_window, cfg.depths, cfg.d_state) == (
-        "resnet34", 10, 3, (3, 4, 6, 3), 16)
+        "resnet34",
+        10,
+        3,
+        (3, 4, 6, 3),
+        16,
+    )
     assert (cfg.scan_order, cfg.num_directions, cfg.image_size) == ("circular_hilbert", 8, 256)
     model = SPMamba(cfg, encoder_weights=None)
     total = sum(p.numel() for p in model.parameters())
@@ -76,8 +81,9 @@ def test_training_step_updates_only_trainable_parts():
     assert torch.isfinite(loss)
     assert all(p.grad is None for p in model.encoder.parameters())
     trainable = list(model.named_parameters())
-    with_grad = [n for n, p in trainable if not n.startswith("encoder.") and p.grad is not None
-                 and p.grad.abs().sum() > 0]
+    with_grad = [
+        n for n, p in trainable if not n.startswith("encoder.") and p.grad is not None and p.grad.abs().sum() > 0
+    ]
     assert any("A_log" in n for n in with_grad) and any("prototypes" in n for n in with_grad)
     assert any("x_proj_weight" in n for n in with_grad) and any("dt_proj_bias" in n for n in with_grad)
 
@@ -103,8 +109,9 @@ def test_vectorised_prototypes_match_the_loop(window):
     torch.manual_seed(window)
     mod = MedicalPrototype(16, 6, banks=3, window=window)
     x = torch.randn(2, 16, 6, 6)
-    np.testing.assert_allclose(mod(x).detach().numpy(),
-                               prototype_distance_loop(x, mod.prototypes.detach(), window).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        mod(x).detach().numpy(), prototype_distance_loop(x, mod.prototypes.detach(), window).numpy(), atol=1e-5
+    )
 
 
 def test_prototype_windows_are_clipped_at_borders():

@@ -1,5 +1,6 @@
 """The eight points where the model once differed from the authors' reference code, each pinned
 against an independent computation (numbers and rules written out as the reference code has them)."""
+
 import numpy as np
 import pytest
 import torch
@@ -30,8 +31,10 @@ def test_1_reconstruction_map_is_the_sum_of_scales_over_nine():
 def _forward(cfg):
     torch.manual_seed(0)
     model = SPMamba(cfg, encoder_weights=None).train()
-    feats = [torch.randn(2, c, cfg.image_size // s, cfg.image_size // s)
-             for c, s in zip(model.encoder.channels, (4, 8, 16), strict=True)]
+    feats = [
+        torch.randn(2, c, cfg.image_size // s, cfg.image_size // s)
+        for c, s in zip(model.encoder.channels, (4, 8, 16), strict=True)
+    ]
     return model, model.forward_features(feats)
 
 
@@ -53,8 +56,9 @@ def test_3_drop_path_reversed_linspace_one_rate_per_block():
         blocks = [m for m in stage if isinstance(m, SPSSBlock)]
         got = []
         for block in blocks:
-            probs = {layer.drop_path.drop_prob if isinstance(layer.drop_path, DropPath) else 0.0
-                     for layer in block.mamba}
+            probs = {
+                layer.drop_path.drop_prob if isinstance(layer.drop_path, DropPath) else 0.0 for layer in block.mamba
+            }
             assert len(probs) == 1  # every VSS layer of a block shares the block's rate
             got.append(probs.pop())
         np.testing.assert_allclose(got, want, atol=1e-7)
@@ -65,8 +69,9 @@ def test_4_prototype_distance_upsampled_with_half_pixel_centres():
     d = rng.random((2, 8, 8))
     maps = component_maps([torch.rand(2, 4, 8, 8)], [torch.rand(2, 4, 8, 8)], torch.from_numpy(d), 256)
     for i in range(2):
-        np.testing.assert_allclose(maps.prototype[i].numpy(),
-                                   ndimage.zoom(d[i], 32, order=1, grid_mode=True, mode="nearest"), atol=1e-10)
+        np.testing.assert_allclose(
+            maps.prototype[i].numpy(), ndimage.zoom(d[i], 32, order=1, grid_mode=True, mode="nearest"), atol=1e-10
+        )
 
 
 def test_5_prototype_banks_reference_k5_standard_normal_paper_k10():

@@ -12,8 +12,10 @@ from tests.conftest import SHIPPED, needs_checkpoint
 
 ROOT = data_root()
 ZHANGLAB = ROOT / "zhanglab" if ROOT else None
-need_data = pytest.mark.skipif(ZHANGLAB is None or not ZHANGLAB.is_dir(),
-                               reason="real data not found: set SPMAMBA_DATA or provide ../shared/data/zhanglab")
+need_data = pytest.mark.skipif(
+    ZHANGLAB is None or not ZHANGLAB.is_dir(),
+    reason="real data not found: set SPMAMBA_DATA or provide ../shared/data/zhanglab",
+)
 need_weights = needs_checkpoint
 
 

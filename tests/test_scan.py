@@ -37,7 +37,7 @@ def test_circular_hilbert_structure(n):
     start = 0
     for r in range(n // 4):
         side = n - 2 * r
-        ring = p[start:start + 4 * (side - 1)]
+        ring = p[start : start + 4 * (side - 1)]
         # every position of the ring lies on ring r, and the ring starts top-left going right
         assert all(min(i, j, n - 1 - i, n - 1 - j) == r for i, j in ring)
         assert ring[0] == (r, r) and ring[1] == (r, r + 1)
@@ -81,8 +81,9 @@ def test_paper_directions_start_corners_and_sense():
     assert tuple(scan_path("circular_hilbert", n, "identity")[1]) == (0, 1)
     assert tuple(scan_path("circular_hilbert", n, "transpose")[1]) == (1, 0)
     for d in names[:4]:
-        np.testing.assert_array_equal(scan_path("circular_hilbert", n, d + "_reversed"),
-                                      scan_path("circular_hilbert", n, d)[::-1])
+        np.testing.assert_array_equal(
+            scan_path("circular_hilbert", n, d + "_reversed"), scan_path("circular_hilbert", n, d)[::-1]
+        )
         # forward directions read out-to-centre: the last position is inside the core
         r, c = scan_path("circular_hilbert", n, d)[-1]
         assert n // 4 <= r < 3 * n // 4 and n // 4 <= c < 3 * n // 4

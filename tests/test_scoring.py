@@ -1,4 +1,5 @@
 """The batched torch scoring against a plain per-image NumPy/SciPy/skimage transcription of the method."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,11 +20,15 @@ def np_upsample_half_pixel(x, size):
 
 def np_score(feats, recs, proto, size, w: ScoreWeights):
     """One image: lists of (C, h, w) arrays and an (h, w) prototype map, scored as the reference code does."""
-    recon = sum(
-        np_upsample(1 - (f * r).sum(0) / np.maximum(np.linalg.norm(f, axis=0) * np.linalg.norm(r, axis=0), 1e-8),
-                    size)
-        for f, r in zip(feats, recs, strict=True)
-    ) / 9  # util/metric.py: divided by len(scales) * sum(scale weights) = 3 * 3
+    recon = (
+        sum(
+            np_upsample(
+                1 - (f * r).sum(0) / np.maximum(np.linalg.norm(f, axis=0) * np.linalg.norm(r, axis=0), 1e-8), size
+            )
+            for f, r in zip(feats, recs, strict=True)
+        )
+        / 9
+    )  # util/metric.py: divided by len(scales) * sum(scale weights) = 3 * 3
     recon = ndimage.gaussian_filter(recon, w.sigma)
     amap = recon + w.alpha * np_upsample_half_pixel(proto, size)
     y, x = np.unravel_index(np.argmax(amap), amap.shape)
@@ -31,8 +36,7 @@ def np_score(feats, recs, proto, size, w: ScoreWeights):
     yy, xx = np.mgrid[: amap.shape[0], : amap.shape[1]]
     concen = np.mean((amap - peak) ** 2 * np.sqrt((yy - y) ** 2 + (xx - x) ** 2))
     contra = np.mean(np.abs(difference_of_gaussians(amap, w.dog_sigma, w.dog_k_sigma)))
-    return amap, dict(peak=peak, concentration=concen, contrast=contra,
-                      total=peak + w.beta * concen + w.gamma * contra)
+    return amap, dict(peak=peak, concentration=concen, contrast=contra, total=peak + w.beta * concen + w.gamma * contra)
 
 
 @pytest.mark.parametrize("sigma", [0.5, 0.6, 1.2, 4.0, 9.0])
@@ -43,8 +47,15 @@ def test_gaussian_blur_matches_scipy(sigma):
         np.testing.assert_allclose(got[i], ndimage.gaussian_filter(x[i], sigma), atol=1e-12)
 
 
-@pytest.mark.parametrize("weights", [ScoreWeights.paper(), ScoreWeights.reference(), ScoreWeights.max_only(),
-                                     ScoreWeights(2.0, 0.3, -10, 2.0, 1.0, 3.0)])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        ScoreWeights.paper(),
+        ScoreWeights.reference(),
+        ScoreWeights.max_only(),
+        ScoreWeights(2.0, 0.3, -10, 2.0, 1.0, 3.0),
+    ],
+)
 def test_batched_scores_match_numpy_reference(weights):
     rng = np.random.default_rng(1)
     size, b = 64, 3
@@ -54,8 +65,9 @@ def test_batched_scores_match_numpy_reference(weights):
     proto = torch.from_numpy(rng.random((b, 4, 4)))
     scores = rescore(component_maps(feats, recs, proto, size), weights)
     for i in range(b):
-        amap, ref = np_score([f[i].numpy() for f in feats], [r[i].numpy() for r in recs], proto[i].numpy(),
-                             size, weights)
+        amap, ref = np_score(
+            [f[i].numpy() for f in feats], [r[i].numpy() for r in recs], proto[i].numpy(), size, weights
+        )
         np.testing.assert_allclose(scores.anomaly_map[i].numpy(), amap, atol=1e-10)
         for k, v in ref.items():
             np.testing.assert_allclose(getattr(scores, k)[i].item(), v, rtol=1e-9, err_msg=k)
@@ -72,8 +84,12 @@ def test_maps_shapes_and_component_semantics():
 
 def test_rescore_reacts_to_weights_without_recomputing_maps():
     rng = np.random.default_rng(2)
-    maps = component_maps([torch.from_numpy(rng.random((1, 4, 8, 8)))], [torch.from_numpy(rng.random((1, 4, 8, 8)))],
-                          torch.from_numpy(rng.random((1, 2, 2))), 32)
+    maps = component_maps(
+        [torch.from_numpy(rng.random((1, 4, 8, 8)))],
+        [torch.from_numpy(rng.random((1, 4, 8, 8)))],
+        torch.from_numpy(rng.random((1, 2, 2))),
+        32,
+    )
     base = rescore(maps, ScoreWeights(alpha=0.0))
     more = rescore(maps, ScoreWeights(alpha=1.0))
     assert (more.peak > base.peak).all()

@@ -1,4 +1,5 @@
 """The whole path on a tiny synthetic dataset: train, resume, calibrate, evaluate (seconds, no real data)."""
+
 import json
 import re
 
@@ -32,11 +33,30 @@ def test_discover_layout(dataset):
 
 def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     out = tmp_path / "synthetic-lite0.safetensors"
-    assert main(["train", str(dataset), "--out", str(out), "--epochs", "2", "--batch-size", "8",
-                 "--config", "cpu-lite0", "--modality", "cr", "DX"]) == 0  # through the command line
+    assert (
+        main(
+            [
+                "train",
+                str(dataset),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--config",
+                "cpu-lite0",
+                "--modality",
+                "cr",
+                "DX",
+            ]
+        )
+        == 0
+    )  # through the command line
     assert "validation AUROC=" in capsys.readouterr().out
-    opts = TrainOptions(data=str(dataset), out=str(out), config="cpu-lite0", epochs=2, batch_size=8,
-                        modalities=("cr", "DX"))
+    opts = TrainOptions(
+        data=str(dataset), out=str(out), config="cpu-lite0", epochs=2, batch_size=8, modalities=("cr", "DX")
+    )
     first = read_metadata(out)["training"]["history"]
     assert [h["encoder_cached"] for h in first] == [False, True]  # epoch 2 reads the feature cache
     opts.epochs, opts.resume = 3, True

@@ -1,4 +1,5 @@
 """The SP-Mamba model, one component per file."""
+
 from .encoders import ENCODERS, Encoder, WeightsUnavailable
 from .spmamba import PRESETS, SPMamba, SPMambaConfig, SPMambaOutput
 

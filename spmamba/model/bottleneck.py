@@ -1,4 +1,5 @@
 """Half-FPN bottleneck (MambaAD's MFF/OCE): fuse three encoder scales into one map."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """SPSS decoder: four stages of Mamba + local-conv blocks from 1/32 back to 1/4 resolution."""
+
 from __future__ import annotations
 
 import math
@@ -96,7 +97,7 @@ def drop_path_rates(depths: tuple[int, ...], drop_path: float) -> list[list[floa
     block b of a stage the slice's b-th rate."""
     rates = torch.linspace(0, drop_path, sum(depths)).tolist()[::-1]
     starts = [sum(depths[:s]) for s in range(len(depths))]
-    return [rates[start:start + len(group_sizes(d))] for start, d in zip(starts, depths, strict=True)]
+    return [rates[start : start + len(group_sizes(d))] for start, d in zip(starts, depths, strict=True)]
 
 
 class SPSSDecoder(nn.Module):
@@ -106,11 +107,11 @@ class SPSSDecoder(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList()
         for s, (depth, rates) in enumerate(zip(depths, drop_path_rates(depths, drop_path), strict=True)):
-            d = dim // 2 ** s
+            d = dim // 2**s
             blocks = [PatchExpand(2 * d)] if s else []
             blocks += [SPSSBlock(d, n, rate, **ss2d_kwargs) for n, rate in zip(group_sizes(depth), rates, strict=True)]
             self.stages.append(nn.Sequential(*blocks))
-        self.out_dims = [dim // 2 ** s for s in range(1, len(depths))]
+        self.out_dims = [dim // 2**s for s in range(1, len(depths))]
         self.apply(init_linear_norm)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

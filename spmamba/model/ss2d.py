@@ -1,4 +1,5 @@
 """SS2D: the 2-D selective scan layer, reading the map along several scan directions."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,17 @@ class SS2D(nn.Module):
     leading K axis so all directions run as one grouped scan.
     """
 
-    def __init__(self, d_model: int, d_state: int = 16, expand: int = 2, scan_order: str = "circular_hilbert",
-                 num_directions: int = 8, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        expand: int = 2,
+        scan_order: str = "circular_hilbert",
+        num_directions: int = 8,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_floor: float = 1e-4,
+    ):
         super().__init__()
         d_inner = expand * d_model
         self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, math.ceil(d_model / 16)
@@ -29,8 +39,8 @@ class SS2D(nn.Module):
         self.conv = nn.Conv2d(d_inner, d_inner, 3, padding=1, groups=d_inner)
         k, r = num_directions, self.dt_rank
         self.x_proj_weight = nn.Parameter(torch.empty(k, r + 2 * d_state, d_inner))
-        nn.init.uniform_(self.x_proj_weight, -(d_inner ** -0.5), d_inner ** -0.5)
-        self.dt_proj_weight = nn.Parameter(torch.empty(k, d_inner, r).uniform_(-(r ** -0.5), r ** -0.5))
+        nn.init.uniform_(self.x_proj_weight, -(d_inner**-0.5), d_inner**-0.5)
+        self.dt_proj_weight = nn.Parameter(torch.empty(k, d_inner, r).uniform_(-(r**-0.5), r**-0.5))
         dt = torch.exp(torch.rand(k, d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=dt_floor)
         self.dt_proj_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
@@ -49,9 +59,14 @@ class SS2D(nn.Module):
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj_weight)
         ys = selective_scan_fn(
-            xs.reshape(b, -1, h * w), dts.reshape(b, -1, h * w), -torch.exp(self.A_log.float()),
-            Bs.contiguous(), Cs.contiguous(), self.D.float(),
-            delta_bias=self.dt_proj_bias.reshape(-1).float(), delta_softplus=True,
+            xs.reshape(b, -1, h * w),
+            dts.reshape(b, -1, h * w),
+            -torch.exp(self.A_log.float()),
+            Bs.contiguous(),
+            Cs.contiguous(),
+            self.D.float(),
+            delta_bias=self.dt_proj_bias.reshape(-1).float(),
+            delta_softplus=True,
         )
         return scatter_sum(ys.view(b, self.k, d, h * w), inv, h, w)
 
