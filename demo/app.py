@@ -48,7 +48,7 @@ SAFE_META = (
 )
 NETWORK_CONCURRENCY = 2 if default_device() == "cuda" else 1  # one CPU forward already uses every core
 PRIVATE = dict(api_visibility="private")
-# What a client of the undocumented /ui_analyse endpoint receives, in order (gr.State is not sent).
+# What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
 ANALYSE_CLIENT_OUTPUTS = (
     "picture",
     "compare",
@@ -65,8 +65,6 @@ ANALYSE_CLIENT_OUTPUTS = (
     "model",
     "preset",
     "axis",
-    "dicom_box",
-    "nifti_box",
     "index",
     "info",
 )
@@ -219,12 +217,11 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         model=model,
         preset=preset,
         axis=axis,
-        dicom_box=dicom_box,
-        nifti_box=nifti_box,
         index=index,
         info=info,
     )
-    outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS)]  # the order clients receive them in
+    # Clients receive the named outputs in this order; the state and the layout groups are not sent.
+    outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS), dicom_box, nifti_box]
     results = [named[n] for n in REDRAW_CLIENT_OUTPUTS]
 
     def views(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
@@ -296,7 +293,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     @user_errors
     def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, shown):
         if analysis is None:  # nothing analysed yet (or a new file is loading): leave the page as it is
-            return {}
+            return {c: gr.skip() for c in results}
         w = handlers.weights_from_sliders(analysis.weights, alpha_v, beta_v, gamma_v, low_v, high_v)
         return drawn(analysis, handlers.render(analysis, w, opacity_v, contour_v), shown)
 

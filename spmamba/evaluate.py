@@ -92,7 +92,8 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
         lw=2,
         label="validation AUROC (paper's weights)",
     )
-    ax.set(xlabel="epoch", ylabel="AUROC (%)", title=title)
+    ax.set(xlabel="epoch", ylabel="AUROC (%)")
+    ax.set_title(title, fontsize=9)
     twin = ax.twinx()
     twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")
     twin.set_ylabel("training loss")

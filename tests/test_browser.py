@@ -148,6 +148,6 @@ def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path
     toast = page.get_by_text("scan.png is not an image file this app can read")
     toast.first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser-4-bad-upload.png"), full_page=True)
-    page.locator("#examples").get_by_text("Synthetic").click()
+    page.locator("#examples").get_by_text("Synthetic chest phantom").click()
     page.wait_for_function("document.querySelector('#image-info').innerText.includes('PNG')", timeout=60_000)
     assert "Score" in page.locator("#verdict").inner_text()

@@ -81,5 +81,10 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     assert result["image"]["threshold"] == pytest.approx(cal["threshold"])
     assert set(result["ablation_auroc"]) == {"max only", "+ prototype", "+ contrast", "+ concentration", "all four"}
     assert roc.stat().st_size > 1000
-    # the dataset root works too (its test/ folder is used)
+    # the dataset root works too (its test/ folder is used), and so does a CSV list of the same images
     assert main(["evaluate", str(out), str(dataset)]) == 0
+    rows = [f"{p.relative_to(dataset)},{int(p.parent.name != 'NORMAL')}" for p in sorted(dataset.glob("test/*/*.png"))]
+    (dataset / "test.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(dataset / "test.csv")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == last
