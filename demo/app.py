@@ -10,6 +10,7 @@ import argparse
 import functools
 import logging
 import os
+import tempfile
 import threading
 import traceback
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from spmamba import imaging
 from spmamba.checkpoint import CheckpointError
@@ -470,16 +472,19 @@ def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
 
 
 def warm_up(checkpoints: dict[str, str]) -> threading.Thread:
-    """Load the default checkpoint and run it once in the background, so the first request costs what the
-    others do (model loading, numba kernels and torch's first-call set-up happen here, not in a request)."""
+    """Run one whole analysis of a generated PNG in the background, so the first request costs what the
+    others do: model loading, numba kernels, torch's first calls, the image decoder, the overlay and figure,
+    and the WebP encoder the page sends the overlay with all happen here, not in a request."""
 
     def run():
         try:
             if checkpoints:
-                predictor = get_predictor(next(iter(checkpoints.values())))
-                size = predictor.image_size
-                yy, xx = np.mgrid[:size, :size] / size
-                predictor.score(predictor.maps([(0.5 + 0.4 * np.sin(9 * xx) * np.cos(7 * yy)).astype(np.float32)]))
+                with tempfile.TemporaryDirectory(prefix="spmamba-warm-") as tmp:
+                    png = Path(tmp) / "warm.png"
+                    yy, xx = np.mgrid[:256, :256] / 256
+                    Image.fromarray((127 + 100 * np.sin(9 * xx) * np.cos(7 * yy)).astype(np.uint8)).save(png)
+                    analysis = handlers.analyze(str(png), next(iter(checkpoints.values())))
+                gr.Image(type="numpy").postprocess(handlers.render(analysis, analysis.weights).overlay)
         except Exception as err:  # the page must come up even if warming fails; requests will say why
             log.warning("warm-up failed: %s", type(err).__name__)
 

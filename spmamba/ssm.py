@@ -87,6 +87,12 @@ def _time_major(x: torch.Tensor, b: int) -> np.ndarray:
     return x.transpose(-1, -2).reshape(b * x.shape[1], x.shape[-1], x.shape[-2]).contiguous().numpy()
 
 
+def _inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups) -> tuple:
+    """The arguments the numba forward and backward kernels share, in their order."""
+    d = A.shape[0]
+    return (u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(), d // groups, groups, d)
+
+
 class _CPUScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, record):
@@ -106,22 +112,7 @@ class _CPUScan(torch.autograd.Function):
         save = ctx.record
         hs = u.new_empty(b * d, _scan_cpu.n_chunks(L) if save else 1, A.shape[1])
         _scan_cpu.set_threads(torch.get_num_threads())
-        fwd(
-            u2.numpy(),
-            delta2.numpy(),
-            bias.numpy(),
-            softplus,
-            A.numpy(),
-            Bt,
-            Ct,
-            Dv.numpy(),
-            d // groups,
-            groups,
-            d,
-            y.numpy(),
-            hs.numpy(),
-            save,
-        )
+        fwd(*_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups), y.numpy(), hs.numpy(), save)
         if save:
             ctx.save_for_backward(u2, delta2, bias, A, Dv, hs)
             ctx.extra = (Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
@@ -142,17 +133,7 @@ class _CPUScan(torch.autograd.Function):
         dBt, dCt = np.zeros_like(Bt), np.zeros_like(Ct)
         _scan_cpu.set_threads(torch.get_num_threads())
         bwd(
-            u2.numpy(),
-            delta2.numpy(),
-            bias.numpy(),
-            softplus,
-            A.numpy(),
-            Bt,
-            Ct,
-            Dv.numpy(),
-            d // groups,
-            groups,
-            d,
+            *_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups),
             hs.numpy(),
             dy2.numpy(),
             du.numpy(),
