@@ -184,15 +184,21 @@ def score_figure(
                 "y": 1.08,
                 "showarrow": False,
             },
-            {
-                "text": "normal validation scores",
-                "xref": "x2 domain",
-                "yref": "paper",
-                "x": 0.5,
-                "y": 1.08,
-                "showarrow": False,
-            },
-        ],
+        ]
+        + (  # the histogram's title only where there is one (no calibration, or a modality it does not judge)
+            [
+                {
+                    "text": "normal validation scores",
+                    "xref": "x2 domain",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": 1.08,
+                    "showarrow": False,
+                }
+            ]
+            if normal_scores
+            else []
+        ),
     }
     return go.Figure({"data": data, "layout": layout}, skip_invalid=False, _validate=False)
 
