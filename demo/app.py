@@ -7,6 +7,7 @@ dicts keyed by component, so no output is matched by its position in a list.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import os
@@ -15,6 +16,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -30,7 +32,7 @@ from spmamba.zoo import list_checkpoints, preselect
 
 from . import batch as batch_scoring
 from . import handlers
-from .examples import Example, build_examples
+from .examples import Example, build_examples, file_digest
 from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
 
@@ -45,6 +47,7 @@ SAFE_META = (
     "ViewPosition",
     "PhotometricInterpretation",
     "frames",
+    "window",
     "shape",
     "size",
 )
@@ -69,6 +72,7 @@ ANALYSE_CLIENT_OUTPUTS = (
     "axis",
     "index",
     "info",
+    "truth",
 )
 REDRAW_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table")
 log = logging.getLogger("spmamba.demo")
@@ -134,6 +138,47 @@ class Site:
         self.path(label)
         return label, note
 
+    @functools.cached_property
+    def _known(self) -> dict[str, Example]:
+        return {file_digest(e.path): e for e in self.examples if e.truth or e.modality}
+
+    def example(self, path: str | None) -> Example | None:
+        """The dataset example this file is (Gradio serves a copy, so it is recognised by its bytes)."""
+        if not path or not self._known:
+            return None
+        try:
+            return self._known.get(file_digest(path))
+        except OSError:
+            return None
+
+    def prepare(self, path: str | None, options: handlers.ImageOptions, label: str | None, switch: bool = True):
+        """Load the file, choose its checkpoint (by modality unless ``switch`` is off; a dataset example's
+        modality counts as a DICOM's would), and re-window a DICOM CT in the window that checkpoint was trained
+        with when the user asked for none."""
+        image = handlers.load(path, options)
+        example = self.example(path)
+        meta = image.meta
+        if example and example.modality and "Modality" not in meta:
+            meta = {**meta, "Modality": example.modality}
+        label, note = self.choose(meta, label) if switch else (label, "")
+        self.path(label)
+        window = None
+        if options.window is None:
+            window = get_predictor(self.path(label)).training_window(image.meta)
+            if window:
+                image = handlers.load(path, dataclasses.replace(options, window=imaging.WINDOW_PRESETS[window]))
+        return Prepared(image, label, note, window, example.truth if example else None)
+
+
+class Prepared(NamedTuple):
+    """A file made ready for a checkpoint: what the page, the API and their tests start from."""
+
+    image: imaging.LoadedImage
+    label: str  # the checkpoint's dropdown label
+    note: str  # why the checkpoint was switched, or why its score means little here
+    window: str | None  # the CT window preset applied because the checkpoint was trained in it
+    truth: Path | None  # the ground-truth mask of a dataset example
+
 
 def header(site: Site) -> None:
     gr.Markdown("# SP-Mamba Studio\nUnsupervised anomaly maps for medical images (Pan & Lu, ACM MM 2025).")
@@ -166,7 +211,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                 info = gr.Markdown(elem_id="image-info")
                 with gr.Group(visible=False) as dicom_box:
                     preset = gr.Dropdown(
-                        list(handlers.WINDOW_PRESETS),
+                        list(imaging.WINDOW_PRESETS),
                         value="auto",
                         label="DICOM window (CT presets in HU)",
                         elem_id="window",
@@ -180,6 +225,12 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                 go = gr.Button("Analyse again", variant="primary")
                 opacity = gr.Slider(0, 1, 0.45, step=0.05, label="Heat-map opacity", elem_id="opacity")
                 contour = gr.Slider(0.5, 1.01, 0.9, step=0.01, label="Outline above (fraction of map range)")
+                truth = gr.Checkbox(
+                    False,
+                    label="Show the ground-truth outline (cyan) to compare with the map",
+                    visible=False,
+                    elem_id="truth",
+                )
                 with gr.Accordion("Score weights (re-scored live from cached maps)", open=True):
                     alpha = gr.Slider(0, 2, 1.0, step=0.05, label="α prototype")
                     beta = gr.Slider(-0.2, 0.2, -0.025, step=0.005, label="β concentration", elem_id="beta")
@@ -221,6 +272,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         axis=axis,
         index=index,
         info=info,
+        truth=truth,
     )
     # Clients receive the named outputs in this order; the state and the layout groups are not sent.
     outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS), dicom_box, nifti_box]
@@ -236,18 +288,20 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         return {**views(analysis, r, shown), bar: r.colour_bar, plot: r.figure, verdict: r.verdict, table: r.table}
 
     @user_errors
-    def analyse(path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, shown):
+    def analyse(path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, truth_v, shown):
         """Run the network once for this file and these image options; fill every view."""
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
         options = handlers.ImageOptions(
             handlers.window_for(preset_name, centre_v, width_v), None if index_v is None else int(index_v), int(axis_v)
         )
-        image = handlers.load(path, options)
-        label, note = site.choose(image.meta, label)
-        analysis = handlers.analyze_image(image, site.path(label), [note] if note else [])
+        ready = site.prepare(path, options, label)
+        label = ready.label
+        analysis = handlers.analyze_image(
+            ready.image, site.path(label), [ready.note] if ready.note else [], ready.truth
+        )
         w = analysis.weights
-        r = handlers.render(analysis, w, opacity_v, contour_v)
+        r = handlers.render(analysis, w, opacity_v, contour_v, truth_v)
         m = analysis.image_meta
         nifti, frames = m.get("format") == "NIfTI", int(m.get("frames", 1))
         grey_dicom = m.get("format") == "DICOM" and m.get("PhotometricInterpretation", "").startswith("MONOCHROME")
@@ -262,7 +316,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
             dog_low: w.dog_sigma,
             dog_high: w.dog_k_sigma,
             model: label,
-            preset: preset_name,
+            preset: ready.window or preset_name,
             axis: int(axis_v),
             dicom_box: gr.update(visible=grey_dicom),
             nifti_box: gr.update(visible=nifti),
@@ -273,31 +327,32 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                 label=f"Slice along axis {m['axis']}" if nifti else "Frame",
             ),
             info: image_info(m),
+            truth: gr.update(visible=analysis.truth is not None),
         }
 
-    def fresh(path, label, opacity_v, contour_v, shown):
+    def fresh(path, label, opacity_v, contour_v, truth_v, shown):
         """A new file: its own window, the middle slice, the axial axis. A cleared upload clears the cache."""
         if not path:
             return {state: None}
-        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, shown)
+        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, truth_v, shown)
 
-    def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, shown):
+    def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, truth_v, shown):
         """Another axis: start from its middle slice."""
-        return analyse(path, label, preset_name, centre_v, width_v, axis_v, None, opacity_v, contour_v, shown)
+        return analyse(path, label, preset_name, centre_v, width_v, axis_v, None, opacity_v, contour_v, truth_v, shown)
 
     def cleared():
         """A new file first clears the previous one's results, so a failed upload never shows stale maps."""
         return {
             **{c: None for c in [state, *results, maps_plot, info]},
-            **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index)},
+            **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index, truth)},
         }
 
     @user_errors
-    def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, shown):
+    def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, truth_v, shown):
         if analysis is None:  # nothing analysed yet (or a new file is loading): leave the page as it is
             return {c: gr.skip() for c in results}
         w = handlers.weights_from_sliders(analysis.weights, alpha_v, beta_v, gamma_v, low_v, high_v)
-        return drawn(analysis, handlers.render(analysis, w, opacity_v, contour_v), shown)
+        return drawn(analysis, handlers.render(analysis, w, opacity_v, contour_v, truth_v), shown)
 
     def reset(analysis):
         w = analysis.weights if analysis is not None else handlers.ScoreWeights()
@@ -307,26 +362,26 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         return str(site.examples[evt.index].path)
 
     def apply_preset(preset_name, centre_v, width_v):
-        window = handlers.WINDOW_PRESETS.get(preset_name)
+        window = imaging.WINDOW_PRESETS.get(preset_name)
         return {centre: window[0], width: window[1]} if window else {centre: centre_v, width: width_v}
 
-    inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, view]
+    inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, truth, view]
     # Progress and errors show on the picture only (plus the error's own message), not on every output.
     net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture)
     upload.change(
         cleared,
         None,
-        [state, *results, maps_plot, info, dicom_box, nifti_box, index],
+        [state, *results, maps_plot, info, dicom_box, nifti_box, index, truth],
         show_progress="hidden",
         **PRIVATE,
-    ).then(fresh, [upload, model, opacity, contour, view], outputs, **net, **PRIVATE)
+    ).then(fresh, [upload, model, opacity, contour, truth, view], outputs, **net, **PRIVATE)
     gallery.select(pick_example, None, upload, **PRIVATE)
     # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
     go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
     model.input(analyse, inputs, outputs, **net, **PRIVATE)
     index.release(analyse, inputs, outputs, **net, **PRIVATE)
     axis.input(
-        new_axis, [upload, model, preset, centre, width, axis, opacity, contour, view], outputs, **net, **PRIVATE
+        new_axis, [upload, model, preset, centre, width, axis, opacity, contour, truth, view], outputs, **net, **PRIVATE
     )
     preset.input(apply_preset, [preset, centre, width], [centre, width], **PRIVATE).then(
         analyse, inputs, outputs, **net, **PRIVATE
@@ -334,7 +389,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     for s in (centre, width):
         s.release(lambda: "custom", None, preset, **PRIVATE).then(analyse, inputs, outputs, **net, **PRIVATE)
 
-    sliders = [*weight_sliders, opacity, contour]
+    sliders = [*weight_sliders, opacity, contour, truth]
     for i, s in enumerate(sliders):
         s.change(
             redraw,
@@ -425,9 +480,8 @@ def analyze_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dic
 
     With no checkpoint named, it is chosen by the image's modality exactly as the page chooses it.
     """
-    image = handlers.load(path)
-    label, note = (checkpoint, "") if checkpoint else site.choose(image.meta, None)
-    analysis = handlers.analyze_image(image, site.path(label), [note] if note else [])
+    ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, switch=not checkpoint)
+    analysis = handlers.analyze_image(ready.image, site.path(ready.label), [ready.note] if ready.note else [])
     r = handlers.render(analysis, analysis.weights)
     predictor = get_predictor(analysis.checkpoint)
     report = predictor.report(predictor.score(analysis.maps), 0, analysis.image_meta)

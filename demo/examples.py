@@ -1,5 +1,6 @@
-"""The examples gallery: files the project generates or that pydicom bundles, real X-rays when the data
-is present, and any folder given with ``--examples DIR``. Nothing here needs a test-only package.
+"""The examples gallery: files the project generates or that pydicom bundles, real validation images of
+each dataset a checkpoint was trained on when the data is present (with their ground-truth masks where
+the dataset has them), and any folder given with ``--examples DIR``. Nothing here needs a test-only package.
 
 Sample files inside installed packages are copied to a cache folder, because the app serves only
 files under paths it is told about; the dataset and ``--examples`` folders are served in place.
@@ -29,6 +30,8 @@ class Example:
     path: Path  # the file the analysis reads
     thumb: Path  # small PNG for the gallery
     caption: str
+    truth: Path | None = None  # the dataset's ground-truth mask of this image, if any
+    modality: str | None = None  # DICOM Modality code of a dataset image: picks its checkpoint like a DICOM would
 
 
 def _phantom(path: Path) -> Path:
@@ -81,19 +84,51 @@ def _package_samples(cache: Path) -> list[tuple[Path, str]]:
     return copied
 
 
-def _dataset_samples(root: Path | None) -> list[tuple[Path, str]]:
-    """One normal and one pneumonia chest X-ray from the validation split, when the data is present."""
+def _first(folder: Path) -> Path | None:
+    files = sorted(p for p in folder.iterdir() if image_suffix(p.name)) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def _largest_lesion(images: Path, masks: Path) -> tuple[Path, Path] | None:
+    """The validation image whose mask is largest: the clearest example of what the masks mean."""
+    pairs = [(p, masks / p.name) for p in sorted(images.glob("*.png")) if (masks / p.name).is_file()]
+    if not pairs:
+        return None
+    return max(pairs, key=lambda pm: int((np.asarray(Image.open(pm[1])) > 0).sum()))
+
+
+def _nearest_normal(tumour: Path, normals: Path) -> Path | None:
+    """A tumour-free slice of the same patient, as near as possible to the tumour slice (TCGA file stems end
+    in the slice number), so the two examples differ by the tumour rather than by anatomy."""
+    stem, _, number = tumour.stem.rpartition("_")
+    same = [(abs(int(p.stem.rpartition("_")[2]) - int(number)), p) for p in normals.glob(f"{stem}_*.png")]
+    return min(same)[1] if same else _first(normals)
+
+
+def _dataset_samples(root: Path | None) -> list[tuple[Path, str, Path | None, str]]:
+    """Validation images of each dataset a shipped checkpoint covers, when the data is present: chest X-ray
+    normal and pneumonia, brain MRI tumour (with its mask) and a tumour-free slice, head CT normal and
+    haemorrhage."""
     if root is None:
         return []
     out = []
-    for label, caption in (
-        ("NORMAL", "Chest X-ray, normal (ZhangLab val)"),
-        ("PNEUMONIA", "Chest X-ray, pneumonia (ZhangLab val)"),
+    for folder, caption in (
+        (root / "zhanglab" / "val" / "NORMAL", "Chest X-ray, normal (ZhangLab val)"),
+        (root / "zhanglab" / "val" / "PNEUMONIA", "Chest X-ray, pneumonia (ZhangLab val)"),
     ):
-        folder = root / "zhanglab" / "val" / label
-        files = sorted(folder.glob("*.jp*g")) if folder.is_dir() else []
-        if files:
-            out.append((files[0], caption))
+        if (found := _first(folder)) is not None:
+            out.append((found, caption, None, "DX"))
+    lgg = root / "lgg-flair"
+    if (pair := _largest_lesion(lgg / "val" / "TUMOR", lgg / "ground_truth" / "TUMOR")) is not None:
+        out.append((pair[0], "Brain MRI FLAIR, tumour, with its mask (LGG val)", pair[1], "MR"))
+        if (normal := _nearest_normal(pair[0], lgg / "val" / "NORMAL")) is not None:
+            out.append((normal, "Brain MRI FLAIR, no tumour, same patient (LGG val)", None, "MR"))
+    for folder, caption in (
+        (root / "head-ct" / "val" / "NORMAL", "Head CT, normal (head-ct val)"),
+        (root / "head-ct" / "val" / "HEMORRHAGE", "Head CT, haemorrhage (head-ct val)"),
+    ):
+        if (found := _first(folder)) is not None:
+            out.append((found, caption, None, "CT"))
     return out
 
 
@@ -126,18 +161,34 @@ def build_examples(
         (
             _phantom(cache / "synthetic" / "phantom-chest-16bit.png"),
             "Synthetic chest phantom with a round opacity (16-bit PNG)",
+            None,
+            None,
         )
     ]
-    sources += _package_samples(cache)
+    sources += [(path, caption, None, None) for path, caption in _package_samples(cache)]
     sources += [
-        (_volume(cache / "synthetic" / "phantom-head-4d.nii.gz"), "Synthetic MR volume with a bright focus (4-D NIfTI)")
+        (
+            _volume(cache / "synthetic" / "phantom-head-4d.nii.gz"),
+            "Synthetic MR volume with a bright focus (4-D NIfTI)",
+            None,
+            None,
+        )
     ]
     for folder in extra:
-        sources += _folder_samples(Path(folder))
+        sources += [(path, caption, None, None) for path, caption in _folder_samples(Path(folder))]
     examples = []
-    for path, caption in sources:
+    for path, caption, truth, modality in sources:
         try:
-            examples.append(Example(path, _thumbnail(path, cache), caption))
+            examples.append(Example(path, _thumbnail(path, cache), caption, truth, modality))
         except (ImageLoadError, OSError):
             continue
     return examples
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-1 of a file's bytes: how the page recognises an example after Gradio has copied it to its cache."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
-from spmamba.imaging import ImageLoadError, LoadedImage, load_image
+from spmamba.imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
 from spmamba.inference import Judgement, score_components
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
 from spmamba.visualize import overlay
@@ -22,16 +22,6 @@ from .models import get_predictor
 from .render import colour_bar, components_table, score_figure
 
 DISPLAY_MAX = 512  # longest side of the displayed image
-
-# CT windows in Hounsfield units (centre, width); "auto" keeps the file's own VOI window.
-WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
-    "auto": None,
-    "lung": (-600.0, 1500.0),
-    "soft tissue": (40.0, 400.0),
-    "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0),
-    "custom": None,
-}
 
 
 @dataclass
@@ -54,6 +44,7 @@ class Analysis:
     calibration: dict | None
     image_meta: dict
     notes: list[str] = field(default_factory=list)
+    truth: np.ndarray | None = None  # (H, W) bool ground-truth mask at display size, for dataset examples
 
     def judge(self, total: float) -> Judgement:
         return get_predictor(self.checkpoint).judge(total, self.image_meta)
@@ -102,13 +93,18 @@ def analyze(
     return analyze_image(load(path, options), checkpoint, notes)
 
 
-def analyze_image(img: LoadedImage, checkpoint: str, notes: list[str] | None = None) -> Analysis:
-    """Run the model once on a loaded image and cache its component maps."""
+def analyze_image(
+    img: LoadedImage, checkpoint: str, notes: list[str] | None = None, truth: str | Path | None = None
+) -> Analysis:
+    """Run the model once on a loaded image and cache its component maps (and ``truth``, a mask file)."""
     predictor = get_predictor(checkpoint)
     grey = img.grey
     maps = predictor.maps([grey])
     scale = DISPLAY_MAX / max(grey.shape)  # small images are enlarged, so every map is readable
     display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
+    mask = None
+    if truth is not None:
+        mask = resize(load_image(truth).grey > 0.5, display.shape, order=0, anti_aliasing=False).astype(bool)
     return Analysis(
         maps,
         display.astype(np.float32),
@@ -117,17 +113,20 @@ def analyze_image(img: LoadedImage, checkpoint: str, notes: list[str] | None = N
         predictor.calibration,
         img.meta,
         list(notes or []),
+        mask,
     )
 
 
-def render(analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, contour: float = 0.9) -> Rendered:
+def render(
+    analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, contour: float = 0.9, show_truth: bool = False
+) -> Rendered:
     """Re-score the cached maps with ``weights`` and draw them; ``contour`` is the fraction of the map's range
-    above which the region is outlined."""
+    above which the region is outlined; ``show_truth`` outlines the ground-truth mask where there is one."""
     s = rescore(analysis.maps, weights)
     amap = s.anomaly_map[0].numpy()
     lo, hi = float(amap.min()), float(amap.max())
     line = lo + contour * (hi - lo)
-    picture = overlay(analysis.display, amap, lo, hi, opacity, line)
+    picture = overlay(analysis.display, amap, lo, hi, opacity, line, analysis.truth if show_truth else None)
     total = float(s.total[0])
     parts = {
         "peak": float(s.peak[0]),

@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .imaging import ImageLoadError, load_image
+    from .imaging import WINDOW_PRESETS, ImageLoadError, load_image
     from .inference import Predictor, image_modalities
     from .visualize import overlay
     from .zoo import list_checkpoints, preselect
@@ -100,6 +100,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         label, note = preselect(image_modalities(img.meta), available, next(iter(available)))
         p = predictors.setdefault(label, Predictor(available[label]))
+        if window := p.training_window(img.meta):
+            img = load_image(name, window=WINDOW_PRESETS[window])
         maps = p.maps([img.grey])
         scores = p.score(maps)
         report = {"file": name, **p.report(scores, 0, img.meta), "notes": [note] if note else []}
@@ -143,17 +145,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"normal images at or above the validation threshold: {100 * r['normal_flagged_rate']:.1f}%")
     for name, auc in r["ablation_auroc"].items():
         print(f"  ablation {name:<16} AUROC={100 * auc:.1f}")
+    last = f"AUROC={100 * im['auroc']:.1f} "
+    last += f"ACC={100 * im['accuracy']:.1f} F1={100 * im['f1']:.1f}" if "accuracy" in im else "ACC=n/a F1=n/a"
     if "pixel" in r:
         px = r["pixel"]
         print(
             f"pixel AUROC={100 * px['pixel_auroc']:.1f} AP={100 * px['pixel_ap']:.1f} "
-            f"F1-max={100 * px['pixel_f1_max']:.1f}"
+            f"F1-max={100 * px['pixel_f1_max']:.1f} AUPRO(30% FPR)={100 * px['aupro']:.1f} "
+            f"(at {px['resolution']}x{px['resolution']}, all images of the folder)"
         )
+        last += f" PIXEL_AUROC={100 * px['pixel_auroc']:.1f}"
     if "accuracy" not in im:
-        print(f"AUROC={100 * im['auroc']:.1f} ACC=n/a F1=n/a (checkpoint has no calibrated threshold)")
-        return 0
-    print(f"AUROC={100 * im['auroc']:.1f} ACC={100 * im['accuracy']:.1f} F1={100 * im['f1']:.1f}")
+        last += " (checkpoint has no calibrated threshold)"
+    print(last)
     return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .datacheck import check, format_report
+
+    report = check(args.folder)
+    print(format_report(report, args.limit))
+    return 1 if report.problems else 0
 
 
 def add_options(parser: argparse.ArgumentParser, options: type) -> None:
@@ -221,10 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("folder", help="folder with NORMAL/ and PNEUMONIA/ (or good/ and Ungood/) sub-folders")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--json", default=None, help="write the full results here")
-    ev.add_argument("--roc", default=None, help="write the ROC curve PNG here")
+    ev.add_argument(
+        "--roc", default=None, help="write ROC and precision-recall curves (image; pixel where masks exist) PNG here"
+    )
     ev.add_argument("--encoder-weights", default="imagenet")
     ev.add_argument("--threads", type=int, default=None)
     ev.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    dc = data.add_parser(
+        "check",
+        help="counts per split and class, missing or orphan masks, unreadable files, identical images and "
+        "patients shared across splits; exit status 1 when any problem is found",
+    )
+    dc.add_argument("folder", help="dataset root (train/, val/, ... or images/ + masks/)")
+    dc.add_argument("--limit", type=int, default=10, help="examples listed per kind of problem")
+    dc.set_defaults(func=cmd_data_check)
     return parser
 
 

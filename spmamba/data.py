@@ -52,11 +52,13 @@ def _class_samples(sub: Path, label: int, gt_roots: list[Path]) -> list[Sample]:
         mask_dirs, images = [sub / "label"], _images(sub / "img")
     else:
         mask_dirs, images = [g / sub.name for g in gt_roots], _images(sub)
-    out = []
-    for p in images:
-        cands = [d / n for d in mask_dirs for n in (p.name, p.stem + "_mask.png", p.stem + ".png")]
-        out.append(Sample(p, label, next((m for m in cands if m.is_file()), None) if label else None))
-    return out
+    return [Sample(p, label, _find_mask(p, mask_dirs) if label else None) for p in images]
+
+
+def _find_mask(image: Path, mask_dirs: list[Path]) -> Path | None:
+    """The mask of ``image``: the same name, ``<stem>_mask.png`` or ``<stem>.png`` in one of ``mask_dirs``."""
+    cands = [d / n for d in mask_dirs for n in (image.name, image.stem + "_mask.png", image.stem + ".png")]
+    return next((m for m in cands if m.is_file()), None)
 
 
 def labelled_folder(folder: str | os.PathLike) -> list[Sample]:
@@ -86,6 +88,15 @@ def csv_list(path: str | os.PathLike) -> list[Sample]:
             m = row.get("mask")
             out.append(Sample(p, int(row["label"]), (path.parent / m).resolve() if m else None))
     return out
+
+
+def segmentation_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path | None]]:
+    """(image, mask or None) for a segmentation folder: ``images/`` and ``masks/`` with the same file names
+    (a mask may also be named ``<stem>_mask.png`` or ``<stem>.png``)."""
+    folder = Path(folder)
+    if not (folder / "images").is_dir():
+        raise FileNotFoundError(f"{folder} has no images/ folder (expected images/ and masks/ with the same names)")
+    return [(p, _find_mask(p, [folder / "masks"])) for p in _images(folder / "images")]
 
 
 class Splits(NamedTuple):
@@ -159,6 +170,15 @@ def load_mask(path: Path | None, size: int) -> torch.Tensor | None:
         return None
     m = torch.from_numpy(load_image(path).grey)[None, None]
     return F.interpolate(m, size=(size, size), mode="nearest")[0, 0] > 0.5
+
+
+def load_masks(samples: list[Sample], size: int) -> torch.Tensor | None:
+    """(N, size, size) bool masks of ``samples`` (all-false for images without one: normal images have
+    no anomalous pixels), or None when no sample has a mask."""
+    if all(s.mask is None for s in samples):
+        return None
+    empty = torch.zeros(size, size, dtype=torch.bool)
+    return torch.stack([empty if s.mask is None else load_mask(s.mask, size) for s in samples])
 
 
 def load_batch(samples: list[Sample], size: int) -> torch.Tensor:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_mask
+from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_masks
 from .inference import Predictor
 from .metrics import image_metrics, pixel_metrics
 from .scoring import ablation_weights, rescore
@@ -63,16 +62,14 @@ def evaluate(
     if calibration:
         normal = scores.total.numpy()[labels == 0]
         result["normal_flagged_rate"] = float((normal >= calibration["threshold"]).mean())
-    if any(s.mask is not None for s in samples):
-        size = predictor.image_size
-        masks = torch.stack(
-            [load_mask(s.mask, size) if s.mask is not None else torch.zeros(size, size, dtype=bool) for s in samples]
-        )
-        result["pixel"] = pixel_metrics(scores.anomaly_map.numpy(), masks.numpy())
+    masks = load_masks(samples, predictor.image_size)
+    pixel = None if masks is None else (scores.anomaly_map.numpy(), masks.numpy())
+    if pixel is not None:
+        result["pixel"] = {**pixel_metrics(*pixel), "resolution": predictor.image_size}
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2))
     if roc_out:
-        save_roc(scores.total.numpy(), labels, roc_out, result["image"]["auroc"], Path(checkpoint).stem)
+        save_roc(scores.total.numpy(), labels, roc_out, f"{Path(checkpoint).stem} on {Path(folder).name}", pixel)
     return result
 
 
@@ -104,19 +101,39 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def save_roc(scores: np.ndarray, labels: np.ndarray, path: str | Path, auroc: float, title: str) -> None:
+def save_roc(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    title: str,
+    pixel: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """ROC and precision-recall curves of the image scores, and of the pixel maps against ``pixel``'s
+    masks when given, in one figure (one row per level)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-    fpr, tpr, _ = roc_curve(labels, scores)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    ax.plot(fpr, tpr, lw=2, label=f"AUROC {100 * auroc:.1f}")
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
+    levels = [("image", np.asarray(labels).ravel(), np.asarray(scores, float).ravel())]
+    if pixel is not None:
+        levels.append(("pixel", np.asarray(pixel[1]).ravel().astype(int), np.asarray(pixel[0], float).ravel()))
+    fig, axes = plt.subplots(len(levels), 2, figsize=(8, 4 * len(levels)), dpi=110, squeeze=False)
+    for (level, y, s), (roc_ax, pr_ax) in zip(levels, axes, strict=True):
+        fpr, tpr, _ = roc_curve(y, s)
+        roc_ax.plot(fpr, tpr, lw=2, label=f"AUROC {100 * roc_auc_score(y, s):.1f}")
+        roc_ax.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+        roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{level} ROC")
+        precision, recall, _ = precision_recall_curve(y, s)
+        step = max(1, len(recall) // 5000)  # pixel curves have millions of points; the plot needs thousands
+        pr_ax.plot(recall[::step], precision[::step], lw=2, label=f"AP {100 * average_precision_score(y, s):.1f}")
+        pr_ax.axhline(y.mean(), ls="--", color="grey", lw=1)
+        pr_ax.set(xlabel="recall", ylabel="precision", title=f"{level} precision-recall")
+        for ax in (roc_ax, pr_ax):
+            ax.set(xlim=(0, 1), ylim=(0, 1.01))
+            ax.legend(loc="lower right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -19,6 +19,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
+# CT windows in Hounsfield units (centre, width). "auto" is the checkpoint's training window for DICOM CT
+# when its card names one, else the file's own VOI window; "custom" is the user's centre and width.
+WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
+    "auto": None,
+    "lung": (-600.0, 1500.0),
+    "soft tissue": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "custom": None,
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz")
 
 
@@ -229,6 +239,8 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         if photometric == "MONOCHROME1":
             pixels = 1.0 - pixels
     meta = {"format": "DICOM", "frames": n_frames, "frame": frame if n_frames > 1 else 0}
+    if window is not None and not photometric.startswith(("RGB", "YBR")):
+        meta["window"] = f"centre {window[0]:g}, width {window[1]:g}"
     for key in _DICOM_SAFE:
         if key in ds:
             meta[key] = str(ds.get(key))

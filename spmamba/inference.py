@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint
 from .data import Sample, load_batch, model_input
+from .imaging import WINDOW_PRESETS
 from .model import SPMamba
 from .scoring import ComponentMaps, Scores, ScoreWeights, component_maps, rescore
 
@@ -107,6 +108,13 @@ class Predictor:
     @property
     def image_size(self) -> int:
         return self.model.config.image_size
+
+    def training_window(self, image_meta: dict) -> str | None:
+        """The CT window preset this checkpoint's training images were exported in, for a DICOM CT image
+        (other images, and checkpoints whose card names none, keep the file's own window)."""
+        name = self.meta.get("training", {}).get("dicom_window")
+        ct = image_meta.get("format") == "DICOM" and str(image_meta.get("Modality", "")).upper() == "CT"
+        return name if ct and name in WINDOW_PRESETS else None
 
     def maps(self, greys: list[np.ndarray]) -> ComponentMaps:
         """Component maps (on the CPU) of (H, W) grey images in [0, 1], in one network call."""

@@ -22,10 +22,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import csv_list, discover, load_batch, subsample
+from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
+from .imaging import WINDOW_PRESETS
 from .inference import maps_for_samples
-from .metrics import auroc_gain_interval, auroc_interval, calibrate, image_metrics
+from .metrics import auroc_gain_interval, auroc_interval, calibrate, image_metrics, pixel_metrics
 from .model import PRESETS, SPMamba, SPMambaConfig
 from .scoring import WEIGHT_SETTINGS, ComponentMaps, ScoreWeights, rescore
 
@@ -57,6 +58,11 @@ class TrainOptions:
     dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
     modalities: tuple[str, ...] = _opt(
         (), "DICOM Modality codes of the training images (e.g. CR DX); the demo preselects by them", flag="--modality"
+    )
+    dicom_window: str | None = _opt(
+        None,
+        "CT window the training images were exported in; the demo and spmamba predict apply it to DICOM CT",
+        choices=[k for k, v in WINDOW_PRESETS.items() if v],
     )
 
 
@@ -202,6 +208,10 @@ def train(opts: TrainOptions) -> dict:
     validation = image_metrics(val_scores, val_labels, calibration["threshold"])
     validation["auroc_ci95"] = list(auroc_interval(val_scores, val_labels))
     metrics = {"validation": validation, "weight_selection": selection}
+    masks = load_masks(val_set, cfg.image_size)
+    if masks is not None:
+        pixel = pixel_metrics(rescore(maps, weights).anomaly_map.numpy(), masks.numpy())
+        metrics["validation_pixel"] = {**pixel, "resolution": cfg.image_size}
     name = opts.dataset_name or Path(opts.data).name
     training = {
         "dataset": name,
@@ -221,6 +231,7 @@ def train(opts: TrainOptions) -> dict:
         "history": info["history"],
         "options": dataclasses.asdict(opts),
         "modalities": [m.upper() for m in opts.modalities],
+        "dicom_window": opts.dicom_window,
     }
     v = metrics["validation"]
     summary = (

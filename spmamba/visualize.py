@@ -10,10 +10,21 @@ from skimage.transform import resize
 CMAP = "inferno"
 
 
+MAP_OUTLINE = (0.2, 1.0, 0.4)  # green: where the map is above the outline level
+TRUTH_OUTLINE = (0.1, 0.8, 1.0)  # cyan: the ground-truth mask, where a dataset provides one
+
+
 def overlay(
-    grey: np.ndarray, amap: np.ndarray, vmin: float, vmax: float, opacity: float, threshold: float | None
+    grey: np.ndarray,
+    amap: np.ndarray,
+    vmin: float,
+    vmax: float,
+    opacity: float,
+    threshold: float | None,
+    truth: np.ndarray | None = None,
 ) -> np.ndarray:
-    """RGB uint8: the grey image under the coloured anomaly map, with the map >= threshold outlined."""
+    """RGB uint8: the grey image under the coloured anomaly map, with the map >= threshold outlined in green
+    and, when given, the (H, W) ground-truth mask outlined in cyan."""
     h, w = grey.shape
     m = resize(amap, (h, w), order=1, preserve_range=True, anti_aliasing=False)
     norm = np.clip((m - vmin) / max(vmax - vmin, 1e-8), 0, 1)
@@ -21,5 +32,7 @@ def overlay(
     rgb = (1 - opacity) * np.repeat(grey[..., None], 3, axis=2) + opacity * heat
     if threshold is not None:
         edge = find_boundaries(m >= threshold, mode="inner")
-        rgb[edge] = (0.2, 1.0, 0.4)
+        rgb[edge] = MAP_OUTLINE
+    if truth is not None:
+        rgb[find_boundaries(truth, mode="inner")] = TRUTH_OUTLINE
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)

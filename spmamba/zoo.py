@@ -39,7 +39,8 @@ def preselect(
 ) -> tuple[str | None, str]:
     """The checkpoint to use for an image of these modalities, and a note when none was trained on them.
 
-    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists one of them.
+    Keeps ``current`` when it fits; otherwise the first checkpoint whose card lists the most likely of
+    them.
     """
     wanted = (image,) if isinstance(image, str) else tuple(image or ())
     wanted = tuple(m.upper() for m in wanted)
@@ -48,9 +49,10 @@ def preselect(
     if current in checkpoints and set(wanted) & set(modalities(checkpoints[current])):
         return current, ""
     shown = "/".join(wanted)
-    for label, path in checkpoints.items():
-        if set(wanted) & set(modalities(path)):
-            return label, f"Switched to a checkpoint trained on {shown} images."
+    for modality in wanted:  # in the image's order of likelihood: a NIfTI volume is MR before CT
+        for label, path in checkpoints.items():
+            if modality in modalities(path):
+                return label, f"Switched to a checkpoint trained on {modality} images."
     trained = modalities(checkpoints[current]) if current in checkpoints else ()
     on = "/".join(trained) if trained else "other"
     return current, (

@@ -1,5 +1,6 @@
 """Dataset layouts and the patient-disjoint validation split."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,50 @@ def test_csv_list(tmp_path):
     listed = csv_list(tmp_path / "list.csv")
     assert [(s.path.name, s.label) for s in listed] == [("a.png", 0), ("b.png", 1)]
     assert all(s.path.is_file() for s in listed)
+
+
+def _dataset_with_problems(root: Path) -> None:
+    """Every kind of problem ``spmamba data check`` reports, once."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_synthetic(root / "train" / "NORMAL" / f"TCGA_AA_{i:04d}_2000_1.png", rng, False)
+    write_synthetic(root / "val" / "NORMAL" / "TCGA_AA_0001_2000_9.png", rng, False)  # patient on both sides
+    shutil.copy(root / "train/NORMAL/TCGA_AA_0000_2000_1.png", root / "val/NORMAL/copy.png")  # the same image
+    for name in ("TCGA_BB_0001_2000_1.png", "TCGA_BB_0001_2000_2.png"):
+        mask = write_synthetic(root / "val" / "TUMOR" / name, rng, True)
+        if name.endswith("_1.png"):
+            (root / "ground_truth" / "TUMOR").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "ground_truth" / "TUMOR" / name)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "ground_truth" / "TUMOR" / "nobody.png")
+    (root / "val" / "TUMOR" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def test_data_check_finds_each_problem(tmp_path):
+    from spmamba.datacheck import check
+
+    _dataset_with_problems(tmp_path)
+    r = check(tmp_path)
+    assert r.counts == {"train": {"NORMAL": 3}, "val": {"NORMAL": 2, "TUMOR": 3}}
+    assert r.masks["val"] == {"TUMOR": 1}
+    assert sorted(p.name for p in r.missing_masks) == ["TCGA_BB_0001_2000_2.png", "broken.png"]
+    assert [p.name for p in r.orphan_masks] == ["nobody.png"]
+    assert [p.name for p, _ in r.unreadable] == ["broken.png"]
+    assert [sorted(p.name for _, p in g) for g in r.cross_split_duplicates] == [["TCGA_AA_0000_2000_1.png", "copy.png"]]
+    assert r.shared_patients == {"TCGA_AA_0001": ["train", "val"]}
+    assert r.problems == 2 + 1 + 1 + 1 + 1
+
+
+def test_data_check_cli_exit_status_and_clean_segmentation_folder(tmp_path, capsys):
+    from spmamba.cli import main
+
+    _dataset_with_problems(tmp_path / "bad")
+    assert main(["data", "check", str(tmp_path / "bad")]) == 1
+    assert capsys.readouterr().out.strip().endswith("PROBLEMS=6")
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        mask = write_synthetic(tmp_path / "seg" / "images" / f"{i}.png", rng, True)
+        (tmp_path / "seg" / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "seg" / "masks" / f"{i}.png")
+    assert main(["data", "check", str(tmp_path / "seg")]) == 0
+    out = capsys.readouterr().out
+    assert "segmentation layout" in out and "images 2 (images, 2 with masks)" in out

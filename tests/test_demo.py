@@ -331,18 +331,76 @@ def test_command_line_limits_reach_launch(monkeypatch):
     assert args.max_pixels == 1_000_000 and opts["allowed_paths"] == []
 
 
-def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
-    import json
-
+def relabelled(path: Path, **training) -> str:
+    """A copy of the shipped checkpoint whose card says it was trained with ``training`` (modalities, window)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     with safe_open(str(SHIPPED), "pt") as f:
         meta, tensors = json.loads(f.metadata()["spmamba"]), {k: f.get_tensor(k) for k in f.keys()}
-    meta["training"]["modalities"] = ["CT"]
-    ct_path = tmp_path / "ct-model.safetensors"
-    save_file(tensors, str(ct_path), metadata={"spmamba": json.dumps(meta)})
-    cks = {"xray": str(SHIPPED), "ct": str(ct_path)}
+    meta["training"].update(training)
+    save_file(tensors, str(path), metadata={"spmamba": json.dumps(meta)})
+    return str(path)
+
+
+def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
+    cks = {"xray": str(SHIPPED)}
+    for modality in ("CT", "MR"):  # the CT checkpoint sorts first, as head-ct does before lgg-flair
+        cks[modality.lower()] = relabelled(tmp_path / f"{modality}.safetensors", modalities=[modality])
     assert preselect("CT", cks, "xray") == ("ct", "Switched to a checkpoint trained on CT images.")
     assert preselect("dx", cks, "ct") == ("xray", "Switched to a checkpoint trained on DX images.")
     assert preselect("CT", cks, "ct") == ("ct", "")
+    nifti = image_modalities({"format": "NIfTI"})
+    assert preselect(nifti, cks, "xray") == ("mr", "Switched to a checkpoint trained on MR images.")
+    assert preselect(nifti, cks, "ct") == ("ct", "")  # a NIfTI may be CT: a CT checkpoint the user chose stays
+
+
+def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_path):
+    """A brain MRI example is a PNG: the page knows it by its bytes (Gradio serves a copy), switches to the
+    MR checkpoint as a DICOM with Modality MR would, and outlines its mask only when asked."""
+    from demo.app import Site
+    from demo.examples import Example
+    from spmamba.visualize import TRUTH_OUTLINE
+    from tests.conftest import write_synthetic
+
+    mask = write_synthetic(tmp_path / "slice.png", np.random.default_rng(0), True)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "slice-mask.png")
+    mr = relabelled(tmp_path / "mr.safetensors", modalities=["MR"])
+    site = Site(
+        {"xray": str(SHIPPED), "mr": mr},
+        [Example(tmp_path / "slice.png", tmp_path / "t.png", "MR", tmp_path / "slice-mask.png", "MR")],
+    )
+    upload = tmp_path / "gradio-copy" / "slice.png"
+    upload.parent.mkdir()
+    upload.write_bytes((tmp_path / "slice.png").read_bytes())
+    ready = site.prepare(str(upload), handlers.ImageOptions(), "xray")
+    assert ready.label == "mr" and ready.note == "Switched to a checkpoint trained on MR images."
+    assert ready.truth == tmp_path / "slice-mask.png"
+    a = handlers.analyze_image(ready.image, mr, truth=ready.truth)
+    assert a.truth.shape == a.display.shape and a.truth.sum() > 0
+    cyan = np.array(TRUTH_OUTLINE) * 255
+
+    def cyan_pixels(show):
+        return (np.abs(handlers.render(a, a.weights, show_truth=show).overlay - cyan).max(-1) < 2).sum()
+
+    assert cyan_pixels(True) > 20 and cyan_pixels(False) == 0
+    other = tmp_path / "other.png"
+    write_synthetic(other, np.random.default_rng(1), True)
+    assert site.prepare(str(other), handlers.ImageOptions(), "xray").truth is None  # any other file: no mask
+
+
+def test_ct_checkpoint_reads_dicom_ct_in_its_training_window(tmp_path, capsys):
+    from demo.app import Site
+
+    ct = get_testdata_file("CT_small.dcm")
+    head = relabelled(tmp_path / "ct.safetensors", modalities=["CT"], dicom_window="brain")
+    site = Site({"ct": head}, [])
+    auto = site.prepare(ct, handlers.ImageOptions(), "ct")
+    assert auto.window == "brain" and auto.image.meta["window"] == "centre 40, width 80"
+    direct = handlers.load(ct, handlers.ImageOptions(window=(40.0, 80.0)))
+    assert np.array_equal(auto.image.pixels, direct.pixels)
+    chosen = site.prepare(ct, handlers.ImageOptions(window=(-600.0, 1500.0)), "ct")  # the user's window wins
+    assert chosen.window is None and chosen.image.meta["window"] == "centre -600, width 1500"
+    assert Site({"xray": str(SHIPPED)}, []).prepare(ct, handlers.ImageOptions(), "xray").window is None
+    assert main(["predict", ct, "--checkpoint", head, "--json"]) == 0  # the command line reads it the same way
+    assert json.loads(capsys.readouterr().out)[0]["image"]["window"] == "centre 40, width 80"

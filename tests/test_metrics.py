@@ -66,8 +66,62 @@ def test_pixel_metrics_follow_the_mask():
     mask = np.zeros((2, 8, 8), bool)
     mask[1, 2:4, 2:4] = True
     perfect = mask.astype(float)
-    assert pixel_metrics(perfect, mask) == {"pixel_auroc": 1.0, "pixel_ap": 1.0, "pixel_f1_max": 1.0}
+    assert pixel_metrics(perfect, mask) == {"pixel_auroc": 1.0, "pixel_ap": 1.0, "pixel_f1_max": 1.0, "aupro": 1.0}
     assert pixel_metrics(1 - perfect, mask)["pixel_auroc"] == 0.0
+
+
+def _aupro_by_thresholds(maps, masks, max_fpr=0.3):
+    """AUPRO written out as MVTec AD's evaluation describes it: one binarisation per distinct score,
+    regions from skimage's regionprops, trapezoids up to max_fpr with the last segment interpolated."""
+    from skimage.measure import label, regionprops
+
+    normal = ~masks
+    regions = [(i, r.coords) for i, m in enumerate(masks) for r in regionprops(label(m, connectivity=2))]
+    points = [(0.0, 0.0)]
+    for t in np.unique(maps)[::-1]:
+        hit = maps >= t
+        pro = np.mean([hit[i][tuple(c.T)].mean() for i, c in regions])
+        points.append(((hit & normal).sum() / normal.sum(), pro))
+    fpr, pro = np.array(points).T
+    area = 0.0
+    for k in range(1, len(fpr)):
+        x0, x1, y0, y1 = fpr[k - 1], fpr[k], pro[k - 1], pro[k]
+        if x0 >= max_fpr:
+            break
+        if x1 > max_fpr:
+            y1, x1 = y0 + (y1 - y0) * (max_fpr - x0) / (x1 - x0), max_fpr
+        area += (x1 - x0) * (y0 + y1) / 2
+    return area / max_fpr
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aupro_matches_the_per_threshold_definition(seed):
+    from spmamba.metrics import aupro
+
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((4, 24, 24), bool)
+    masks[0, 3:9, 4:12] = True  # a large region ...
+    masks[0, 15:17, 18:20] = True  # ... and a small one in the same image
+    masks[2, 10:20, 2:5] = True  # image 1 and 3 are normal
+    maps = rng.random(masks.shape) + 0.8 * masks * rng.random(masks.shape)
+    maps = np.round(maps, 2)  # ties, as quantised maps have
+    assert aupro(maps, masks) == pytest.approx(_aupro_by_thresholds(maps, masks), abs=1e-9)
+
+
+def test_aupro_of_noise_is_the_diagonal_and_small_regions_count_as_much_as_large():
+    from spmamba.metrics import aupro
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((8, 64, 64), bool)
+    masks[:4, 10:40, 10:40] = True
+    assert aupro(rng.random(masks.shape), masks) == pytest.approx(0.15, abs=0.01)  # PRO = FPR: 0.3^2 / 2 / 0.3
+    masks[:4, 50:52, 50:52] = True  # a small region per image that the map misses entirely
+    found_large_only = masks.astype(float)
+    found_large_only[:, 50:52, 50:52] = 0
+    # Half the regions found at FPR 0, the rest only at FPR 1: PRO(0.3) = 0.65, area (0.5 + 0.65) / 2;
+    # pixel AUROC barely notices the 16 missed pixels.
+    assert aupro(found_large_only, masks) == pytest.approx(0.575)
+    assert roc_auc_score(masks.ravel(), found_large_only.ravel()) > 0.99
 
 
 def test_calibration_flags_at_most_the_target_share_of_normals():
