@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
 PAPER_PARAMS_M, PAPER_GFLOPS = 25.8, 8.3
 
@@ -71,7 +72,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     import torch
     from PIL import Image
@@ -137,6 +137,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     r = evaluate(args.checkpoint, args.folder, args.batch_size, args.json, args.roc, args.encoder_weights)
     im = r["image"]
     print(f"{r['n_normal']} normal, {r['n_abnormal']} abnormal images; score weights {r['score_weights']}")
+
+    def ci(d: dict, key: str) -> str:
+        lo, hi = d[f"{key}_ci95"]
+        return f"{100 * d[key]:.1f} (95% CI {100 * lo:.1f}-{100 * hi:.1f})"
+
+    at = f"; at the validation threshold ACC {ci(im, 'accuracy')}, F1 {ci(im, 'f1')}" if "accuracy" in im else ""
+    print(f"image AUROC {ci(im, 'auroc')}, AP {ci(im, 'ap')}{at}")
     print(
         f"AP={100 * im['ap']:.1f}  test-oracle ACC={100 * im['oracle_accuracy']:.1f} "
         f"F1={100 * im['oracle_f1']:.1f} (threshold chosen on this folder; paper's protocol, comparison only)"
@@ -150,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "pixel" in r:
         px = r["pixel"]
         print(
-            f"pixel AUROC={100 * px['pixel_auroc']:.1f} AP={100 * px['pixel_ap']:.1f} "
+            f"pixel AUROC={ci(px, 'pixel_auroc')} AP={100 * px['pixel_ap']:.1f} "
             f"F1-max={100 * px['pixel_f1_max']:.1f} AUPRO(30% FPR)={100 * px['aupro']:.1f} "
             f"(at {px['resolution']}x{px['resolution']}, all images of the folder)"
         )
@@ -158,6 +165,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "accuracy" not in im:
         last += " (checkpoint has no calibrated threshold)"
     print(last)
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .card import GENERATED_END, render_card
+
+    text = render_card(args.checkpoint)
+    if not args.out:
+        print(text)
+        return 0
+    out = Path(args.out)
+    notes = out.read_text().split(GENERATED_END, 1)[1] if out.is_file() and GENERATED_END in out.read_text() else "\n"
+    out.write_text(text.removesuffix("\n") + notes)
     return 0
 
 
@@ -240,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--encoder-weights", default="imagenet")
     ev.add_argument("--threads", type=int, default=None)
     ev.set_defaults(func=cmd_evaluate)
+
+    card = sub.add_parser("card", help="write a checkpoint's Hugging Face model card from its metadata")
+    card.add_argument("checkpoint")
+    card.add_argument(
+        "--out", default=None, help="write here (default: print); notes below the generated part are kept"
+    )
+    card.set_defaults(func=cmd_card)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     dc = data.add_parser(

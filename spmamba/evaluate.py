@@ -10,7 +10,7 @@ import numpy as np
 
 from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_masks
 from .inference import Predictor
-from .metrics import image_metrics, pixel_metrics
+from .metrics import image_metrics, image_metrics_with_intervals, pixel_report
 from .scoring import ablation_weights, rescore
 
 
@@ -51,7 +51,7 @@ def evaluate(
         "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),
         "score_weights": weights.to_dict(),
-        "image": image_metrics(scores.total.numpy(), labels, calibration.get("threshold")),
+        "image": image_metrics_with_intervals(scores.total.numpy(), labels, calibration.get("threshold")),
         "ablation_auroc": {
             name: image_metrics(rescore(maps, w).total.numpy(), labels)["auroc"]
             for name, w in ablation_weights(weights).items()
@@ -65,7 +65,7 @@ def evaluate(
     masks = load_masks(samples, predictor.image_size)
     pixel = None if masks is None else (scores.anomaly_map.numpy(), masks.numpy())
     if pixel is not None:
-        result["pixel"] = {**pixel_metrics(*pixel), "resolution": predictor.image_size}
+        result["pixel"] = pixel_report(*pixel)
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2))
     if roc_out:

@@ -26,9 +26,16 @@ from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
 from .inference import maps_for_samples
-from .metrics import auroc_gain_interval, auroc_interval, calibrate, image_metrics, pixel_metrics
+from .metrics import (
+    auroc_gain_interval,
+    auroc_interval,
+    calibrate,
+    image_metrics,
+    image_metrics_with_intervals,
+    pixel_report,
+)
 from .model import PRESETS, SPMamba, SPMambaConfig
-from .scoring import WEIGHT_SETTINGS, ComponentMaps, ScoreWeights, rescore
+from .scoring import WEIGHT_SETTINGS, ComponentMaps, ScoreWeights, ablation_weights, rescore
 
 
 def _opt(default, help: str, **extra):
@@ -205,13 +212,18 @@ def train(opts: TrainOptions) -> dict:
     weights, selection = select_weights(maps, val_labels)
     val_scores = rescore(maps, weights).total.numpy()
     calibration = calibrate(val_scores, val_labels)
-    validation = image_metrics(val_scores, val_labels, calibration["threshold"])
-    validation["auroc_ci95"] = list(auroc_interval(val_scores, val_labels))
-    metrics = {"validation": validation, "weight_selection": selection}
+    validation = image_metrics_with_intervals(val_scores, val_labels, calibration["threshold"])
+    metrics = {
+        "validation": validation,
+        "weight_selection": selection,
+        "ablation_auroc": {
+            name: image_metrics(rescore(maps, w).total.numpy(), val_labels)["auroc"]
+            for name, w in ablation_weights(weights).items()
+        },
+    }
     masks = load_masks(val_set, cfg.image_size)
     if masks is not None:
-        pixel = pixel_metrics(rescore(maps, weights).anomaly_map.numpy(), masks.numpy())
-        metrics["validation_pixel"] = {**pixel, "resolution": cfg.image_size}
+        metrics["validation_pixel"] = pixel_report(rescore(maps, weights).anomaly_map.numpy(), masks.numpy())
     name = opts.dataset_name or Path(opts.data).name
     training = {
         "dataset": name,

@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 from spmamba.cli import main
+from tests.conftest import SHIPPED, needs_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,4 +60,36 @@ def test_train_options_come_from_train_options():
         ["CR", "DX"],
         False,
         "v.csv",
+    )
+
+
+@needs_checkpoint
+def test_model_card_states_the_checkpoints_own_figures_and_keeps_notes(tmp_path):
+    import shlex
+
+    import yaml
+
+    from spmamba.card import GENERATED_END, command
+    from spmamba.checkpoint import read_metadata
+
+    meta = read_metadata(SHIPPED)
+    card = tmp_path / "card.md"
+    card.write_text("old generated text\n" + GENERATED_END + "\n## Notes by people\nkept\n")
+    assert main(["card", str(SHIPPED), "--out", str(card)]) == 0
+    text = card.read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["license"] == "cc-by-4.0" and header["datasets"] == ["zhanglab"]
+    results = header["model-index"][0]["results"][0]["metrics"]
+    assert results[0]["value"] == round(100 * meta["metrics"]["validation"]["auroc"], 1)
+    assert f"{meta['calibration']['threshold']:.4f}" in text and "Kermany" in text
+    assert text.endswith("## Notes by people\nkept\n") and "old generated text" not in text
+    argv = shlex.split(command(meta["training"], "x.safetensors").replace("$SPMAMBA_DATA", str(tmp_path)))
+    from spmamba.cli import build_parser
+
+    args = build_parser().parse_args(argv[1:])
+    options = meta["training"]["options"]
+    assert (args.config, args.epochs, list(args.modalities)) == (
+        options["config"],
+        options["epochs"],
+        options["modalities"],
     )

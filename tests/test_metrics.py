@@ -164,3 +164,29 @@ def test_oracle_threshold_matches_one_accuracy_pass_per_threshold():
         labels[:2] = (0, 1)
         reference = max((accuracy_score(labels, scores >= t), t) for t in np.unique(scores))
         assert oracle_threshold(scores, labels) == (float(reference[0]), float(reference[1]))
+
+
+def test_pixel_auroc_interval_brackets_sklearns_value_and_narrows_with_images():
+    from spmamba.metrics import pixel_auroc_interval
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 200):
+        masks = np.zeros((n, 16, 16), bool)
+        masks[: n // 2, 4:9, 4:9] = True
+        maps = rng.random(masks.shape) + 0.6 * masks
+        lo, hi = pixel_auroc_interval(maps, masks, rounds=300)
+        assert lo < roc_auc_score(masks.ravel(), maps.ravel()) < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+
+
+def test_image_metrics_with_intervals_bracket_each_figure():
+    from spmamba.metrics import image_metrics_with_intervals
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    scores = rng.standard_normal(200) + 1.5 * labels
+    m = image_metrics_with_intervals(scores, labels, threshold=0.75)
+    for k in ("auroc", "ap", "accuracy", "f1"):
+        assert m[f"{k}_ci95"][0] < m[k] < m[f"{k}_ci95"][1], k

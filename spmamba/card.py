@@ -1,0 +1,207 @@
+"""``spmamba card``: a Hugging Face model card written from a checkpoint's own metadata.
+
+Every figure on the card comes from the checkpoint (validation metrics with their intervals, the
+weight selection, the ablation, counts, command and wall time) and the dataset registry (source,
+citation, licence), so a card cannot disagree with the file it describes. Narrative sections a
+person writes go below the generated part.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from .checkpoint import read_metadata
+from .datasets import dataset_info
+from .metrics import TARGET_FPR
+
+GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(d: dict, key: str) -> str:
+    lo, hi = d.get(f"{key}_ci95", (None, None))
+    return f"{_pct(d[key])} (95% CI {_pct(lo)}–{_pct(hi)})" if lo is not None else _pct(d[key])
+
+
+def command(training: dict, out_name: str) -> str:
+    """The ``spmamba train`` command line that reproduces a run, from its recorded options."""
+    o = dict(training.get("options") or {})
+    args = ["--out", out_name, "--config", str(o.get("config"))]
+    defaults = {"epochs": 20, "batch_size": 16, "lr": None, "weight_decay": 1e-4, "seed": 0, "val_every": 1}
+    for key, default in defaults.items():
+        if o.get(key, default) != default:
+            args += [f"--{key.replace('_', '-')}", str(o[key])]
+    if o.get("modalities"):
+        args += ["--modality", *o["modalities"]]
+    if o.get("dicom_window"):
+        args += ["--dicom-window", o["dicom_window"]]
+    if o.get("dataset_name"):
+        args += ["--dataset-name", o["dataset_name"]]
+    data = f"$SPMAMBA_DATA/{training.get('data_path_name', 'DATA')}"
+    return f"spmamba train {data} {shlex.join(args)}"
+
+
+def _yaml(meta: dict, name: str) -> str:
+    t, m = meta["training"], meta["metrics"]
+    info = dataset_info(t.get("data_path_name"))
+    v, px = m["validation"], m.get("validation_pixel")
+    results = [
+        ("roc_auc", v["auroc"], f"image AUROC (95% CI {_pct(v['auroc_ci95'][0])}-{_pct(v['auroc_ci95'][1])})"),
+        ("average_precision", v["ap"], "image AP"),
+    ]
+    if px:
+        results += [
+            ("roc_auc", px["pixel_auroc"], "pixel AUROC"),
+            ("aupro", px["aupro"], "pixel AUPRO up to 30% FPR"),
+        ]
+    cal = meta.get("calibration") or {}
+    if "val_false_positive_rate" in cal:
+        results.append(("false_positive_rate", cal["val_false_positive_rate"], "normals flagged at the threshold"))
+    lines = [
+        "---",
+        f"license: {info.hub_licence if info else 'other'}",
+        "library_name: spmamba",
+        "pipeline_tag: image-classification",
+        "tags:",
+        *(f"  - {tag}" for tag in ("anomaly-detection", "unsupervised-anomaly-detection", "medical-imaging", "mamba")),
+        *(f"  - modality-{mod.lower()}" for mod in t.get("modalities") or ()),
+        "datasets:",
+        f"  - {t.get('data_path_name', 'unknown')}",
+        "metrics:",
+        "  - roc_auc",
+        "model-index:",
+        f"  - name: {name}",
+        "    results:",
+        "      - task:",
+        "          type: anomaly-detection",
+        "        dataset:",
+        f"          type: {t.get('data_path_name', 'unknown')}",
+        f"          name: {json.dumps(t.get('dataset', ''))}",
+        "          split: validation",
+        "        metrics:",
+    ]
+    for kind, value, label in results:
+        lines += [f"          - type: {kind}", f"            value: {_pct(value)}", f"            name: {label}"]
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def render_card(path: str | Path) -> str:
+    """The generated card of the checkpoint at ``path`` (YAML header, facts table, validation tables)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    t, m, cfg = meta["training"], meta["metrics"], meta["model_config"]
+    info = dataset_info(t.get("data_path_name"))
+    v, cal = m["validation"], meta.get("calibration") or {}
+    w = meta["score_weights"]
+    minutes = t.get("train_seconds", 0) / 60
+    data = (
+        f"{info.citation}. Source: {info.source}. Licence: {info.licence}."
+        if info
+        else f"{t.get('dataset')} (not a registered dataset: source and licence unknown)"
+    )
+    rows = [
+        ("Method", "SP-Mamba (Pan & Lu, ACM MM 2025) as in docs/method.md"),
+        (
+            "Configuration",
+            f"`{t.get('options', {}).get('config')}`: {cfg['encoder']} encoder (frozen, ImageNet), "
+            f"{cfg['image_size']}×{cfg['image_size']} input, bottleneck {cfg['bottleneck_dim']} channels, decoder "
+            f"depths {cfg['depths']}, d_state {cfg['d_state']}, {cfg['scan_order']} scan in "
+            f"{cfg['num_directions']} directions, K = {cfg['prototype_banks']} prototype banks",
+        ),
+        ("Data", data),
+        ("Images are not redistributed", "the data is read from `$SPMAMBA_DATA`; the test part is held out"),
+        (
+            "Split",
+            f"{t['train_images']} training normals; validation {t['val_normal']} normal + {t['val_abnormal']} "
+            f"abnormal images of other patients ({t.get('moved_to_val_by_patient', 0)} training images moved "
+            "to validation because their patient is there)",
+        ),
+        (
+            "Training",
+            f"{t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
+            f"seed {t['seed']}; best epoch {t['best_epoch']} by validation AUROC under the paper's weights",
+        ),
+        ("Wall time", f"{t.get('train_seconds', 0):,.0f} s ({minutes:.0f} min) on {t.get('threads')} CPU threads"),
+        ("Command", f"`{command(t, path.name)}`"),
+        ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
+        (
+            "Input",
+            (
+                f"PNG/JPEG min-max normalised; DICOM CT is read in the **{t['dicom_window']}** window "
+                "(the window the training images were exported in), by the page, the API and `spmamba predict`"
+            )
+            if t.get("dicom_window")
+            else "each image min-max normalised to [0, 1] (DICOM: the file's own VOI window)",
+        ),
+        (
+            "Score weights",
+            f"{m['weight_selection']['chosen']}: α {w['alpha']:g}, β {w['beta']:g}, γ {w['gamma']:g}, "
+            f"DoG {w['dog_sigma']:g}/{w['dog_k_sigma']:g} (the paper's unless another principled setting beats "
+            "them on validation beyond chance)",
+        ),
+        (
+            "Threshold",
+            f"{cal.get('threshold', float('nan')):.4f}: flags at most {100 * TARGET_FPR:g}% of the validation "
+            f"normals, here {_pct(cal.get('val_false_positive_rate', float('nan')))}% (95% CI "
+            f"{_pct(cal.get('val_false_positive_rate_ci95', [float('nan')] * 2)[0])}–"
+            f"{_pct(cal.get('val_false_positive_rate_ci95', [float('nan')] * 2)[1])}%)",
+        ),
+    ]
+    out = [
+        _yaml(meta, path.stem),
+        "",
+        f"# Model card: `{path.name}`",
+        "",
+        "**Research use only — not for diagnosis.** The score says how unusual an image is for a model "
+        "trained on normal images of one dataset; it is not a clinical finding.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {val} |" for k, val in rows),
+        "",
+        f"## Validation ({t['val_normal']} normal + {t['val_abnormal']} abnormal images, patient-disjoint)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| image AUROC | **{_ci(v, 'auroc')}** |",
+        f"| image AP | {_ci(v, 'ap')} |",
+    ]
+    if "accuracy_ci95" in v:
+        out += [
+            f"| accuracy at the threshold | {_ci(v, 'accuracy')} |",
+            f"| F1 at the threshold | {_ci(v, 'f1')} |",
+        ]
+    out.append(
+        f"| oracle accuracy / best F1 (threshold chosen on these images; comparison only) | "
+        f"{_pct(v['oracle_accuracy'])} / {_pct(v['oracle_f1'])} |"
+    )
+    px = m.get("validation_pixel")
+    if px:
+        out += [
+            f"| pixel AUROC (at {px['resolution']}×{px['resolution']}) | **{_ci(px, 'pixel_auroc')}** |",
+            f"| pixel AP | {_pct(px['pixel_ap'])} |",
+            f"| pixel F1-max | {_pct(px['pixel_f1_max'])} |",
+            f"| AUPRO (to 30% FPR) | {_pct(px['aupro'])} |",
+        ]
+    out += ["", "Score weights (paired stratified bootstrap of the AUROC gain, 2,000 resamples):", ""]
+    out += ["| setting | AUROC (95% CI) | gain over the paper's (95% CI) |", "|---|---|---|"]
+    for name, row in m["weight_selection"]["settings"].items():
+        gain = "–" if name == "paper" else f"{100 * row['gain_over_paper']:+.1f} ({_pct(row['gain_ci95'][0])} to "
+        gain += "" if name == "paper" else f"{_pct(row['gain_ci95'][1])})"
+        out.append(f"| {name} | {_ci(row, 'auroc')} | {gain} |")
+    if m.get("ablation_auroc"):
+        out += ["", "Score-term ablation (terms switched in the cached maps of the chosen weights):", ""]
+        out += ["| score | AUROC |", "|---|---|"]
+        out += [f"| {name} | {_pct(auc)} |" for name, auc in m["ablation_auroc"].items()]
+    history = [h for h in t.get("history", []) if "val_auroc_paper_weights" in h]
+    if history:
+        per_epoch = ", ".join(_pct(h["val_auroc_paper_weights"]) for h in history)
+        out += ["", f"Validation AUROC per epoch (paper's weights): {per_epoch}."]
+    out += ["", GENERATED_END, ""]
+    return "\n".join(out)
