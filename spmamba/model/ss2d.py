@@ -53,14 +53,28 @@ class SS2D(nn.Module):
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H, W): S6 along every direction, outputs summed on the map."""
         b, d, h, w = x.shape
+        ys, inv = self.scan_directions(x)
+        return scatter_sum(ys, inv, h, w)
+
+    def scan_directions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D, H, W) -> (B, K, D, L) outputs of each direction's S6, still in that direction's order, and
+        the (K, L) inverse permutations that put them back on the map."""
+        b, d, h, w = x.shape
+        if h != w:
+            raise ValueError(f"scan orders are defined on square maps; got {h}x{w}")
         perm, inv = scan_permutations(self.scan_order, h, self.k, str(x.device))
-        xs = gather_directions(x, perm)  # (B, K, D, L)
+        return self.s6(gather_directions(x, perm)), inv
+
+    def s6(self, xs: torch.Tensor) -> torch.Tensor:
+        """(B, K, D, L) sequences -> (B, K, D, L): sequence k through direction k's S6 parameters, all K as
+        one grouped scan."""
+        b, k, d, length = xs.shape
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj_weight)
         ys = selective_scan_fn(
-            xs.reshape(b, -1, h * w),
-            dts.reshape(b, -1, h * w),
+            xs.reshape(b, -1, length),
+            dts.reshape(b, -1, length),
             -torch.exp(self.A_log.float()),
             Bs.contiguous(),
             Cs.contiguous(),
@@ -68,7 +82,7 @@ class SS2D(nn.Module):
             delta_bias=self.dt_proj_bias.reshape(-1).float(),
             delta_softplus=True,
         )
-        return scatter_sum(ys.view(b, self.k, d, h * w), inv, h, w)
+        return ys.view(b, k, d, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""

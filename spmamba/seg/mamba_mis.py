@@ -1,0 +1,144 @@
+"""Mamba-MIS: a U-shaped segmentation network of BFSS + spectral-gate blocks with the AMFFB bridge.
+
+The layout (VM-UNet-like: 4x4 patch stem, four stages with patch merging, a mirrored decoder with patch
+expanding, a final 4x expand and a 1x1 head) is this project's reading of the paper's abstract; the
+paper published no code. ``MambaMISConfig`` holds every choice, including the ablation switches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import nn
+
+from .amffb import AMFFB
+from .bfss import BFSS
+from .spectral_gate import SpectralGateLayer
+
+
+@dataclass(frozen=True)
+class MambaMISConfig:
+    image_size: int = 256
+    in_chans: int = 3
+    channels: int = 16  # C: stage widths C, 2C, 4C, 8C
+    depths: tuple[int, ...] = (1, 1, 1, 1)
+    decoder_depths: tuple[int, ...] = (1, 1, 1)
+    d_state: int = 8
+    expand: int = 2
+    drop_path: float = 0.1
+    bfss_directions: int = 4  # 4 = BFSS; 1 = a single raster scan (ablation)
+    spectral_gate: bool = True
+    bridge: bool = True
+    bridge_dim: int = 8
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> MambaMISConfig:
+        if name not in SEG_PRESETS:
+            raise ValueError(f"unknown segmentation preset {name!r}; choose one of {', '.join(SEG_PRESETS)}")
+        return dataclasses.replace(SEG_PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MambaMISConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
+
+
+SEG_PRESETS = {
+    "cpu-tiny": MambaMISConfig(),
+    "cpu-small": MambaMISConfig(channels=24, depths=(1, 1, 2, 1), decoder_depths=(1, 1, 1)),
+    "paper-scale": MambaMISConfig(channels=64, depths=(2, 2, 4, 2), decoder_depths=(2, 2, 2), d_state=16),
+}
+
+
+class MISBlock(nn.Module):
+    """x + DropPath(BFSS(LN(x))), then the spectral-gate sub-block with its own residual (channels last)."""
+
+    def __init__(self, dim: int, size: int, cfg: MambaMISConfig, drop_path: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.bfss = BFSS(dim, cfg.d_state, cfg.expand, cfg.bfss_directions)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.spectral = SpectralGateLayer(dim, size, size, drop_path) if cfg.spectral_gate else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spectral(x + self.drop_path(self.bfss(self.norm(x))))
+
+
+class PatchMerging(nn.Module):
+    """(B, H, W, C) -> (B, H/2, W/2, 2C): each 2x2 neighbourhood concatenated and projected."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduce = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduce(self.norm(x))
+
+
+class PatchExpand(nn.Module):
+    """(B, H, W, C_in) -> (B, rH, rW, C_out) by a linear layer and a pixel shuffle."""
+
+    def __init__(self, dim_in: int, dim_out: int, ratio: int = 2):
+        super().__init__()
+        self.ratio = ratio
+        self.expand = nn.Linear(dim_in, dim_out * ratio * ratio, bias=False)
+        self.norm = nn.LayerNorm(dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pixel_shuffle(self.expand(x).permute(0, 3, 1, 2), self.ratio).permute(0, 2, 3, 1)
+        return self.norm(x)
+
+
+class MambaMIS(nn.Module):
+    """(B, in_chans, S, S) images -> (B, 1, S, S) lesion logits."""
+
+    def __init__(self, cfg: MambaMISConfig):
+        super().__init__()
+        self.config = cfg
+        c, n = cfg.channels, len(cfg.depths)
+        widths = [c * 2**i for i in range(n)]
+        sizes = [cfg.image_size // 4 // 2**i for i in range(n)]
+        rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
+        self.stem = nn.Sequential(nn.Conv2d(cfg.in_chans, c, 4, stride=4), nn.GroupNorm(1, c))
+        self.encoder = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        k = 0
+        for i, depth in enumerate(cfg.depths):
+            self.encoder.append(
+                nn.Sequential(*(MISBlock(widths[i], sizes[i], cfg, rates[k + j]) for j in range(depth)))
+            )
+            k += depth
+            if i < n - 1:
+                self.merge.append(PatchMerging(widths[i]))
+        self.bridge = AMFFB(widths, cfg.bridge_dim, cfg.d_state) if cfg.bridge else None
+        self.expand = nn.ModuleList(PatchExpand(widths[i + 1], widths[i]) for i in reversed(range(n - 1)))
+        self.decoder = nn.ModuleList(
+            nn.Sequential(*(MISBlock(widths[i], sizes[i], cfg, 0.0) for _ in range(cfg.decoder_depths[n - 2 - i])))
+            for i in reversed(range(n - 1))
+        )
+        self.final = PatchExpand(c, c, ratio=4)
+        self.head = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x).permute(0, 2, 3, 1)
+        skips = []
+        for i, stage in enumerate(self.encoder):
+            h = stage(h)
+            skips.append(h)
+            if i < len(self.merge):
+                h = self.merge[i](h)
+        if self.bridge is not None:
+            skips = [s.permute(0, 2, 3, 1) for s in self.bridge([s.permute(0, 3, 1, 2) for s in skips])]
+        h = skips[-1]
+        for expand, stage, skip in zip(self.expand, self.decoder, reversed(skips[:-1]), strict=True):
+            h = stage(expand(h) + skip)
+        return self.head(self.final(h).permute(0, 3, 1, 2))
