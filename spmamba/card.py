@@ -125,7 +125,12 @@ def render_card(path: str | Path) -> str:
         (
             "Training",
             f"{t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
-            f"seed {t['seed']}; best epoch {t['best_epoch']} by validation AUROC under the paper's weights",
+            f"seed {t['seed']}; best epoch {t['best_epoch']} by validation AUROC under "
+            + (
+                "the weights the rule picks at that epoch"
+                if any("val_auroc_chosen" in h for h in t.get("history", []))
+                else "the paper's weights"
+            ),
         ),
         ("Wall time", f"{t.get('train_seconds', 0):,.0f} s ({minutes:.0f} min) on {t.get('threads')} CPU threads"),
         ("Command", f"`{command(t, path.name)}`"),
@@ -203,5 +208,8 @@ def render_card(path: str | Path) -> str:
     if history:
         per_epoch = ", ".join(_pct(h["val_auroc_paper_weights"]) for h in history)
         out += ["", f"Validation AUROC per epoch (paper's weights): {per_epoch}."]
+        if all("val_auroc_chosen" in h for h in history):
+            chosen = ", ".join(f"{_pct(h['val_auroc_chosen'])} ({h['val_weights_chosen']})" for h in history)
+            out += ["", f"Under the weights the rule picks at each epoch (the epoch-selection criterion): {chosen}."]
     out += ["", GENERATED_END, ""]
     return "\n".join(out)

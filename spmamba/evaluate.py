@@ -91,6 +91,14 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
     )
     ax.set(xlabel="epoch", ylabel="AUROC (%)")
     ax.set_title(title, fontsize=9)
+    if any("val_auroc_chosen" in h for h in done):
+        ax.plot(
+            [h["epoch"] for h in done],
+            [100 * h.get("val_auroc_chosen", h["val_auroc_paper_weights"]) for h in done],
+            "^:",
+            lw=1.5,
+            label="validation AUROC (weights the rule picks)",
+        )
     twin = ax.twinx()
     twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")
     twin.set_ylabel("training loss")
