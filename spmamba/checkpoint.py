@@ -46,6 +46,18 @@ def _check_is_safetensors(path: Path) -> None:
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's JSON metadata, read from the header only (cheap: used to list checkpoints)."""
     path = Path(path)
+    meta = read_raw_metadata(path)
+    for key in ("format", "model_config", "encoder", "score_weights"):
+        if key not in meta:
+            raise CheckpointError(f"{path.name}: metadata lacks {key!r}")
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{path.name}: unsupported checkpoint format {meta['format']!r} (expected {FORMAT})")
+    return meta
+
+
+def read_raw_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of any of this project's safetensors checkpoints (anomaly or segmentation)."""
+    path = Path(path)
     _check_is_safetensors(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -58,12 +70,33 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path.name}: metadata is not valid JSON ({err})") from err
-    for key in ("format", "model_config", "encoder", "score_weights"):
-        if key not in meta:
-            raise CheckpointError(f"{path.name}: metadata lacks {key!r}")
-    if meta["format"] != FORMAT:
-        raise CheckpointError(f"{path.name}: unsupported checkpoint format {meta['format']!r} (expected {FORMAT})")
+    if not isinstance(meta, dict) or "format" not in meta:
+        raise CheckpointError(f"{path.name}: metadata lacks 'format'")
     return meta
+
+
+def read_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``expected``'s keys, refusing a file whose keys or shapes differ from the model's."""
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        missing = sorted(set(expected) - keys)
+        unexpected = sorted(keys - set(expected))
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {len(missing)} tensors, e.g. {missing[0]}")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected tensors, e.g. {unexpected[0]}")
+            raise CheckpointError(f"{path.name} does not match its model config: " + "; ".join(parts))
+        state = {}
+        for k in expected:
+            shape = tuple(f.get_slice(k).get_shape())
+            if shape != tuple(expected[k].shape):
+                raise CheckpointError(
+                    f"{path.name}: tensor {k} has shape {shape}, the model expects {tuple(expected[k].shape)}"
+                )
+            state[k] = f.get_tensor(k)
+    return state
 
 
 def save_checkpoint(
@@ -116,26 +149,7 @@ def load_checkpoint(
     included = bool(meta["encoder"].get("included"))
     model = SPMamba(config, encoder_weights=None if included else encoder_weights)
     expected = {k: v for k, v in model.state_dict().items() if included or not k.startswith("encoder.")}
-    with safe_open(str(path), framework="pt") as f:
-        keys = set(f.keys())
-        missing = sorted(set(expected) - keys)
-        unexpected = sorted(keys - set(expected))
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing {len(missing)} tensors, e.g. {missing[0]}")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected tensors, e.g. {unexpected[0]}")
-            raise CheckpointError(f"{path.name} does not match its model config: " + "; ".join(parts))
-        state = {}
-        for k in expected:
-            shape = tuple(f.get_slice(k).get_shape())
-            if shape != tuple(expected[k].shape):
-                raise CheckpointError(
-                    f"{path.name}: tensor {k} has shape {shape}, the model expects {tuple(expected[k].shape)}"
-                )
-            state[k] = f.get_tensor(k)
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(read_tensors(path, expected), strict=False)
     if not included and encoder_weights is not None:
         want, got = meta["encoder"].get("fingerprint"), model.encoder.fingerprint()
         if want and want != got:

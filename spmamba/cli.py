@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=int, default=None)
     ev.set_defaults(func=cmd_evaluate)
 
+    from .seg.cli import add_seg_parser
+
+    add_seg_parser(sub, add_options)
+
     card = sub.add_parser("card", help="write a checkpoint's Hugging Face model card from its metadata")
     card.add_argument("checkpoint")
     card.add_argument(

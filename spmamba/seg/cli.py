@@ -1,0 +1,113 @@
+"""``spmamba seg train | evaluate | predict``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _line(v: dict) -> str:
+    return f"DICE={v['dice']:.3f} IOU={v['iou']:.3f} HD95={v['hd95']:.1f}"
+
+
+def _with_ci(v: dict, key: str, fmt: str) -> str:
+    lo, hi = v[f"{key}_ci95"]
+    return f"{key} {v[key]:{fmt}} (95% CI {lo:{fmt}}-{hi:{fmt}})"
+
+
+def cmd_seg_train(args: argparse.Namespace) -> int:
+    from .train import SegTrainOptions, train_seg
+
+    if not args.data:
+        print("pass the folder with images/ and masks/ to train on", file=sys.stderr)
+        return 2
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SegTrainOptions)}
+    opts = SegTrainOptions(**{**values, "modalities": tuple(values["modalities"])})
+    v = train_seg(opts)["validation"]
+    print(f"validation {_with_ci(v, 'dice', '.3f')}, {_with_ci(v, 'iou', '.3f')}, {_with_ci(v, 'hd95', '.1f')} px")
+    print(f"{_line(v)} -> {args.out}")
+    return 0
+
+
+def cmd_seg_evaluate(args: argparse.Namespace) -> int:
+    from ..data import segmentation_pairs
+    from .inference import Segmenter
+    from .train import summarise
+
+    segmenter = Segmenter.load(args.checkpoint)
+    pairs = [(img, mask) for img, mask in segmentation_pairs(args.folder)]
+    missing = [img.name for img, mask in pairs if mask is None]
+    if missing:
+        print(f"{len(missing)} image(s) without a mask are skipped, e.g. {missing[0]}", file=sys.stderr)
+    rows = [{"image": img.name, **segmenter.scores(img, mask)} for img, mask in pairs if mask is not None]
+    if not rows:
+        print(f"{args.folder}: no image with a mask", file=sys.stderr)
+        return 2
+    for r in rows:
+        print(f"{r['image']}: Dice {r['dice']:.3f} IoU {r['iou']:.3f} HD95 {r['hd95']:.1f}")
+    v = summarise(rows)
+    print(
+        f"{v['n']} images: {_with_ci(v, 'dice', '.3f')}, {_with_ci(v, 'iou', '.3f')}, {_with_ci(v, 'hd95', '.1f')} px"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": v, "per_image": rows}, indent=2))
+    print(_line(v))
+    return 0
+
+
+def cmd_seg_predict(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ..imaging import ImageLoadError, load_image
+    from .inference import Segmenter
+
+    segmenter = Segmenter.load(args.checkpoint)
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    results, failed = [], 0
+    for name in args.files:
+        try:
+            img = load_image(name)
+        except ImageLoadError as err:
+            failed += 1
+            print(f"{name}: cannot be read: {err}", file=sys.stderr)
+            continue
+        prob = segmenter.probabilities(img.pixels)
+        mask = prob >= segmenter.threshold
+        result = {"file": name, "lesion_pixels": int(mask.sum()), "share_of_image": float(mask.mean())}
+        if out:
+            path = out / (Path(name).name.split(".")[0] + "-mask.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+            result["mask"] = str(path)
+        results.append(result)
+        if not args.json:
+            print(f"{name}: lesion {result['lesion_pixels']} px ({100 * result['share_of_image']:.1f}% of the image)")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def add_seg_parser(sub, add_options) -> None:
+    from .train import SegTrainOptions
+
+    seg = sub.add_parser("seg", help="Mamba-MIS lesion segmentation").add_subparsers(dest="seg_command", required=True)
+    tr = seg.add_parser("train", help="train Mamba-MIS (or the U-Net baseline) on images/ + masks/")
+    add_options(tr, SegTrainOptions)
+    tr.set_defaults(func=cmd_seg_train)
+    ev = seg.add_parser("evaluate", help="per-image Dice, IoU, HD95 and their means on images/ + masks/")
+    ev.add_argument("checkpoint")
+    ev.add_argument("folder", help="folder with images/ and masks/ (same file names)")
+    ev.add_argument("--json", default=None, help="write per-image and mean figures here")
+    ev.set_defaults(func=cmd_seg_evaluate)
+    pr = seg.add_parser("predict", help="segment image files; lesion area; optional mask PNGs")
+    pr.add_argument("checkpoint")
+    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr.add_argument("--out", default=None, metavar="DIR", help="write each mask PNG here")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_seg_predict)

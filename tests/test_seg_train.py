@@ -1,0 +1,109 @@
+"""Segmentation metrics against brute force; the split; train -> checkpoint -> evaluate/predict end to end."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.spatial.distance import cdist
+
+from spmamba.cli import main
+from spmamba.seg.data import split_pairs
+from spmamba.seg.metrics import dice, hd95, iou
+
+
+def _hd95_brute(a, b):
+    """Every surface pixel's distance to the nearest surface pixel of the other mask, both ways."""
+    from scipy import ndimage
+
+    def surface(m):
+        return np.argwhere(m & ~ndimage.binary_erosion(m, border_value=0))
+
+    sa, sb = surface(a), surface(b)
+    d = cdist(sa, sb)
+    return np.percentile(np.concatenate([d.min(1), d.min(0)]), 95)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hd95_matches_brute_force_on_random_shapes(seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :50]
+    a = ((yy - rng.integers(10, 30)) ** 2 + (xx - rng.integers(10, 40)) ** 2) < rng.integers(20, 120)
+    b = np.zeros_like(a)
+    b[rng.integers(0, 20) : rng.integers(22, 40), rng.integers(0, 25) : rng.integers(27, 50)] = True
+    assert hd95(a, b) == pytest.approx(_hd95_brute(a, b))
+    assert hd95(a, a) == 0.0
+
+
+def test_dice_iou_and_the_empty_cases():
+    a = np.zeros((10, 10), bool)
+    b = a.copy()
+    a[2:6, 2:6], b[4:8, 2:6] = True, True  # 16 px each, 8 shared
+    assert dice(a, b) == pytest.approx(0.5) and iou(a, b) == pytest.approx(8 / 24)
+    empty = np.zeros_like(a)
+    assert dice(empty, empty) == 1.0 and hd95(empty, empty) == 0.0
+    assert dice(empty, a) == 0.0 and hd95(empty, a) == pytest.approx(np.hypot(10, 10))  # a missed lesion
+
+
+def _write_pairs(root, n, rng, prefix="case"):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:48, :40]
+    for i in range(n):
+        mask = (yy - rng.integers(14, 34)) ** 2 + (xx - rng.integers(12, 28)) ** 2 < rng.integers(30, 90)
+        img = 0.3 + 0.1 * rng.standard_normal((48, 40)) + 0.5 * mask
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / "images" / f"{prefix}_{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"{prefix}_{i}.png")
+
+
+def test_split_keeps_patients_together_and_never_validates_on_a_training_image(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_pairs(tmp_path, 6, rng, "benign")
+    _write_pairs(tmp_path, 4, rng, "malignant")
+    (tmp_path / "images" / "malignant_9.png").write_bytes((tmp_path / "images" / "benign_0.png").read_bytes())
+    (tmp_path / "masks" / "malignant_9.png").write_bytes((tmp_path / "masks" / "benign_0.png").read_bytes())
+    split = split_pairs(tmp_path, val_fraction=0.3)
+    val = {p.name for p, _ in split.val}
+    assert {n.split("_")[0] for n in val} == {"benign", "malignant"}  # stratified by class
+    assert not ({"benign_0.png", "malignant_9.png"} & val and {"benign_0.png", "malignant_9.png"} - val)
+    tcga = tmp_path / "tcga"
+    for patient in ("TCGA_AA_0001", "TCGA_AA_0002", "TCGA_AA_0003"):
+        _write_pairs(tcga, 3, rng, f"{patient}_2000")
+    by_patient = split_pairs(tcga, val_fraction=0.3)
+    val_patients = {p.name[:12] for p, _ in by_patient.val}
+    assert len(val_patients) == 1 and not val_patients & {p.name[:12] for p, _ in by_patient.train}
+
+
+@pytest.mark.parametrize("model", ["mamba-mis", "unet"])
+def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
+    rng = np.random.default_rng(1)
+    _write_pairs(tmp_path / "data", 10, rng)
+    out = tmp_path / "seg.safetensors"
+    args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", model, "--image-size", "32"]
+    assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4"]) == 0
+    meta = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert meta["training"]["best_epoch"] in (1, 2) and len(meta["training"]["history"]) == 2
+    assert meta["validation"]["n"] == len(meta["training"]["val_images"]) == 2
+    capsys.readouterr()
+    assert main(["seg", "evaluate", str(out), str(tmp_path / "data")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"DICE=\d\.\d{3} IOU=\d\.\d{3} HD95=\d+\.\d", last)
+    assert (
+        main(
+            [
+                "seg",
+                "predict",
+                str(out),
+                str(tmp_path / "data/images/case_0.png"),
+                "--json",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)[0]
+    assert Image.open(result["mask"]).size == (40, 48)  # the mask comes back at the image's own size
+    # resuming a finished run repeats only the final evaluation
+    assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4", "--resume"]) == 0
