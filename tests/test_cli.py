@@ -93,3 +93,16 @@ def test_model_card_states_the_checkpoints_own_figures_and_keeps_notes(tmp_path)
         options["epochs"],
         options["modalities"],
     )
+
+
+def test_readme_data_section_names_every_dataset_a_checkpoint_was_trained_on():
+    from spmamba.checkpoint import read_raw_metadata
+    from spmamba.datasets import DATASETS
+
+    readme = (ROOT / "README.md").read_text()
+    data = readme[readme.index("## Data") :]
+    for info in DATASETS.values():
+        assert f"`{info.folder}/`" in data and info.source.split(";")[0] in data, info.folder
+    for ckpt in sorted((ROOT / "weights").glob("*.safetensors")):
+        trained_on = read_raw_metadata(ckpt).get("training", {}).get("data_path_name")
+        assert trained_on in DATASETS, f"{ckpt.name} was trained on {trained_on!r}, which the Data section lacks"
