@@ -28,13 +28,14 @@ from spmamba.imaging import ImageLoadError
 from spmamba.inference import default_device, image_modalities
 from spmamba.scan import ORDERS
 from spmamba.ssm import backend_name
-from spmamba.zoo import list_checkpoints, preselect
+from spmamba.zoo import list_checkpoints, list_seg_checkpoints, preselect
 
 from . import batch as batch_scoring
 from . import handlers
 from .examples import Example, build_examples, file_digest
 from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
+from .segment import segment_endpoint, segment_tab
 
 BANNER = (
     "**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
@@ -512,16 +513,22 @@ def api(site: Site) -> None:
     )
 
 
-def build_demo(examples: list[Example] | None = None) -> gr.Blocks:
+def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str, str] | None = None) -> gr.Blocks:
     site = Site(list_checkpoints(), build_examples() if examples is None else examples)
+    seg_checkpoints = list_seg_checkpoints() if seg_checkpoints is None else seg_checkpoints
+    network = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY)
     # Uploads and cached maps expire with the session: files after an hour, state after an hour idle.
     with gr.Blocks(title="SP-Mamba Studio", delete_cache=(600, 3600)) as demo:
         header(site)
         state = gr.State(None, time_to_live=3600)
         analyse_tab(site, state)
         batch_tab(site)
+        if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
+            segment_tab(seg_checkpoints, user_errors, PRIVATE, network)
         scan_tab(state)
         api(site)
+        if seg_checkpoints:
+            segment_endpoint(seg_checkpoints, user_errors, network)
     return demo
 
 

@@ -241,6 +241,12 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
     meta = {"format": "DICOM", "frames": n_frames, "frame": frame if n_frames > 1 else 0}
     if window is not None and not photometric.startswith(("RGB", "YBR")):
         meta["window"] = f"centre {window[0]:g}, width {window[1]:g}"
+    try:  # physical size of a pixel, for lesion areas in mm²; projection images give it as ImagerPixelSpacing
+        spacing = [float(v) for v in (ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [])]
+    except (TypeError, ValueError):
+        spacing = []
+    if len(spacing) == 2 and all(np.isfinite(spacing)) and min(spacing) > 0:
+        meta["pixel_spacing_mm"] = spacing
     for key in _DICOM_SAFE:
         if key in ds:
             meta[key] = str(ds.get(key))

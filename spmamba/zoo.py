@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .checkpoint import CheckpointError, read_metadata
+from .checkpoint import CheckpointError, read_metadata, read_raw_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
@@ -28,10 +28,26 @@ def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
     return out
 
 
+def list_seg_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+    """{label: path} for every readable segmentation (Mamba-MIS or U-Net) checkpoint in ``folder``."""
+    from .seg.checkpoint import read_seg_metadata
+
+    out = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
+            continue
+        try:
+            summary = read_seg_metadata(path).get("summary") or path.stem
+        except CheckpointError:
+            continue
+        out[f"{path.stem} — {summary}"] = str(path)
+    return out
+
+
 @functools.lru_cache(maxsize=16)
 def modalities(path: str) -> tuple[str, ...]:
-    """DICOM Modality codes a checkpoint was trained on (empty when its card does not say)."""
-    return tuple(m.upper() for m in read_metadata(path).get("training", {}).get("modalities") or ())
+    """DICOM Modality codes a checkpoint (anomaly or segmentation) was trained on (empty when it does not say)."""
+    return tuple(m.upper() for m in read_raw_metadata(path).get("training", {}).get("modalities") or ())
 
 
 def preselect(

@@ -1,0 +1,218 @@
+"""The Segment tab: Mamba-MIS lesion masks. Handlers are plain functions; ``segment_tab`` lays out and wires.
+
+The network runs once per image; the threshold slider, the opacity and a ground-truth mask re-draw from
+the cached probability map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+import numpy as np
+from matplotlib import colormaps
+from skimage.segmentation import find_boundaries
+from skimage.transform import resize
+
+from spmamba.imaging import ImageLoadError, LoadedImage, load_image
+from spmamba.seg.metrics import dice, iou
+from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
+from spmamba.zoo import preselect
+
+from .handlers import DISPLAY_MAX, load
+from .models import get_segmenter
+
+FILL = np.array([1.0, 0.35, 0.2])  # the predicted lesion, filled
+
+
+def image_modalities_for_segmentation(meta: dict, colour: bool) -> tuple[str, ...]:
+    """A DICOM's Modality; a colour photograph is taken for dermoscopy (XC); otherwise unknown."""
+    if meta.get("Modality"):
+        return (str(meta["Modality"]).upper(),)
+    if meta.get("format") == "NIfTI":
+        return ("MR",)
+    return ("XC",) if colour else ()
+
+
+@dataclass
+class Segmentation:
+    """Per-session cache of one segmented image."""
+
+    prob: np.ndarray  # (H, W) lesion probability at the image's own size
+    display: np.ndarray  # (h, w) grey or (h, w, 3) colour image as shown, longest side DISPLAY_MAX
+    checkpoint: str
+    threshold: float  # the checkpoint's own
+    image_meta: dict
+    notes: list[str] = field(default_factory=list)
+
+
+def segment_image(image: LoadedImage, checkpoint: str, notes: list[str] | None = None) -> Segmentation:
+    prob = get_segmenter(checkpoint).probabilities(image.pixels)
+    h, w = prob.shape
+    scale = DISPLAY_MAX / max(h, w)
+    display = resize(image.pixels, (round(h * scale), round(w * scale)), anti_aliasing=True).astype(np.float32)
+    return Segmentation(prob, display, checkpoint, get_segmenter(checkpoint).threshold, image.meta, list(notes or []))
+
+
+def load_truth_mask(path: str | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """A ground-truth mask file as a bool array of the image's shape; None without a file."""
+    if not path:
+        return None
+    grey = load_image(path).grey
+    if grey.shape != shape:
+        ratio = (grey.shape[0] / shape[0], grey.shape[1] / shape[1])
+        if abs(ratio[0] - ratio[1]) > 0.02:
+            raise ImageLoadError(
+                f"the mask is {grey.shape[1]}×{grey.shape[0]} but the image is {shape[1]}×{shape[0]}: "
+                "a mask must cover the same field of view"
+            )
+        grey = resize(grey, shape, order=0, anti_aliasing=False, preserve_range=True)
+    return grey > 0.5
+
+
+def measurements(seg: Segmentation, threshold: float, truth: np.ndarray | None = None) -> dict:
+    """Lesion size at ``threshold`` (pixels; mm² when the DICOM gives the pixel spacing), and Dice/IoU
+    against ``truth`` when given: what the tab shows and ``/segment`` returns."""
+    mask = seg.prob >= threshold
+    spacing = seg.image_meta.get("pixel_spacing_mm")
+    out = {
+        "threshold": float(threshold),
+        "lesion_pixels": int(mask.sum()),
+        "share_of_image": float(mask.mean()),
+        "area_mm2": float(mask.sum() * spacing[0] * spacing[1]) if spacing else None,
+    }
+    if truth is not None:
+        out.update(dice=dice(mask, truth), iou=iou(mask, truth))
+    return out
+
+
+def draw(seg: Segmentation, threshold: float, opacity: float, truth: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8: the image with the predicted lesion filled (``opacity``) and outlined, and the ground
+    truth outlined in cyan when given."""
+    h, w = seg.display.shape[:2]
+    rgb = seg.display if seg.display.ndim == 3 else np.repeat(seg.display[..., None], 3, axis=2)
+    mask = resize(seg.prob, (h, w), order=1, anti_aliasing=False) >= threshold
+    rgb = rgb.copy()
+    rgb[mask] = (1 - opacity) * rgb[mask] + opacity * FILL
+    rgb[find_boundaries(mask, mode="inner")] = MAP_OUTLINE
+    if truth is not None:
+        shown = resize(truth.astype(float), (h, w), order=0, anti_aliasing=False) > 0.5
+        rgb[find_boundaries(shown, mode="inner")] = TRUTH_OUTLINE
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def probability_image(seg: Segmentation) -> np.ndarray:
+    h, w = seg.display.shape[:2]
+    return (colormaps["magma"](resize(seg.prob, (h, w), order=1))[..., :3] * 255).astype(np.uint8)
+
+
+def summary_text(m: dict, checkpoint_name: str, notes: list[str]) -> str:
+    area = f" = **{m['area_mm2']:.1f} mm²**" if m["area_mm2"] is not None else " (no pixel spacing in the file)"
+    lines = [
+        f"Lesion at threshold {m['threshold']:.2f}: **{m['lesion_pixels']:,} pixels**{area}, "
+        f"{100 * m['share_of_image']:.1f}% of the image. Checkpoint `{checkpoint_name}`.",
+    ]
+    if "dice" in m:
+        lines.append(f"Against the ground truth: **Dice {m['dice']:.3f}**, IoU {m['iou']:.3f}.")
+    lines += [f"⚠️ {n}" for n in notes]
+    lines.append("Research use only — a segmentation is not a diagnosis.")
+    return "\n\n".join(lines)
+
+
+def choose_checkpoint(checkpoints: dict[str, str], image: LoadedImage, label: str | None) -> tuple[str, str]:
+    """Preselect by modality (or colour for dermoscopy) with the anomaly tab's rule."""
+    if not checkpoints:
+        raise gr.Error("No segmentation checkpoint is installed: put one in weights/ and restart.")
+    wanted = image_modalities_for_segmentation(image.meta, image.pixels.ndim == 3)
+    label, note = preselect(wanted, checkpoints, label if label in checkpoints else next(iter(checkpoints)))
+    return label, note
+
+
+def segment_api(checkpoints: dict[str, str], path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
+    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay."""
+    image = load(path)
+    if checkpoint and checkpoint not in checkpoints:
+        raise gr.Error(f"Unknown segmentation checkpoint {checkpoint!r}; choose one of: {', '.join(checkpoints)}.")
+    label, note = (checkpoint, "") if checkpoint else choose_checkpoint(checkpoints, image, None)
+    seg = segment_image(image, checkpoints[label], [note] if note else [])
+    m = measurements(seg, seg.threshold)
+    report = {"checkpoint": label.split(" — ")[0], **m, "image": image.meta, "notes": seg.notes}
+    return report, draw(seg, seg.threshold, 0.4)
+
+
+def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network: dict) -> None:
+    """Drop an image, see the mask; threshold and opacity re-draw without the network."""
+    state = gr.State(None, time_to_live=3600)
+    with gr.Tab("Segment"):
+        gr.Markdown(
+            "Lesion segmentation with **Mamba-MIS** (bidirectional-scan Mamba U-Net; our construction of a "
+            "paper without published code, see docs/mamba_mis.md)."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Image: PNG, JPEG, DICOM, NIfTI", type="filepath", elem_id="seg-upload")
+                model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
+                threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="Threshold (re-applied to the cached map)")
+                opacity = gr.Slider(0, 1, 0.4, step=0.05, label="Fill opacity")
+                truth_file = gr.File(label="Ground-truth mask (optional): Dice and IoU", type="filepath")
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Mask"):
+                        picture = gr.Image(
+                            label="Predicted lesion (filled, green outline; truth in cyan)", type="numpy"
+                        )
+                    with gr.Tab("Probability"):
+                        prob = gr.Image(label="Lesion probability", type="numpy")
+                summary = gr.Markdown(elem_id="seg-summary")
+
+    def redraw(seg, threshold_v, opacity_v, truth_path):
+        if seg is None:
+            return {picture: gr.skip(), summary: gr.skip()}
+        truth = load_truth_mask(truth_path, seg.prob.shape)
+        m = measurements(seg, threshold_v, truth)
+        name = next((k for k, v in checkpoints.items() if v == seg.checkpoint), seg.checkpoint).split(" — ")[0]
+        return {picture: draw(seg, threshold_v, opacity_v, truth), summary: summary_text(m, name, seg.notes)}
+
+    @user_errors
+    def run(path, label, opacity_v, truth_path):
+        if not path:
+            return {state: None, picture: None, prob: None, summary: ""}
+        image = load(path)
+        label, note = choose_checkpoint(checkpoints, image, label)
+        seg = segment_image(image, checkpoints[label], [note] if note else [])
+        return {
+            state: seg,
+            model: label,
+            threshold: seg.threshold,
+            prob: probability_image(seg),
+            **redraw(seg, seg.threshold, opacity_v, truth_path),
+        }
+
+    outputs = [state, model, threshold, prob, picture, summary]
+    upload.change(run, [upload, model, opacity, truth_file], outputs, **network, **private)
+    model.input(run, [upload, model, opacity, truth_file], outputs, **network, **private)
+    for control in (threshold, opacity, truth_file):
+        control.change(
+            user_errors(redraw),
+            [state, threshold, opacity, truth_file],
+            [picture, summary],
+            show_progress="hidden",
+            **private,
+        )
+
+
+def segment_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> None:
+    """``/segment``: the documented segmentation endpoint, on hidden components."""
+    file = gr.File(visible=False, type="filepath")
+    checkpoint = gr.Textbox("", visible=False)
+    result = gr.JSON(visible=False)
+    overlay = gr.Image(visible=False, type="numpy")
+    trigger = gr.Button(visible=False)
+
+    @user_errors
+    def segment(path, label=""):
+        """Lesion mask measurements as JSON and the mask overlay for one image; the checkpoint defaults to
+        the one trained on the image's modality (a colour photograph: dermoscopy)."""
+        return segment_api(checkpoints, path, label or "")
+
+    trigger.click(segment, [file, checkpoint], [result, overlay], api_name="segment", **network)

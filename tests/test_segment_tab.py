@@ -1,0 +1,96 @@
+"""The Segment tab's handlers without a server, and /segment through gradio_client."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from demo import segment
+from spmamba.imaging import load_image
+from spmamba.seg.checkpoint import save_seg_checkpoint
+from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig
+from spmamba.visualize import TRUTH_OUTLINE
+
+
+@pytest.fixture(scope="module")
+def seg_checkpoints(tmp_path_factory):
+    """Two small untrained Mamba-MIS checkpoints, one said to be trained on dermoscopy, one on MR."""
+    folder = tmp_path_factory.mktemp("seg")
+    out = {}
+    for modality in ("XC", "MR"):
+        torch.manual_seed(0)
+        model = MambaMIS(MambaMISConfig(image_size=32, channels=4, d_state=4, bridge_dim=4))
+        path = folder / f"{modality.lower()}.safetensors"
+        save_seg_checkpoint(path, model, threshold=0.5, training={"modalities": [modality]}, summary=modality)
+        out[f"{path.stem} — {modality}"] = str(path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def colour_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "lesion.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((60, 80, 3)) * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_checkpoint_follows_colour_and_modality(seg_checkpoints, colour_png):
+    xc, mr = list(seg_checkpoints)
+    assert segment.choose_checkpoint(seg_checkpoints, load_image(colour_png), mr) == (
+        xc,
+        "Switched to a checkpoint trained on XC images.",
+    )
+    dicom = load_image(get_testdata_file("MR_small.dcm"))
+    assert segment.choose_checkpoint(seg_checkpoints, dicom, xc)[0] == mr
+
+
+def test_threshold_redraws_from_the_cached_map_and_measures_in_mm(seg_checkpoints, monkeypatch):
+    mr = list(seg_checkpoints)[1]
+    dicom = load_image(get_testdata_file("MR_small.dcm"))
+    seg = segment.segment_image(dicom, seg_checkpoints[mr])
+    assert seg.prob.shape == dicom.pixels.shape and seg.display.shape == (512, 512)
+
+    def no_network(*_):
+        raise AssertionError("the network ran again")
+
+    monkeypatch.setattr(segment, "get_segmenter", no_network)
+    t = float(np.median(seg.prob))
+    m = segment.measurements(seg, t)
+    assert m["lesion_pixels"] == int((seg.prob >= t).sum())
+    assert m["area_mm2"] == pytest.approx(m["lesion_pixels"] * 0.3125 * 0.3125)
+    truth = seg.prob >= t
+    assert segment.measurements(seg, t, truth)["dice"] == 1.0
+    shifted = np.roll(truth, 5, axis=1)
+    expected = 2 * (truth & shifted).sum() / (truth.sum() + shifted.sum())
+    assert segment.measurements(seg, t, shifted)["dice"] == pytest.approx(expected)
+    picture = segment.draw(seg, t, 0.4, shifted)
+    assert (np.abs(picture - np.array(TRUTH_OUTLINE) * 255).max(-1) < 2).sum() > 20
+    assert "mm²" in segment.summary_text(m, "mr", [])
+
+
+def test_truth_mask_must_cover_the_same_field_of_view(tmp_path):
+    Image.fromarray(np.zeros((30, 90), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(Exception, match="same field of view"):
+        segment.load_truth_mask(str(tmp_path / "wide.png"), (60, 80))
+    Image.fromarray(np.full((30, 40), 255, np.uint8)).save(tmp_path / "half.png")
+    assert segment.load_truth_mask(str(tmp_path / "half.png"), (60, 80)).all()  # same aspect: resized
+
+
+def test_segment_api_through_the_client(seg_checkpoints, colour_png):
+    from gradio_client import Client, handle_file
+
+    from demo.app import build_demo
+
+    demo = build_demo(examples=[], seg_checkpoints=seg_checkpoints)
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        report, overlay = client.predict(handle_file(colour_png), api_name="/segment")
+        assert report["checkpoint"] == "xc" and report["area_mm2"] is None
+        assert 0 <= report["lesion_pixels"] <= 60 * 80 and report["notes"] == []
+        assert np.asarray(Image.open(overlay)).shape[:2] == (384, 512)
+        named, _ = client.predict(handle_file(get_testdata_file("MR_small.dcm")), "mr — MR", api_name="/segment")
+        assert named["checkpoint"] == "mr" and named["area_mm2"] is not None
+    finally:
+        demo.close()
