@@ -439,17 +439,25 @@ def batch_tab(site: Site) -> None:
     go.click(score, [files, model], [table, csv_file], concurrency_id="batch", concurrency_limit=1, **PRIVATE)
 
 
+SCAN_MODELS = {  # the Scan order tab's model choice: (order, directions)
+    "SP-Mamba (Circular-Hilbert)": ("circular_hilbert", 8),
+    "Mamba-MIS (BFSS)": ("raster", 4),
+}
+
+
 def scan_tab(state: gr.State) -> None:
     """The order in which the decoder reads a map, with a walk along it."""
     with gr.Tab("Scan order"):
         gr.Markdown(
-            "The order in which the Mamba decoder reads each feature map. Circular-Hilbert: rings from "
-            "the outside in, then a Hilbert curve through the centre."
+            "The order in which a Mamba layer reads each feature map. SP-Mamba's decoder: Circular-Hilbert, "
+            "rings from the outside in, then a Hilbert curve through the centre, in 8 directions. Mamba-MIS's "
+            "BFSS: the raster order by rows and by columns, each forwards and backwards (4 directions), fused."
         )
         with gr.Row():
+            model = gr.Radio(list(SCAN_MODELS), value="SP-Mamba (Circular-Hilbert)", label="Model", scale=2)
             order = gr.Dropdown(list(ORDERS), value="circular_hilbert", label="Order")
             size = gr.Dropdown([8, 16, 32, 64], value=16, label="Map size (decoder resolution)")
-            ndirs = gr.Radio([8, 16], value=8, label="Directions")
+            ndirs = gr.Radio([4, 8, 16], value=8, label="Directions")
             direction = gr.Slider(0, 15, 0, step=1, label="Direction")
         with gr.Row():
             steps = gr.Slider(1, 256, 256, step=1, label="Steps shown (drag to walk the sequence)", scale=4)
@@ -467,6 +475,12 @@ def scan_tab(state: gr.State) -> None:
         nxt, done = walk_step(st, int(n))
         return {steps: nxt, walker: gr.Timer(active=not done)}
 
+    model.input(
+        lambda m: dict(zip((order, ndirs, direction), (*SCAN_MODELS[m], 0), strict=True)),
+        model,
+        [order, ndirs, direction],
+        **PRIVATE,
+    )
     controls = [order, size, ndirs, direction, steps, over_image]
     for c in controls:
         c.change(draw, [*controls, state], plot, show_progress="hidden", **PRIVATE)

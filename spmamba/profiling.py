@@ -32,21 +32,28 @@ def scan_macs(batch: int, length: int, d_inner: int, d_state: int) -> int:
     return 9 * batch * length * d_inner * d_state + batch * d_inner * length
 
 
-def model_cost(model: SPMamba, batch: int = 1) -> ModelCost:
-    size = model.config.image_size
+def forward_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(dense multiply-adds counted by torch, selective-scan multiply-adds counted analytically) of one
+    forward pass of any model built from SS2D layers (SP-Mamba's decoder, Mamba-MIS's BFSS)."""
     scans = []
 
     def hook(mod: SS2D, inp, out):
-        b, h, w, _ = inp[0].shape
-        scans.append(scan_macs(b, h * w, mod.d_inner * mod.k, mod.d_state))
+        shape = inp[0].shape  # (B, H, W, C) maps or (B, L, C) sequences
+        scans.append(scan_macs(shape[0], shape[1:-1].numel(), mod.d_inner * mod.k, mod.d_state))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SS2D)]
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model.eval()(torch.rand(batch, 3, size, size))
+            model.eval()(x)
     finally:
         for h in handles:
             h.remove()
+    return counter.get_total_flops() // 2, sum(scans)
+
+
+def model_cost(model: SPMamba, batch: int = 1) -> ModelCost:
+    size = model.config.image_size
+    dense, scans = forward_macs(model, torch.rand(batch, 3, size, size))
     enc = sum(p.numel() for p in model.encoder.parameters())
     trainable = sum(p.numel() for p in model.trainable_parameters())
-    return ModelCost(enc, trainable, counter.get_total_flops() // 2, sum(scans))
+    return ModelCost(enc, trainable, dense, scans)

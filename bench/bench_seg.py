@@ -1,0 +1,84 @@
+"""Segmentation models side by side: Mamba-MIS (and its ablations) against the U-Net baseline.
+
+Per model: parameters, GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1),
+training images/s at the training size (batch 8, forward + backward + AdamW step), and each as a ratio
+to the U-Net's in the same run.
+
+    python bench/bench_seg.py [--threads 2] [--repeat 5] [--train-size 128]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import parser, start, timeit  # noqa: E402
+from spmamba.profiling import forward_macs  # noqa: E402
+from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig  # noqa: E402
+from spmamba.seg.train import loss_fn  # noqa: E402
+from spmamba.seg.unet import UNet, UNetConfig  # noqa: E402
+
+MODELS = {
+    "U-Net (C 9)": lambda size: UNet(UNetConfig(image_size=size)),
+    "Mamba-MIS cpu-tiny": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size)),
+    "  single raster scan": lambda size: MambaMIS(
+        MambaMISConfig.preset("cpu-tiny", image_size=size, bfss_directions=1)
+    ),
+    "  no spectral gate": lambda size: MambaMIS(
+        MambaMISConfig.preset("cpu-tiny", image_size=size, spectral_gate=False)
+    ),
+    "  no bridge": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, bridge=False)),
+    "Mamba-MIS cpu-small": lambda size: MambaMIS(MambaMISConfig.preset("cpu-small", image_size=size)),
+}
+
+
+def train_rate(model: torch.nn.Module, size: int, repeat: int) -> float:
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x, m = torch.rand(8, 3, size, size), (torch.rand(8, 1, size, size) > 0.7).float()
+
+    def step():
+        loss_fn(model.train()(x), m).backward()
+        opt.step()
+        opt.zero_grad()
+
+    return 8 / (timeit(step, repeat=repeat, warmup=1) / 1e3)
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--train-size", type=int, default=128, help="input size of the training measurement")
+    args = ap.parse_args()
+    start(
+        args.threads,
+        [
+            "model",
+            "params (M)",
+            "GMACs @256",
+            "ms / 256² image",
+            "vs U-Net",
+            f"train img/s @{args.train_size}",
+            "vs U-Net",
+        ],
+    )
+    base_ms = base_rate = None
+    for name, make in MODELS.items():
+        torch.manual_seed(0)
+        model = make(256).eval()
+        dense, scans = forward_macs(model, torch.rand(1, 3, 256, 256))
+        x = torch.rand(1, 3, 256, 256)
+        with torch.no_grad():
+            ms = timeit(lambda m=model, x=x: m(x), repeat=args.repeat, warmup=2)
+        rate = train_rate(make(args.train_size), args.train_size, max(2, args.repeat // 2))
+        base_ms, base_rate = base_ms or ms, base_rate or rate
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(
+            f"| {name} | {params:.2f} | {(dense + scans) / 1e9:.2f} | {ms:.0f} | {ms / base_ms:.2f}× | "
+            f"{rate:.1f} | {rate / base_rate:.2f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
