@@ -90,16 +90,18 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as err:
+            err.print_exception = False  # Gradio would print the message, and with it any file name, to the log
             raise
         except (ImageLoadError, CheckpointError) as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:
             where = traceback.extract_tb(err.__traceback__)[-1]
             log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)
             raise gr.Error(
                 f"Something went wrong while processing this request ({type(err).__name__}). "
-                "The app is still running: try again or with another file."
+                "The app is still running: try again or with another file.",
+                print_exception=False,
             ) from None
 
     return wrapper

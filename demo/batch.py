@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from spmamba.imaging import ImageLoadError, LoadedImage, image_suffix
+from spmamba.imaging import ImageLoadError, LoadedImage, image_suffix, is_zip
 
 from .handlers import load
 from .models import get_predictor
@@ -40,7 +40,11 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
     items: list[BatchItem] = []
     for p in paths:
         p = Path(p)
-        if not zipfile.is_zipfile(p):
+        with open(p, "rb") as fh:
+            archive = is_zip(
+                fh.read(4)
+            )  # by its first bytes, as the loader decides: a PNG with a ZIP appended is a PNG
+        if not archive:
             items.append(BatchItem(p.name, p))
             continue
         try:

@@ -80,6 +80,13 @@ def load(path: str | None, options: ImageOptions | None = None) -> LoadedImage:
     )
     if np.ptp(img.pixels) == 0:
         under = " under this window" if options.window else ""
+        frames = int(img.meta.get("frames", 1))
+        if frames > 1:
+            unit = "frame" if img.meta.get("format") == "DICOM" else "page"
+            raise ImageLoadError(
+                f"{Path(path).name}: {unit} {int(img.meta.get('frame', 0)) + 1} of {frames} is blank{under}; "
+                f"choose another {unit} with the Frame slider"
+            )
         raise ImageLoadError(
             f"{Path(path).name} is blank{under}: every pixel has the same value, so there is nothing to analyse"
         )

@@ -10,6 +10,7 @@ with a sentence a clinician can act on. Metadata never holds patient identifiers
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,19 +57,44 @@ class LoadedImage:
 
 
 def _normalise(a: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1]; a constant image becomes all zeros, NaN/Inf are rejected."""
-    a = a.astype(np.float32)
+    """Min-max to [0, 1]; a constant image becomes all zeros, NaN/Inf are rejected.
+
+    Computed in float64: with float32 values near ±3e38, ``hi - lo`` overflows to inf and every pixel
+    would become NaN (and every score with it)."""
+    a = np.asarray(a, dtype=np.float64)
     if not np.isfinite(a).all():
         raise ImageLoadError("the image contains NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
-    return np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo)
+    return np.zeros(a.shape, np.float32) if hi <= lo else ((a - lo) / (hi - lo)).astype(np.float32)
+
+
+MAX_ASPECT = 20  # longer side / shorter side: beyond it the square model input is a smear
 
 
 def _check_size(h: int, w: int) -> None:
+    if h <= 0 or w <= 0:
+        raise ImageLoadError("the file declares no image size (rows and columns are missing or zero)")
     if h * w > MAX_PIXELS:
         raise ImageLoadError(f"the image is {w}×{h} pixels, more than the {MAX_PIXELS:,} allowed")
     if min(h, w) < 8:
         raise ImageLoadError(f"the image is {w}×{h} pixels, too small to analyse (at least 8×8)")
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ImageLoadError(
+            f"the image is {w}×{h} pixels, too elongated to analyse (the longer side may be at most "
+            f"{MAX_ASPECT} times the shorter)"
+        )
+
+
+def is_zip(head: bytes) -> bool:
+    """Whether a file is a ZIP archive by its first bytes: the one test Analyse, Batch and the API share, so a
+    PNG with an archive appended is a PNG everywhere."""
+    return head[:4] == b"PK\x03\x04"
+
+
+def _safe_reason(err: BaseException, path: Path) -> str:
+    """An exception's message without the server's folders: the upload's own name at most."""
+    text = str(err).replace(str(path), path.name).replace(str(path.parent), "…")
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _sniff(path: Path, head: bytes) -> str:
@@ -98,14 +124,14 @@ def load_image(
     if not head:
         raise ImageLoadError(f"{path.name} is empty (0 bytes)")
     kind = _sniff(path, head)
-    if kind == "raster" and head[:4] == b"PK\x03\x04":
+    if kind == "raster" and is_zip(head):
         raise ImageLoadError(f"{path.name} is a ZIP archive, not one image; score archives in the Batch tab")
     try:
         if kind == "dicom":
             return _load_dicom(path, head, frame, window)
         if kind == "nifti":
             return _load_nifti(path, slice_index, axis)
-        return _load_raster(path, head)
+        return _load_raster(path, head, frame)
     except ImageLoadError:
         raise
     except MemoryError as err:
@@ -127,8 +153,38 @@ _SIGNATURES = (
 )
 
 
-def _load_raster(path: Path, head: bytes) -> LoadedImage:
+def _png_significant_bits(path: Path) -> int | None:
+    """The sBIT chunk of a greyscale PNG (how many of its 16 bits hold data), which Pillow does not expose."""
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        for _ in range(64):  # sBIT must come before the first IDAT
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"sBIT":
+                data = fh.read(length)
+                return data[0] if length >= 1 and 1 <= data[0] <= 16 else None
+            if kind == b"IDAT":
+                return None
+            fh.seek(length + 4, 1)
+    return None
+
+
+def _sixteen_bit(arr: np.ndarray, path: Path, fmt: str | None) -> tuple[np.ndarray, str]:
+    """A 16-bit greyscale image in [0, 1], scaled by the bits that hold data: the PNG's sBIT when it says,
+    else the bit depth the values need (12-bit data stored in 16 bits is scaled by 4095, not 65535, so it
+    reads as the same image its 8-bit or DICOM copy does)."""
+    sbit = _png_significant_bits(path) if fmt == "PNG" else None
+    bits = sbit or max(8, int(np.ceil(np.log2(float(arr.max()) + 1))) if arr.max() > 0 else 8)
+    how = f"{bits}-bit values in a 16-bit file ({'from the PNG sBIT chunk' if sbit else 'from the data range'})"
+    return np.clip(arr / float(2**bits - 1), 0, 1), how
+
+
+def _load_raster(path: Path, head: bytes, frame: int = 0) -> LoadedImage:
     pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS  # PIL's own guard, for this call only
+    extra: dict[str, Any] = {}
     try:
         with warnings.catch_warnings():  # sizes between the limit and PIL's 2x error are refused just below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -136,12 +192,19 @@ def _load_raster(path: Path, head: bytes) -> LoadedImage:
         with im:
             _check_size(im.height, im.width)
             fmt, mode = im.format, im.mode
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
+            pages = getattr(im, "n_frames", 1)
+            if pages > 1:  # multi-page TIFF: pages are frames, chosen like a multi-frame DICOM's
+                if not 0 <= frame < pages:
+                    raise ImageLoadError(f"{path.name} has {pages} pages; page {frame + 1} does not exist")
+                im.seek(frame)
+                _check_size(im.height, im.width)
+                mode = im.mode
+                extra.update(frames=pages, frame=frame)
             im.load()
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(im, dtype=np.float32)
-                pixels = arr / 65535.0 if mode.startswith("I;16") else _normalise(arr)
+            if mode in ("I;16", "I;16B", "I;16L"):
+                pixels, extra["scaling"] = _sixteen_bit(np.asarray(im, dtype=np.float32), path, fmt)
+            elif mode in ("I", "F"):
+                pixels = _normalise(np.asarray(im, dtype=np.float64))
             elif mode in ("L", "1", "LA"):
                 pixels = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             else:  # RGB, RGBA, CMYK, P, YCbCr ...: flatten alpha onto black, keep colour
@@ -164,14 +227,16 @@ def _load_raster(path: Path, head: bytes) -> LoadedImage:
             f"{path.name} is not an image file this app can read (PNG, JPEG, TIFF, BMP, DICOM or NIfTI)"
         ) from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(f"{path.name} is damaged or truncated and cannot be decoded ({err})") from err
+        raise ImageLoadError(
+            f"{path.name} is damaged or truncated and cannot be decoded ({_safe_reason(err, path)})"
+        ) from err
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
     if not np.isfinite(pixels).all():
         raise ImageLoadError(f"{path.name} contains NaN or infinite values")
     return LoadedImage(
         np.ascontiguousarray(pixels, dtype=np.float32),
-        {"format": fmt, "mode": mode, "size": [int(pixels.shape[1]), int(pixels.shape[0])]},
+        {"format": fmt, "mode": mode, "size": [int(pixels.shape[1]), int(pixels.shape[0])], **extra},
     )
 
 
@@ -188,10 +253,69 @@ _DICOM_SAFE = (
 )
 
 
+MAX_DECODED_BYTES = 1 << 30  # a file may declare at most 1 GiB of pixel data (all frames or voxels together)
+
+
+def _check_declared(path: Path, declared: int) -> None:
+    if declared > MAX_DECODED_BYTES:
+        raise ImageLoadError(
+            f"{path.name} declares {declared / 2**30:.1f} GiB of image data, more than the "
+            f"{MAX_DECODED_BYTES / 2**30:.0f} GiB allowed; it was not decoded"
+        )
+
+
+def _check_deflated(path: Path) -> None:
+    """A deflated DICOM is inflated whole when read: refuse one that would inflate past the limit, counting
+    the output of a bounded decompressor instead of trusting the header."""
+    import zlib
+
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:
+        return  # no readable file meta: dcmread reports the problem
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is None:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(128 + 4 + 12 + int(group_length))  # preamble, "DICM", the group-length element, the meta group
+        body = fh.read()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    produced = 0
+    try:
+        for i in range(0, len(body), 1 << 16):
+            produced += len(inflater.decompress(body[i : i + (1 << 16)], MAX_DECODED_BYTES + 1 - produced))
+            if produced > MAX_DECODED_BYTES:
+                _check_declared(path, produced)
+    except zlib.error as err:
+        raise ImageLoadError(f"{path.name} is a deflated DICOM whose compressed data is damaged") from err
+
+
+_CODE_STRING = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM CS values: BodyPartExamined, ViewPosition, Modality
+
+
+def _safe_tag(key: str, value: str) -> str | None:
+    """A header value fit to show: code strings must be DICOM code strings; free text (Manufacturer) keeps
+    letters, digits and plain punctuation only, shortened. Anything else is dropped, so text planted in a
+    header cannot reach the page or the API as markup."""
+    value = value.strip()
+    if key in ("Modality", "BodyPartExamined", "ViewPosition", "PhotometricInterpretation"):
+        return value if _CODE_STRING.match(value) else None
+    if key in ("Rows", "Columns", "BitsStored"):
+        return value if value.isdigit() else None
+    cleaned = re.sub(r"[^A-Za-z0-9 .,_()/-]", "", value)[:40].strip()
+    return cleaned or None
+
+
 def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float] | None) -> LoadedImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    _check_deflated(path)
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as err:
@@ -202,10 +326,31 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         raise ImageLoadError(
             f"{path.name} is a DICOM file without image data (for example a report or a structured document)"
         )
-    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if not rows or not cols:
+        raise ImageLoadError(f"{path.name} is a DICOM file whose header does not give the image size (Rows/Columns)")
     _check_size(rows, cols)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 16) or 16)
+    _check_declared(path, n_frames * rows * cols * samples * max(bits, 8) // 8)
+    if n_frames > 1 and not 0 <= frame < n_frames:
+        raise ImageLoadError(f"{path.name} has {n_frames} frames; frame {frame} does not exist")
+    notes = []
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is None and "PixelData" in ds:
+        if len(ds.PixelData) != n_frames * rows * cols * samples * max(bits, 8) // 8:
+            raise ImageLoadError(
+                f"{path.name} does not say how its pixels are encoded (no Transfer Syntax UID) and they are "
+                "not stored uncompressed"
+            )
+        ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else pydicom.uid.ExplicitVRLittleEndian
+        )
+        notes.append("no transfer syntax in the file: read as uncompressed little-endian")
+        ts = ds.file_meta.TransferSyntaxUID
     try:
+        ds.pixel_array_options(index=frame if n_frames > 1 else None)  # decode the one frame shown, not all
         arr = ds.pixel_array
     except Exception as err:
         if ts is not None and ts.is_transfer_syntax and not ts.is_compressed:
@@ -215,32 +360,29 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
             f"{path.name} is stored as {name}, for which no decoder is installed here "
             "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)"
         ) from err
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    if n_frames > 1:
-        if not 0 <= frame < n_frames:
-            raise ImageLoadError(f"{path.name} has {n_frames} frames; frame {frame} does not exist")
-        arr = arr[frame]
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") or arr.ndim == 3:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            arr = convert_color_space(arr, photometric, "RGB")
-        pixels = _normalise(arr.astype(np.float32))
+    if photometric.startswith(("RGB", "YBR")) or arr.ndim == 3:
+        pixels = _normalise(arr)  # pydicom has already converted YBR (and JPEG 2000's RCT/ICT) to RGB
     else:
-        values = apply_modality_lut(arr, ds).astype(np.float32)
+        values = apply_modality_lut(arr, ds).astype(np.float64)
         if window is not None:
             centre, width = window
             pixels = np.clip((values - (centre - width / 2)) / max(width, 1e-6), 0, 1)
         elif "WindowCenter" in ds or "VOILUTSequence" in ds:
-            pixels = _normalise(apply_voi_lut(values, ds, index=0))
+            try:
+                pixels = _normalise(apply_voi_lut(values, ds, index=0))
+            except (ValueError, TypeError, ZeroDivisionError):
+                pixels = _normalise(values)
+                notes.append("the file's own window is unusable (for example width 0): shown over the data range")
         else:
             pixels = _normalise(values)
         if photometric == "MONOCHROME1":
             pixels = 1.0 - pixels
-    meta = {"format": "DICOM", "frames": n_frames, "frame": frame if n_frames > 1 else 0}
+    meta: dict[str, Any] = {"format": "DICOM", "frames": n_frames, "frame": frame if n_frames > 1 else 0}
     if window is not None and not photometric.startswith(("RGB", "YBR")):
         meta["window"] = f"centre {window[0]:g}, width {window[1]:g}"
+    if notes:
+        meta["notes"] = notes
     try:  # physical size of a pixel, for lesion areas in mm²; projection images give it as ImagerPixelSpacing
         spacing = [float(v) for v in (ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [])]
     except (TypeError, ValueError):
@@ -248,35 +390,61 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
     if len(spacing) == 2 and all(np.isfinite(spacing)) and min(spacing) > 0:
         meta["pixel_spacing_mm"] = spacing
     for key in _DICOM_SAFE:
-        if key in ds:
-            meta[key] = str(ds.get(key))
+        if key in ds and (value := _safe_tag(key, str(ds.get(key)))) is not None:
+            meta[key] = value
     return LoadedImage(np.ascontiguousarray(pixels, dtype=np.float32), meta)
 
 
 def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
+    """One slice in the closest canonical (RAS) orientation, read from the file without loading the volume:
+    the declared size is checked first, then only the slab holding the slice is decoded."""
     import nibabel as nib
+    from nibabel.orientations import apply_orientation, io_orientation
 
     try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        data = np.asanyarray(img.dataobj, dtype=np.float32)
+        img = nib.load(str(path))
     except Exception as err:
-        raise ImageLoadError(f"{path.name} is not a readable NIfTI file ({type(err).__name__}: {err})") from err
-    if data.ndim == 4:
-        data = data[..., 0]  # first volume of a time series
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.ndim != 3:
-        raise ImageLoadError(f"{path.name} has {data.ndim} dimensions; expected a 2-D, 3-D or 4-D volume")
+        raise ImageLoadError(
+            f"{path.name} is not a readable NIfTI file ({type(err).__name__}: {_safe_reason(err, path)})"
+        ) from err
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise ImageLoadError(
+            f"{path.name} is a {type(img).__name__.replace('Image', '')} file (surface or grayordinate data), "
+            "not an image volume; only NIfTI-1/2 volumes can be analysed"
+        )
+    header_dtype = img.header.get_data_dtype()
+    if header_dtype.fields is not None or header_dtype.kind not in "biuf":
+        raise ImageLoadError(
+            f"{path.name} stores {'colour (RGB) ' if header_dtype.fields else ''}voxels of type "
+            f"{header_dtype}; only greyscale volumes can be analysed (convert it to a single channel)"
+        )
+    shape = img.shape
+    if len(shape) not in (2, 3, 4):
+        raise ImageLoadError(f"{path.name} has {len(shape)} dimensions; expected a 2-D, 3-D or 4-D volume")
+    _check_declared(path, int(np.prod(shape, dtype=np.int64)) * header_dtype.itemsize)
     if axis not in (0, 1, 2):
         raise ImageLoadError(f"slice axis must be 0, 1 or 2, got {axis}")
-    depth = data.shape[axis]
+    spatial = tuple(shape[:3]) + (1,) * (3 - len(shape[:3]))
+    ornt = io_orientation(img.affine if len(shape) >= 3 else np.eye(4))
+    source = int(np.flatnonzero(ornt[:, 0] == axis)[0])  # the file's axis that becomes canonical ``axis``
+    depth = spatial[source]
     index = depth // 2 if slice_index is None else slice_index
     if not 0 <= index < depth:
         raise ImageLoadError(f"{path.name} has {depth} slices along axis {axis}; slice {index} does not exist")
-    sl = np.take(data, index, axis=axis)
+    stored = depth - 1 - index if ornt[source, 1] < 0 else index
+    slicer = [slice(None)] * 3
+    slicer[source] = slice(stored, stored + 1)
+    try:
+        proxy = img.dataobj if len(shape) >= 3 else np.asanyarray(img.dataobj)[..., None]
+        slab = np.asarray(proxy[tuple(slicer) + ((0,) if len(shape) == 4 else ())], dtype=np.float64)
+    except Exception as err:
+        raise ImageLoadError(
+            f"{path.name}: the image data cannot be read ({type(err).__name__}: {_safe_reason(err, path)})"
+        ) from err
+    sl = np.take(apply_orientation(slab, ornt), 0, axis=axis)
     sl = np.rot90(sl)  # RAS canonical: show anterior/superior up
     _check_size(*sl.shape)
     return LoadedImage(
         np.ascontiguousarray(_normalise(sl)),
-        {"format": "NIfTI", "shape": list(data.shape), "axis": axis, "slice": index, "slices": depth},
+        {"format": "NIfTI", "shape": [int(d) for d in spatial], "axis": axis, "slice": index, "slices": depth},
     )

@@ -152,6 +152,15 @@ class Predictor:
         """Plain-language placement of a score against the validation calibration; never a diagnosis."""
         match = self.trained_on(image_meta or {})
         cal = self.calibration
+        if not np.isfinite(total):  # never let a failed computation read as "within the normal range"
+            return Judgement(
+                total,
+                None,
+                None,
+                match,
+                "could not be scored",
+                "**This image could not be scored** (the computation gave no finite number). No verdict is given.",
+            )
         if match is False:
             shown = "/".join(image_modalities(image_meta or {}))
             trained = "/".join(self.modalities)

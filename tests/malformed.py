@@ -133,7 +133,7 @@ def build(folder: Path) -> list[Case]:
         "DICOM declaring 0 rows",
         "zero-rows.dcm",
         None,
-        "too small",
+        "does not give the image size",
         writer=lambda p: write_dicom(p, np.zeros((64, 64)), Rows=0),
     )
     add(
