@@ -1,0 +1,260 @@
+"""Whole volumes: a NIfTI volume, a multi-frame DICOM or a DICOM series, as an ordered stack of slices, each
+prepared exactly as the single-slice loader prepares it, so a slice scores the same alone or in its volume.
+
+DICOM series are grouped by SeriesInstanceUID and ordered along the slice normal (ImageOrientationPatient
+x ImagePositionPatient), InstanceNumber where positions are missing; mixed series, gaps in position and
+inconsistent sizes are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .imaging import ImageLoadError, _check_declared, _check_size, _normalise, load_image
+from .inference import Predictor, score_components
+from .scoring import ComponentMaps, ScoreWeights
+
+MAX_SLICES = 1024
+MAX_VOXELS = 64 * 2**20  # e.g. 512 x 512 x 256: 256 MB as float32
+
+
+@dataclass
+class Volume:
+    slices: list[np.ndarray]  # (H, W) float32 in [0, 1] each, in order
+    meta: dict[str, Any] = field(default_factory=dict)  # source, axis, Modality, spacing: never identifiers
+    affine: np.ndarray | None = None  # NIfTI: the canonical image's affine, for writing maps back aligned
+    labels: list[str] = field(default_factory=list)  # what each slice is called (slice number, file name)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+
+def load_volume(paths: list[str | os.PathLike], axis: int = 2, volume_index: int = 0) -> Volume:
+    """One NIfTI file, one multi-frame DICOM, or the files of one DICOM series, as a :class:`Volume`."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ImageLoadError("no file was given")
+    if len(paths) == 1 and paths[0].name.lower().endswith((".nii", ".nii.gz")):
+        return _nifti_volume(paths[0], axis, volume_index)
+    if len(paths) == 1:
+        return _multiframe(paths[0])
+    return dicom_series(paths)
+
+
+def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception as err:
+        raise ImageLoadError(f"{path.name} is not a readable NIfTI file ({type(err).__name__})") from err
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) or len(img.shape) not in (3, 4):
+        raise ImageLoadError(f"{path.name} is not a 3-D or 4-D NIfTI volume")
+    _check_declared(path, int(np.prod(img.shape[:3], dtype=np.int64)) * img.header.get_data_dtype().itemsize)
+    if len(img.shape) == 4 and not 0 <= volume_index < img.shape[3]:
+        raise ImageLoadError(f"{path.name} holds {img.shape[3]} volumes; volume {volume_index} does not exist")
+    if axis not in (0, 1, 2):
+        raise ImageLoadError(f"slice axis must be 0, 1 or 2, got {axis}")
+    if int(np.prod(img.shape[:3], dtype=np.int64)) > MAX_VOXELS:
+        raise ImageLoadError(f"{path.name} has more than {MAX_VOXELS:,} voxels per volume; it is too large to score")
+    data = img.dataobj[..., volume_index] if len(img.shape) == 4 else img.dataobj
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine))
+    vol = np.asarray(canonical.dataobj)
+    if vol.shape[axis] > MAX_SLICES:
+        raise ImageLoadError(f"{path.name} has {vol.shape[axis]} slices along axis {axis}; at most {MAX_SLICES}")
+    slices = []
+    for i in range(vol.shape[axis]):
+        sl = np.rot90(np.take(vol, i, axis=axis))  # the single-slice loader's orientation and scaling
+        _check_size(*sl.shape)
+        slices.append(np.ascontiguousarray(_normalise(sl)))
+    zooms = canonical.header.get_zooms()[:3]
+    meta = {
+        "source": "NIfTI volume",
+        "axis": axis,
+        "slices": len(slices),
+        "shape": [int(d) for d in vol.shape],
+        "volume": volume_index,
+        "slice_spacing_mm": float(zooms[axis]),
+    }
+    return Volume(slices, meta, canonical.affine, [f"slice {i}" for i in range(len(slices))])
+
+
+def _multiframe(path: Path) -> Volume:
+    first = load_image(path)
+    frames = int(first.meta.get("frames", 1))
+    if frames < 2:
+        raise ImageLoadError(
+            f"{path.name} holds one image, not a volume: give a NIfTI volume, a multi-frame DICOM or several "
+            "DICOM files of one series"
+        )
+    if frames > MAX_SLICES:
+        raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
+    slices = [first.grey] + [load_image(path, frame=i).grey for i in range(1, frames)]
+    meta = {"source": "multi-frame DICOM", "slices": frames, "Modality": first.meta.get("Modality")}
+    return Volume(slices, meta, None, [f"frame {i}" for i in range(frames)])
+
+
+@dataclass
+class _SeriesFile:
+    path: Path
+    series: str
+    position: float | None
+    instance: int | None
+    size: tuple[int, int]
+
+
+def _series_file(path: Path) -> _SeriesFile:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as err:
+        raise ImageLoadError(f"{path.name} is not a readable DICOM file ({type(err).__name__})") from err
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ImageLoadError(f"{path.name} is not a DICOM image (no Rows/Columns)")
+    position = None
+    try:
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        normal = np.cross(iop[:3], iop[3:])
+        if np.linalg.norm(normal) > 0.5:
+            position = float(ipp @ normal)
+    except (AttributeError, TypeError, ValueError):
+        position = None
+    instance = ds.get("InstanceNumber")
+    return _SeriesFile(
+        path,
+        str(ds.get("SeriesInstanceUID", "")),
+        position,
+        int(instance) if instance not in (None, "") else None,
+        (int(ds.Rows), int(ds.Columns)),
+    )
+
+
+def dicom_series(paths: list[Path]) -> Volume:
+    """The files of one DICOM series as a volume in anatomical order; refuses what would mislead."""
+    if len(paths) > MAX_SLICES:
+        raise ImageLoadError(f"{len(paths)} files; a series may have at most {MAX_SLICES} slices")
+    files = [_series_file(p) for p in paths]
+    series = sorted({f.series for f in files})
+    if len(series) > 1:
+        counts = ", ".join(f"{sum(f.series == s for f in files)} files" for s in series)
+        raise ImageLoadError(
+            f"the files belong to {len(series)} different series ({counts}); upload the files of one series"
+        )
+    sizes = sorted({f.size for f in files})
+    if len(sizes) > 1:
+        shown = ", ".join(f"{c}×{r}" for r, c in sizes)
+        raise ImageLoadError(f"the slices of this series have different sizes ({shown}); they cannot form a volume")
+    notes = []
+    if all(f.position is not None for f in files):
+        files.sort(key=lambda f: f.position)
+        pos = np.array([f.position for f in files])
+        steps = np.diff(pos)
+        if (steps < 1e-3).any():
+            k = int(np.argmax(steps < 1e-3))
+            raise ImageLoadError(
+                f"{files[k].path.name} and {files[k + 1].path.name} are at the same position; "
+                "the series holds duplicate slices"
+            )
+        spacing = float(np.median(steps))
+        gaps = np.flatnonzero(steps > 1.5 * spacing)
+        if len(gaps):
+            k = int(gaps[0])
+            raise ImageLoadError(
+                f"slices are missing: {steps[k]:.1f} mm between {files[k].path.name} and "
+                f"{files[k + 1].path.name}, where the slices are {spacing:.1f} mm apart"
+            )
+        order = "ImagePositionPatient along the slice normal"
+    elif all(f.instance is not None for f in files):
+        files.sort(key=lambda f: f.instance)
+        spacing = None
+        order = "InstanceNumber (the files give no positions)"
+        notes.append("ordered by InstanceNumber: gaps cannot be checked without positions")
+    else:
+        raise ImageLoadError("the files give neither slice positions nor instance numbers; their order is unknown")
+    images = [load_image(f.path) for f in files]
+    meta = {
+        "source": "DICOM series",
+        "slices": len(images),
+        "order": order,
+        "Modality": images[0].meta.get("Modality"),
+        "slice_spacing_mm": spacing,
+    }
+    if notes:
+        meta["notes"] = notes
+    return Volume([im.grey for im in images], meta, None, [f.path.name for f in files])
+
+
+def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progress=None) -> ComponentMaps:
+    """Component maps of every slice, ``batch_size`` slices per network call; ``progress(fraction)`` after each."""
+    parts = []
+    for i in range(0, len(volume), batch_size):
+        parts.append(predictor.maps(volume.slices[i : i + batch_size]))
+        if progress is not None:
+            progress(min(1.0, (i + batch_size) / len(volume)))
+    return ComponentMaps(torch.cat([m.per_scale for m in parts]), torch.cat([m.prototype for m in parts]))
+
+
+def volume_report(
+    predictor: Predictor, volume: Volume, maps: ComponentMaps, weights: ScoreWeights | None = None
+) -> dict:
+    """Per-slice scores and components, the checkpoint's threshold, and the most anomalous slice with the
+    page's verdict for it: what ``/analyze_volume`` and ``spmamba predict VOLUME`` return."""
+    scores = predictor.score(maps, weights)
+    totals = scores.total.numpy()
+    finite = np.where(np.isfinite(totals), totals, -np.inf)
+    top = int(np.argmax(finite))
+    meta = {**volume.meta}
+    judgement = predictor.judge(float(totals[top]), meta)
+    threshold = (predictor.calibration or {}).get("threshold") if judgement.modality_match is not False else None
+    rows = []
+    for i in range(len(volume)):
+        rows.append(
+            {
+                "index": i,
+                "label": volume.labels[i] if i < len(volume.labels) else str(i),
+                **score_components(scores, i),
+                "above_threshold": None if threshold is None else bool(totals[i] >= threshold),
+            }
+        )
+    return {
+        "checkpoint": predictor.name,
+        "slices": len(volume),
+        "highest_slice": top,
+        "highest_score": float(totals[top]),
+        "threshold": threshold,
+        "slices_above_threshold": None if threshold is None else int((totals >= threshold).sum()),
+        "verdict_for_highest": judgement.to_dict(),
+        "per_slice": rows,
+        "volume": meta,
+    }
+
+
+def map_volume(volume: Volume, maps: ComponentMaps, weights: ScoreWeights) -> np.ndarray:
+    """The anomaly maps as a (X, Y, Z) array aligned with the canonical NIfTI the slices came from: each
+    map resized to its slice, the display rotation undone, stacked along the slicing axis."""
+    from .scoring import rescore
+
+    amap = rescore(maps, weights).anomaly_map
+    h, w = volume.slices[0].shape
+    resized = F.interpolate(amap[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
+    planes = [np.rot90(m, -1) for m in resized]  # the loader showed np.rot90(slice)
+    return np.stack(planes, axis=volume.meta["axis"]).astype(np.float32)
+
+
+def save_map_nifti(volume: Volume, maps: ComponentMaps, weights: ScoreWeights, path: str | os.PathLike) -> Path:
+    """The anomaly-map volume as NIfTI with the input's (canonical) affine, to open beside the scan."""
+    import nibabel as nib
+
+    if volume.affine is None:
+        raise ImageLoadError("only a NIfTI volume has an affine to align a map volume with")
+    nib.save(nib.Nifti1Image(map_volume(volume, maps, weights), volume.affine), str(path))
+    return Path(path)

@@ -1,0 +1,119 @@
+"""Whole volumes: slice order and grouping, and per-slice scores equal to single-slice scores."""
+
+import random
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from demo import handlers
+from demo.models import get_predictor
+from spmamba.imaging import ImageLoadError, load_image
+from spmamba.volume import load_volume, map_volume, save_map_nifti, volume_maps, volume_report
+from tests.conftest import SHIPPED, needs_checkpoint
+from tests.malformed import write_dicom
+
+
+def _head(shape=(48, 56, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape[::-1]], indexing="ij")
+    vol = (zz**2 / 1.2 + yy**2 + xx**2 < 0.8) * (500 + 100 * rng.standard_normal(shape[::-1]))
+    vol[shape[2] // 2, 10:16, 12:18] += 800  # one bright focus on the middle slice
+    return vol.transpose(2, 1, 0).astype(np.float32)  # (X, Y, Z)
+
+
+def test_nifti_volume_slices_are_the_single_slice_loaders_slices(tmp_path):
+    affine = np.array([[-1.0, 0, 0, 0], [0, 0, 1.2, 0], [0, -1.5, 0, 0], [0, 0, 0, 1]])  # flipped and permuted
+    nib.save(nib.Nifti1Image(_head(), affine), tmp_path / "v.nii.gz")
+    for axis in (0, 1, 2):
+        vol = load_volume([tmp_path / "v.nii.gz"], axis=axis)
+        assert len(vol) == vol.meta["slices"] == vol.meta["shape"][axis]
+        for i in (0, len(vol) // 2, len(vol) - 1):
+            single = load_image(tmp_path / "v.nii.gz", slice_index=i, axis=axis)
+            np.testing.assert_allclose(vol.slices[i], single.pixels, atol=1e-6)
+
+
+def _series(folder, n=8, gap_after=None, shuffle=True, series_uid=None, size=(64, 64)):
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = series_uid or pydicom.uid.generate_uid()
+    order = list(range(n))
+    if shuffle:
+        random.Random(0).shuffle(order)
+    paths = []
+    for k, i in enumerate(order):
+        z = 2.5 * i + (5.0 if gap_after is not None and i > gap_after else 0.0)
+        pixels = (np.arange(size[0] * size[1]).reshape(size) * (i + 1)) % 4000
+        paths.append(
+            write_dicom(
+                folder / f"file{k:02d}.dcm",
+                pixels,
+                Modality="CT",
+                SeriesInstanceUID=uid,
+                ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                ImagePositionPatient=[0, 0, z],
+                InstanceNumber=n - i,  # deliberately the reverse of the positions
+            )
+        )
+    return paths
+
+
+def test_dicom_series_is_ordered_along_the_slice_normal_not_by_file_name(tmp_path):
+    paths = _series(tmp_path / "s")
+    vol = load_volume(paths)
+    z = [pydicom.dcmread(tmp_path / "s" / name).ImagePositionPatient[2] for name in vol.labels]
+    assert z == sorted(z) and vol.meta["slice_spacing_mm"] == pytest.approx(2.5)
+    assert vol.meta["order"].startswith("ImagePositionPatient")
+
+
+def test_series_problems_are_refused_with_the_reason(tmp_path):
+    with pytest.raises(ImageLoadError, match=r"slices are missing: 7\.5 mm between .* 2\.5 mm apart"):
+        load_volume(_series(tmp_path / "gap", gap_after=3))
+    mixed = _series(tmp_path / "a", n=3) + _series(tmp_path / "b", n=2)
+    with pytest.raises(ImageLoadError, match="2 different series"):
+        load_volume(mixed)
+    uid = pydicom.uid.generate_uid()
+    sizes = _series(tmp_path / "c", n=3, series_uid=uid) + _series(tmp_path / "d", n=1, series_uid=uid, size=(32, 64))
+    with pytest.raises(ImageLoadError, match="different sizes"):
+        load_volume(sizes)
+    one = _series(tmp_path / "e", n=1)
+    with pytest.raises(ImageLoadError, match="holds one image, not a volume"):
+        load_volume(one)
+
+
+def test_multiframe_dicom_is_a_volume(tmp_path):
+    frames = np.stack([(np.arange(64 * 64).reshape(64, 64) * (k + 1)) % 4000 for k in range(5)])
+    path = write_dicom(tmp_path / "m.dcm", frames, NumberOfFrames=5)
+    vol = load_volume([path])
+    assert len(vol) == 5 and vol.meta["source"] == "multi-frame DICOM"
+
+
+@needs_checkpoint
+def test_per_slice_scores_equal_single_slice_scores(tmp_path):
+    nib.save(nib.Nifti1Image(_head(), np.diag([1.0, 1.0, 3.0, 1.0])), tmp_path / "v.nii.gz")
+    predictor = get_predictor(str(SHIPPED))
+    vol = load_volume([tmp_path / "v.nii.gz"])
+    seen = []
+    maps = volume_maps(predictor, vol, batch_size=5, progress=seen.append)
+    assert seen[-1] == 1.0 and len(seen) == 3  # 12 slices in batches of 5
+    report = volume_report(predictor, vol, maps)
+    for i in (2, 5, 6, 9):  # the first and last slices are blank, which the page refuses alone
+        single = handlers.analyze(str(tmp_path / "v.nii.gz"), str(SHIPPED), handlers.ImageOptions(index=i, axis=2))
+        alone = handlers.render(single, single.weights).scores["total"]
+        assert report["per_slice"][i]["total"] == pytest.approx(alone, rel=1e-4, abs=1e-5)
+    totals = [r["total"] for r in report["per_slice"]]
+    assert report["highest_slice"] == int(np.argmax(totals)) and report["slices"] == 12
+    out = save_map_nifti(vol, maps, predictor.weights, tmp_path / "map.nii.gz")
+    saved = nib.load(out)
+    assert saved.shape == tuple(vol.meta["shape"]) and np.allclose(saved.affine, vol.affine)
+    # the map of slice k sits where slice k came from: shown the loader's way, it is slice k's map
+    import torch.nn.functional as F
+
+    from spmamba.scoring import rescore
+
+    k = report["highest_slice"]
+    shown = np.rot90(np.take(np.asarray(saved.dataobj), k, axis=2))
+    amap = rescore(maps, predictor.weights).anomaly_map[k : k + 1, None]
+    expected = F.interpolate(amap, size=vol.slices[k].shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    np.testing.assert_allclose(shown, expected, atol=1e-5)
+    assert np.array_equal(map_volume(vol, maps, predictor.weights), np.asarray(saved.dataobj))
