@@ -36,6 +36,7 @@ from .examples import Example, build_examples, file_digest
 from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
 from .segment import segment_endpoint, segment_tab
+from .volume import PROFILE_CLICK_JS, volume_endpoint, volume_tab
 
 BANNER = (
     "**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
@@ -539,10 +540,14 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
         state = gr.State(None, time_to_live=3600)
         analyse_tab(site, state)
         batch_tab(site)
+        if site.checkpoints:
+            volume_tab(site.checkpoints, user_errors, PRIVATE, network)
         if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
             segment_tab(seg_checkpoints, user_errors, PRIVATE, network)
         scan_tab(state)
         api(site)
+        if site.checkpoints:
+            volume_endpoint(site.checkpoints, user_errors, network)
         if seg_checkpoints:
             segment_endpoint(seg_checkpoints, user_errors, network)
     return demo
@@ -608,6 +613,7 @@ def launch_options(args: argparse.Namespace, examples: list[Example]) -> dict:
         server_port=args.port,
         max_file_size=int(args.max_upload_mb * 1024**2),
         allowed_paths=allowed_paths(examples),
+        head=PROFILE_CLICK_JS,
     )
 
 

@@ -84,11 +84,16 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
     return items
 
 
-def _purge_scratch(now: float) -> None:
+def scratch_dir() -> Path:
+    """A fresh folder for one request's downloads; folders older than SCRATCH_TTL are removed first."""
+    now = time.time()
     if SCRATCH.is_dir():
         for d in SCRATCH.iterdir():
             if now - d.stat().st_mtime > SCRATCH_TTL:
                 shutil.rmtree(d, ignore_errors=True)
+    out_dir = SCRATCH / uuid.uuid4().hex
+    out_dir.mkdir(parents=True)
+    return out_dir
 
 
 BATCH_COLUMNS = ["file", "score", "verdict", "normal percentile", "modality", "message"]
@@ -104,10 +109,7 @@ def score_files(
     """
     if not paths:
         raise ImageLoadError("no files were given")
-    now = time.time()
-    _purge_scratch(now)
-    out_dir = SCRATCH / uuid.uuid4().hex
-    out_dir.mkdir(parents=True)
+    out_dir = scratch_dir()
     predictor = get_predictor(checkpoint)
     with tempfile.TemporaryDirectory(prefix="spmamba-zip-") as work:
         items = expand_uploads(list(paths), Path(work))

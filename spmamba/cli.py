@@ -91,7 +91,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     reports, failed = [], 0
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
-    for name in args.files:
+    volumes = [[f] for f in args.files if f.lower().endswith((".nii", ".nii.gz"))]
+    if args.series:
+        volumes.append([f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))])
+    for files in volumes:
+        report = _predict_volume(files, available, predictors, args)
+        failed += report is None
+        reports += [report] if report else []
+    singles = [] if args.series else [f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))]
+    for name in singles:
         try:
             img = load_image(name)
         except ImageLoadError as err:
@@ -189,6 +197,44 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _predict_volume(files: list[str], available: dict, predictors: dict, args: argparse.Namespace) -> dict | None:
+    """One volume (a NIfTI file, or the DICOM files of one series): per-slice scores and the highest slice,
+    printed unless ``--json``; None when it cannot be read."""
+    from .imaging import ImageLoadError
+    from .inference import Predictor, image_modalities
+    from .volume import load_volume, save_map_nifti, volume_maps, volume_report
+    from .zoo import preselect
+
+    name = files[0] if len(files) == 1 else f"series of {len(files)} files"
+    try:
+        volume = load_volume(files)
+    except ImageLoadError as err:
+        print(f"{name}: cannot be read: {err}", file=sys.stderr)
+        return None
+    label, note = preselect(image_modalities(volume.meta), available, next(iter(available)))
+    p = predictors.setdefault(label, Predictor(available[label]))
+    maps = volume_maps(p, volume)
+    report = {"file": name, **volume_report(p, volume, maps), "notes": [note] if note else []}
+    if args.overlay and volume.affine is not None:
+        out = Path(args.overlay) / (Path(files[0]).name.split(".")[0] + "-anomaly-map.nii.gz")
+        report["map"] = str(save_map_nifti(volume, maps, p.weights, out))
+    if args.json:
+        return report
+    top = report["per_slice"][report["highest_slice"]]
+    above = report["slices_above_threshold"]
+    print(
+        f"{name}: {report['slices']} slices; highest: {top['label']} (index {report['highest_slice']}), score "
+        f"{top['total']:.4g} — {report['verdict_for_highest']['verdict']}"
+        + (f"; {above} slice(s) at or above the threshold" if above is not None else "")
+        + f" [{report['checkpoint']}]"
+    )
+    for row in report["per_slice"]:
+        print(f"  {row['label']}: {row['total']:.4g}{'  *' if row['above_threshold'] else ''}")
+    for n in report["notes"]:
+        print(f"  note: {n}")
+    return report
+
+
 def add_options(parser: argparse.ArgumentParser, options: type) -> None:
     """One argument per dataclass field, with the field's default and help: the defaults live in one place.
 
@@ -238,14 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="score image files as the demo does: verdict, percentile, components")
-    pr.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG/TIFF, DICOM or NIfTI files")
+    pr.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="PNG/JPEG/TIFF or DICOM files; a NIfTI file is scored slice by slice as a volume",
+    )
     pr.add_argument(
         "--checkpoint",
         default=None,
         help="checkpoint to use (default: the one in weights/ trained on the image's modality)",
     )
     pr.add_argument("--json", action="store_true", help="print the results as JSON, as /analyze returns them")
-    pr.add_argument("--overlay", default=None, metavar="DIR", help="write each anomaly-map overlay PNG here")
+    pr.add_argument(
+        "--overlay",
+        default=None,
+        metavar="DIR",
+        help="write each anomaly-map overlay PNG here (for a NIfTI volume: the map volume, aligned with it)",
+    )
+    pr.add_argument("--series", action="store_true", help="the DICOM files given form one series: score it as a volume")
     pr.add_argument("--threads", type=int, default=None)
     pr.set_defaults(func=cmd_predict)
 

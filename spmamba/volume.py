@@ -76,6 +76,7 @@ def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
         slices.append(np.ascontiguousarray(_normalise(sl)))
     zooms = canonical.header.get_zooms()[:3]
     meta = {
+        "format": "NIfTI",
         "source": "NIfTI volume",
         "axis": axis,
         "slices": len(slices),
@@ -97,7 +98,7 @@ def _multiframe(path: Path) -> Volume:
     if frames > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
     slices = [first.grey] + [load_image(path, frame=i).grey for i in range(1, frames)]
-    meta = {"source": "multi-frame DICOM", "slices": frames, "Modality": first.meta.get("Modality")}
+    meta = {"format": "DICOM", "source": "multi-frame DICOM", "slices": frames, "Modality": first.meta.get("Modality")}
     return Volume(slices, meta, None, [f"frame {i}" for i in range(frames)])
 
 
@@ -182,6 +183,7 @@ def dicom_series(paths: list[Path]) -> Volume:
         raise ImageLoadError("the files give neither slice positions nor instance numbers; their order is unknown")
     images = [load_image(f.path) for f in files]
     meta = {
+        "format": "DICOM",
         "source": "DICOM series",
         "slices": len(images),
         "order": order,

@@ -117,3 +117,66 @@ def test_per_slice_scores_equal_single_slice_scores(tmp_path):
     expected = F.interpolate(amap, size=vol.slices[k].shape, mode="bilinear", align_corners=False)[0, 0].numpy()
     np.testing.assert_allclose(shown, expected, atol=1e-5)
     assert np.array_equal(map_volume(vol, maps, predictor.weights), np.asarray(saved.dataobj))
+
+
+@needs_checkpoint
+def test_predict_scores_a_nifti_volume_and_a_dicom_series(tmp_path, capsys):
+    import json
+
+    from spmamba.cli import main
+
+    nib.save(nib.Nifti1Image(_head(), np.eye(4)), tmp_path / "v.nii.gz")
+    assert main(["predict", str(tmp_path / "v.nii.gz"), "--json", "--overlay", str(tmp_path / "maps")]) == 0
+    report = json.loads(capsys.readouterr().out)[0]
+    assert report["slices"] == 12 and 0 <= report["highest_slice"] < 12 and len(report["per_slice"]) == 12
+    assert nib.load(report["map"]).shape == (48, 56, 12)
+    paths = _series(tmp_path / "s", n=4)
+    assert main(["predict", *map(str, paths), "--series"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("series of 4 files: 4 slices; highest: file") and out.count("\n  file") == 4
+
+
+@needs_checkpoint
+def test_volume_tab_handlers_read_a_zipped_series_and_rescore_without_the_network(tmp_path, monkeypatch):
+    import csv
+    import zipfile
+
+    from demo import volume as tab
+    from spmamba import volume as lib
+
+    paths = _series(tmp_path / "s", n=6)
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as z:
+        for p in paths:
+            z.write(p, f"series/{p.name}")
+    checkpoints = {"chest": str(SHIPPED)}
+    va, label = tab.analyse_volume([str(tmp_path / "series.zip")], checkpoints, None)
+    assert label == "chest" and len(va.volume) == 6 and va.volume.meta["source"] == "DICOM series"
+    assert any("not meaningful" in n or "CT" in n for n in va.notes)  # a CT series on the chest model says so
+    rep = tab.report(va)
+    assert rep["threshold"] is None  # no normal range for a modality the model was not trained on
+
+    def no_network(*_):
+        raise AssertionError("the network ran again")
+
+    monkeypatch.setattr(lib.Predictor, "maps", no_network)
+    other = tab.report(va, va.weights.__class__.max_only())
+    assert [r["total"] for r in other["per_slice"]] != [r["total"] for r in rep["per_slice"]]
+    picture, text = tab.slice_view(va, rep["highest_slice"], va.weights)
+    assert picture.shape[2] == 3 and "cannot judge" in text
+    rows = list(csv.DictReader(open(tab.write_csv(rep, tmp_path))))
+    assert [int(r["index"]) for r in rows] == list(range(6))
+    fig = tab.profile_figure(rep, 2, None)
+    assert list(fig.data[0].x) == list(range(6)) and fig.data[1].x == (2,)
+
+
+@needs_checkpoint
+def test_analyze_volume_api_through_the_client(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    nib.save(nib.Nifti1Image(_head(), np.eye(4)), tmp_path / "v.nii.gz")
+    result = Client(app_url, verbose=False).predict(
+        [handle_file(str(tmp_path / "v.nii.gz"))], api_name="/analyze_volume"
+    )
+    assert result["slices"] == 12 and len(result["per_slice"]) == 12
+    assert result["highest_slice"] == int(np.argmax([r["total"] for r in result["per_slice"]]))
+    assert result["volume"]["source"] == "NIfTI volume"

@@ -1,0 +1,261 @@
+"""The Volume tab: every slice of a NIfTI volume, a multi-frame DICOM or a DICOM series scored in batches, a
+slice-score profile, the most anomalous slice first. Handlers are plain functions; ``volume_tab`` wires them.
+
+The network runs once per volume; the weight sliders re-score every slice from the cached maps.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+from skimage.transform import resize
+
+from spmamba.imaging import ImageLoadError
+from spmamba.inference import image_modalities
+from spmamba.scoring import ScoreWeights
+from spmamba.visualize import overlay
+from spmamba.volume import Volume, load_volume, save_map_nifti, volume_maps, volume_report
+from spmamba.zoo import preselect
+
+from .batch import expand_uploads, scratch_dir
+from .handlers import DISPLAY_MAX, weights_from_sliders
+from .models import get_predictor
+
+# Clicking a point of the profile moves the slice slider (Gradio's plotly component sends no clicks itself).
+PROFILE_CLICK_JS = """
+<script>
+setInterval(() => {
+  const plot = document.querySelector('#volume-profile .js-plotly-plot');
+  if (!plot || plot.__sliceClick || !plot.on) return;
+  plot.__sliceClick = true;
+  plot.on('plotly_click', (ev) => {
+    const box = document.querySelector('#volume-slice input[type=number]');
+    if (!box || !ev.points.length) return;
+    box.value = ev.points[0].x;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    box.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+    box.dispatchEvent(new Event('change', {bubbles: true}));
+  });
+}, 500);
+</script>
+"""
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".zip")
+
+
+@dataclass
+class VolumeAnalysis:
+    """Per-session cache: the slices and their component maps, nothing identifying the patient."""
+
+    volume: Volume
+    maps: object  # ComponentMaps of every slice
+    checkpoint: str
+    weights: ScoreWeights
+    notes: list[str] = field(default_factory=list)
+
+
+def volume_files(paths: list[str], workdir: Path) -> list[str]:
+    """Uploaded files, with ZIP archives opened (by the batch tab's safe extraction)."""
+    files = []
+    for item in expand_uploads(list(paths), workdir):
+        if item.error:
+            raise ImageLoadError(f"{item.name}: {item.error}")
+        files.append(str(item.path))
+    return files
+
+
+def analyse_volume(
+    paths: list[str],
+    checkpoints: dict[str, str],
+    label: str | None,
+    axis: int = 2,
+    volume_index: int = 0,
+    progress=None,
+) -> tuple[VolumeAnalysis, str]:
+    """Load the volume, choose the checkpoint by modality, run every slice through the network once."""
+    if not paths:
+        raise ImageLoadError("no file was given")
+    with tempfile.TemporaryDirectory(prefix="spmamba-volume-") as tmp:  # extracted series files, removed at once
+        volume = load_volume(volume_files(paths, Path(tmp)), axis=axis, volume_index=volume_index)
+    label, note = preselect(image_modalities(volume.meta), checkpoints, label or next(iter(checkpoints)))
+    predictor = get_predictor(checkpoints[label])
+    maps = volume_maps(predictor, volume, progress=progress)
+    notes = [note] if note else []
+    notes += volume.meta.get("notes", [])
+    return VolumeAnalysis(volume, maps, checkpoints[label], predictor.weights, notes), label
+
+
+def report(va: VolumeAnalysis, weights: ScoreWeights | None = None) -> dict:
+    return volume_report(get_predictor(va.checkpoint), va.volume, va.maps, weights or va.weights)
+
+
+def profile_figure(rep: dict, current: int | None, calibration: dict | None) -> go.Figure:
+    """Score per slice, with the calibrated threshold and the range of normal validation scores (5th-95th
+    percentile) when the checkpoint was trained on this modality."""
+    rows = rep["per_slice"]
+    x = [r["index"] for r in rows]
+    y = [r["total"] for r in rows]
+    fig = go.Figure()
+    if rep["threshold"] is not None and calibration:
+        q = calibration.get("normal_quantiles", {})
+        if "5" in q and "95" in q:
+            fig.add_hrect(y0=q["5"], y1=q["95"], fillcolor="#4c9f70", opacity=0.15, line_width=0)
+            fig.add_annotation(x=x[-1], y=q["95"], text="normal range (5–95%)", showarrow=False, yshift=8)
+        fig.add_hline(y=rep["threshold"], line_dash="dash", line_color="#c0392b")
+        fig.add_annotation(x=x[0], y=rep["threshold"], text="threshold", showarrow=False, yshift=8, xanchor="left")
+    fig.add_trace(
+        go.Scatter(x=x, y=y, mode="lines+markers", name="score", hovertext=[r["label"] for r in rows], marker_size=6)
+    )
+    if current is not None and 0 <= current < len(rows):
+        fig.add_trace(
+            go.Scatter(
+                x=[current], y=[y[current]], mode="markers", name="shown", marker=dict(size=14, symbol="circle-open")
+            )
+        )
+    fig.update_layout(
+        height=300,
+        margin=dict(l=40, r=20, t=30, b=40),
+        xaxis_title="slice (click one to show it)",
+        yaxis_title="anomaly score",
+        showlegend=False,
+        title=f"highest: {rows[rep['highest_slice']]['label']}",
+    )
+    return fig
+
+
+def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.ndarray, str]:
+    """Slice k with its anomaly map over it, and its score placed as the Analyse tab places it."""
+    from spmamba.scoring import rescore
+
+    k = int(np.clip(k, 0, len(va.volume) - 1))
+    grey = va.volume.slices[k]
+    scale = DISPLAY_MAX / max(grey.shape)
+    display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
+    s = rescore(type(va.maps)(va.maps.per_scale[k : k + 1], va.maps.prototype[k : k + 1]), weights)
+    amap = s.anomaly_map[0].numpy()
+    lo, hi = float(amap.min()), float(amap.max())
+    picture = overlay(display.astype(np.float32), amap, lo, hi, 0.45, lo + 0.9 * (hi - lo))
+    judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta)
+    label = va.volume.labels[k] if k < len(va.volume.labels) else str(k)
+    text = f"**{label}** ({k + 1} of {len(va.volume)}). " + judgement.text
+    return picture, "\n\n".join([text] + [f"⚠️ {n}" for n in va.notes])
+
+
+def write_csv(rep: dict, folder: Path) -> Path:
+    path = folder / "slice_scores.csv"
+    keys = ["index", "label", "total", "reconstruction", "prototype", "concentration", "contrast", "above_threshold"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rep["per_slice"])
+    return path
+
+
+def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network: dict) -> None:
+    state = gr.State(None, time_to_live=3600)
+    with gr.Tab("Volume"):
+        gr.Markdown(
+            "Score every slice of a volume: a NIfTI file, a multi-frame DICOM, or the DICOM files of one series "
+            "(several files or a ZIP). The most anomalous slice is shown first; click the profile or move the "
+            "slider to browse."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(
+                    file_count="multiple", type="filepath", label="Volume or series", elem_id="volume-files"
+                )
+                model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
+                with gr.Row():
+                    axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis")
+                    vol_index = gr.Number(0, precision=0, minimum=0, label="NIfTI volume (4-D)")
+                go_btn = gr.Button("Score the volume", variant="primary")
+                with gr.Accordion("Score weights (re-score every slice from cached maps)", open=False):
+                    alpha = gr.Slider(0, 2, 1.0, step=0.05, label="α prototype")
+                    beta = gr.Slider(-0.2, 0.2, -0.025, step=0.005, label="β concentration")
+                    gamma = gr.Slider(0, 5000, 400, step=10, label="γ contrast")
+                csv_file = gr.File(label="Per-slice scores (CSV)")
+                map_file = gr.File(label="Anomaly map as NIfTI, aligned with the input")
+            with gr.Column(scale=2):
+                profile = gr.Plot(label="Slice-score profile", elem_id="volume-profile")
+                index = gr.Slider(0, 1, 0, step=1, label="Slice", elem_id="volume-slice")
+                picture = gr.Image(label="Slice and its anomaly map", type="numpy", elem_id="volume-slice-image")
+                verdict = gr.Markdown(elem_id="volume-verdict")
+
+    def weights_of(va, a, b, g):
+        return weights_from_sliders(va.weights, a, b, g, va.weights.dog_sigma, va.weights.dog_k_sigma)
+
+    @user_errors
+    def run(paths, label, axis_v, vol_v, progress=gr.Progress()):
+        va, label = analyse_volume(
+            paths or [], checkpoints, label, int(axis_v), int(vol_v or 0), progress=lambda f: progress(f, desc="slices")
+        )
+        rep = report(va)
+        folder = scratch_dir()
+        top = rep["highest_slice"]
+        picture_v, text = slice_view(va, top, va.weights)
+        w = va.weights
+        return {
+            state: va,
+            model: label,
+            profile: profile_figure(rep, top, get_predictor(va.checkpoint).calibration),
+            index: gr.update(maximum=max(len(va.volume) - 1, 1), value=top),
+            picture: picture_v,
+            verdict: text,
+            csv_file: str(write_csv(rep, folder)),
+            map_file: str(save_map_nifti(va.volume, va.maps, w, folder / "anomaly_map.nii.gz"))
+            if va.volume.affine is not None
+            else None,
+            alpha: w.alpha,
+            beta: w.beta,
+            gamma: w.gamma,
+        }
+
+    @user_errors
+    def show(va, k, a, b, g):
+        if va is None:
+            return {picture: gr.skip(), verdict: gr.skip(), profile: gr.skip()}
+        w = weights_of(va, a, b, g)
+        picture_v, text = slice_view(va, int(k), w)
+        rep = report(va, w)
+        return {
+            picture: picture_v,
+            verdict: text,
+            profile: profile_figure(rep, int(k), get_predictor(va.checkpoint).calibration),
+        }
+
+    outputs = [state, model, profile, index, picture, verdict, csv_file, map_file, alpha, beta, gamma]
+    go_btn.click(run, [files, model, axis, vol_index], outputs, **network, **private)
+    for control in (index, alpha, beta, gamma):
+        control.change(
+            show, [state, index, alpha, beta, gamma], [picture, verdict, profile], show_progress="hidden", **private
+        )
+
+
+def volume_api(checkpoints: dict[str, str], paths: list[str] | None, checkpoint: str = "") -> dict:
+    """The /analyze_volume endpoint as a plain function: per-slice scores and the index of the highest."""
+    if checkpoint and checkpoint not in checkpoints:
+        raise gr.Error(f"Unknown checkpoint {checkpoint!r}; choose one of: {', '.join(checkpoints)}.")
+    chosen = {checkpoint: checkpoints[checkpoint]} if checkpoint else checkpoints
+    va, _ = analyse_volume(list(paths or []), chosen, checkpoint or None)
+    return {**report(va), "notes": va.notes}
+
+
+def volume_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> None:
+    files = gr.File(visible=False, file_count="multiple", type="filepath")
+    checkpoint = gr.Textbox("", visible=False)
+    result = gr.JSON(visible=False)
+    trigger = gr.Button(visible=False)
+
+    @user_errors
+    def analyze_volume(paths, label=""):
+        """Per-slice scores of a NIfTI volume, a multi-frame DICOM or the files of one DICOM series (or a ZIP of
+        them), and the index of the highest-scoring slice; the checkpoint defaults to the one trained on the
+        volume's modality."""
+        return volume_api(checkpoints, paths, label or "")
+
+    trigger.click(analyze_volume, [files, checkpoint], result, api_name="analyze_volume", **network)
