@@ -1,6 +1,7 @@
 """Whole volumes: slice order and grouping, and per-slice scores equal to single-slice scores."""
 
 import random
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from demo import handlers
 from demo.models import get_predictor
+from spmamba.data import data_root
 from spmamba.imaging import ImageLoadError, load_image
 from spmamba.volume import load_volume, map_volume, save_map_nifti, volume_maps, volume_report
 from tests.conftest import SHIPPED, needs_checkpoint
@@ -180,3 +182,33 @@ def test_analyze_volume_api_through_the_client(app_url, tmp_path):
     assert result["slices"] == 12 and len(result["per_slice"]) == 12
     assert result["highest_slice"] == int(np.argmax([r["total"] for r in result["per_slice"]]))
     assert result["volume"]["source"] == "NIfTI volume"
+
+
+LGG = (data_root() or Path("/nonexistent")) / "lgg-flair" / "val"
+
+
+@needs_checkpoint
+@pytest.mark.skipif(
+    not LGG.is_dir(), reason="brain MRI data not found: set SPMAMBA_DATA or provide ../shared/data/lgg-flair"
+)
+def test_an_lgg_patient_rebuilt_as_a_nifti_volume_scores_as_its_slices(tmp_path):
+    from spmamba.data import labelled_folder, patient_id
+
+    samples = labelled_folder(LGG)
+    pid = sorted({patient_id(s.path) for s in samples})[0]
+    mine = sorted((s for s in samples if patient_id(s.path) == pid), key=lambda s: int(s.path.stem.rsplit("_", 1)[1]))
+    # (X, Y, Z) with the loader's display rotation undone, so slice k shows as the k-th PNG
+    stack = np.stack([np.rot90(load_image(s.path).grey, -1) for s in mine], axis=2)
+    nib.save(nib.Nifti1Image(stack, np.eye(4)), tmp_path / f"{pid}.nii.gz")
+    vol = load_volume([tmp_path / f"{pid}.nii.gz"])
+    assert len(vol) == len(mine)
+    predictor = get_predictor(str(SHIPPED))
+    report = volume_report(predictor, vol, volume_maps(predictor, vol))
+    for k in (0, len(mine) // 2):
+        png = load_image(mine[k].path).grey  # the same picture, stretched to [0, 1] as every NIfTI slice is
+        assert np.corrcoef(vol.slices[k].ravel(), png.ravel())[0, 1] > 0.9999
+        options = handlers.ImageOptions(index=k, axis=2)
+        alone = handlers.analyze(str(tmp_path / f"{pid}.nii.gz"), str(SHIPPED), options)
+        assert report["per_slice"][k]["total"] == pytest.approx(
+            handlers.render(alone, alone.weights).scores["total"], rel=1e-4, abs=1e-5
+        )
