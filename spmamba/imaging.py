@@ -256,11 +256,15 @@ _DICOM_SAFE = (
 MAX_DECODED_BYTES = 1 << 30  # a file may declare at most 1 GiB of pixel data (all frames or voxels together)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def _check_declared(path: Path, declared: int) -> None:
     if declared > MAX_DECODED_BYTES:
         raise ImageLoadError(
-            f"{path.name} declares {declared / 2**30:.1f} GiB of image data, more than the "
-            f"{MAX_DECODED_BYTES / 2**30:.0f} GiB allowed; it was not decoded"
+            f"{path.name} declares {_size(declared)} of image data, more than the {_size(MAX_DECODED_BYTES)} "
+            "allowed; it was not decoded"
         )
 
 
@@ -361,7 +365,11 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
             "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)"
         ) from err
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    if photometric.startswith(("RGB", "YBR")) or arr.ndim == 3:
+    if photometric == "PALETTE COLOR":  # indices into the file's colour table, not intensities
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    if photometric.startswith(("RGB", "YBR", "PALETTE")) or arr.ndim == 3:
         pixels = _normalise(arr)  # pydicom has already converted YBR (and JPEG 2000's RCT/ICT) to RGB
     else:
         values = apply_modality_lut(arr, ds).astype(np.float64)
@@ -379,7 +387,7 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         if photometric == "MONOCHROME1":
             pixels = 1.0 - pixels
     meta: dict[str, Any] = {"format": "DICOM", "frames": n_frames, "frame": frame if n_frames > 1 else 0}
-    if window is not None and not photometric.startswith(("RGB", "YBR")):
+    if window is not None and not photometric.startswith(("RGB", "YBR", "PALETTE")):
         meta["window"] = f"centre {window[0]:g}, width {window[1]:g}"
     if notes:
         meta["notes"] = notes

@@ -84,7 +84,7 @@ def test_nifti_declaring_a_huge_volume_is_refused_before_decoding(tmp_path):
     hdr.set_data_dtype(np.float32)
     raw = hdr.binaryblock + b"\0" * 4  # header + extension flag; the declared 4 GiB of voxels are absent
     (tmp_path / "bomb.nii.gz").write_bytes(gzip.compress(raw))
-    with pytest.raises(ImageLoadError, match=r"declares 4\.0 GiB of image data, more than the 1 GiB allowed"):
+    with pytest.raises(ImageLoadError, match=r"declares 4\.0 GiB of image data, more than the 1\.0 GiB allowed"):
         load_image(tmp_path / "bomb.nii.gz")
 
 
@@ -93,7 +93,7 @@ def test_multiframe_dicom_declaring_too_much_is_refused(tmp_path):
     ds = pydicom.dcmread(path)
     ds.NumberOfFrames = MAX_DECODED_BYTES // (64 * 64 * 2) + 1
     ds.save_as(path)
-    with pytest.raises(ImageLoadError, match="GiB of image data"):
+    with pytest.raises(ImageLoadError, match=r"declares 1\.0 GiB of image data, more than the 1\.0 GiB allowed"):
         load_image(path)
 
 
@@ -280,3 +280,54 @@ def test_analyze_with_an_unknown_checkpoint_label_says_so():
     site = Site({"chest": str(SHIPPED)}, [])
     with pytest.raises(gr.Error, match="Unknown checkpoint 'no-such-model'; choose one of: chest"):
         analyze_api(site, get_testdata_file("CT_small.dcm"), "no-such-model")
+
+
+# Families: every PhotometricInterpretation pydicom ships a sample of
+PHOTOMETRIC_SAMPLES = {
+    "MONOCHROME2": ("MR_small.dcm", 1),
+    "RGB": ("examples_rgb_color.dcm", 3),
+    "YBR_FULL": ("SC_rgb_dcmtk_+eb+cy+n1.dcm", 3),
+    "YBR_FULL_422": ("SC_ybr_full_422_uncompressed.dcm", 3),
+    "YBR_RCT": ("examples_jpeg2k.dcm", 3),
+    "PALETTE COLOR": ("examples_palette.dcm", 3),
+}
+
+
+@pytest.mark.parametrize("photometric", sorted(PHOTOMETRIC_SAMPLES))
+def test_every_photometric_interpretation_pydicom_ships_reads_as_its_kind(photometric):
+    from pydicom.data import get_testdata_file
+
+    name, channels = PHOTOMETRIC_SAMPLES[photometric]
+    img = load_image(get_testdata_file(name))
+    assert img.meta["PhotometricInterpretation"] == photometric
+    assert (img.pixels.ndim == 3) == (channels == 3) and 0 <= img.pixels.min() and img.pixels.max() <= 1
+
+
+def test_the_same_colour_picture_reads_alike_whether_stored_rgb_or_jpeg_2000():
+    from pydicom.data import get_testdata_file
+
+    rgb = load_image(get_testdata_file("examples_rgb_color.dcm")).pixels
+    j2k = load_image(get_testdata_file("examples_jpeg2k.dcm")).pixels
+    small = resize_to(j2k, rgb.shape[:2])
+    assert np.abs(small.mean((0, 1)) - rgb.mean((0, 1))).max() < 0.01  # one conversion: the same colours
+
+
+def resize_to(a, shape):
+    from skimage.transform import resize
+
+    return resize(a, (*shape, a.shape[2]), anti_aliasing=True)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.95, 1.05, 2.0])
+def test_declared_nifti_sizes_around_the_limit(tmp_path, monkeypatch, fraction):
+    import spmamba.imaging as imaging
+
+    monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)  # the rule at a size a test can afford
+    depth = int(fraction * (4 << 20) / (64 * 64 * 4))
+    vol = np.random.default_rng(0).random((64, 64, depth)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    if fraction <= 1:
+        assert load_image(tmp_path / "v.nii.gz").pixels.shape == (64, 64)
+    else:
+        with pytest.raises(ImageLoadError, match=r"MiB of image data, more than the 4 MiB allowed"):
+            load_image(tmp_path / "v.nii.gz")
