@@ -148,7 +148,17 @@ def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.nd
 
 def write_csv(rep: dict, folder: Path) -> Path:
     path = folder / "slice_scores.csv"
-    keys = ["index", "label", "total", "reconstruction", "prototype", "concentration", "contrast", "above_threshold"]
+    keys = [
+        "index",
+        "label",
+        "blank",
+        "total",
+        "reconstruction",
+        "prototype",
+        "concentration",
+        "contrast",
+        "above_threshold",
+    ]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         w.writeheader()

@@ -229,7 +229,8 @@ def _predict_volume(files: list[str], available: dict, predictors: dict, args: a
         + f" [{report['checkpoint']}]"
     )
     for row in report["per_slice"]:
-        print(f"  {row['label']}: {row['total']:.4g}{'  *' if row['above_threshold'] else ''}")
+        shown = "blank" if row["blank"] else f"{row['total']:.4g}{'  *' if row['above_threshold'] else ''}"
+        print(f"  {row['label']}: {shown}")
     for n in report["notes"]:
         print(f"  note: {n}")
     return report

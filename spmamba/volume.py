@@ -211,7 +211,10 @@ def volume_report(
     """Per-slice scores and components, the checkpoint's threshold, and the most anomalous slice with the
     page's verdict for it: what ``/analyze_volume`` and ``spmamba predict VOLUME`` return."""
     scores = predictor.score(maps, weights)
-    totals = scores.total.numpy()
+    blank = np.array([float(np.ptp(s)) == 0 for s in volume.slices])  # nothing to score, as a blank image alone
+    if blank.all():
+        raise ImageLoadError("every slice of this volume is blank: there is nothing to analyse")
+    totals = np.where(blank, np.nan, scores.total.numpy())
     finite = np.where(np.isfinite(totals), totals, -np.inf)
     top = int(np.argmax(finite))
     meta = {**volume.meta}
@@ -219,10 +222,15 @@ def volume_report(
     threshold = (predictor.calibration or {}).get("threshold") if judgement.modality_match is not False else None
     rows = []
     for i in range(len(volume)):
+        label = volume.labels[i] if i < len(volume.labels) else str(i)
+        if blank[i]:
+            rows.append({"index": i, "label": label, "blank": True, "total": None, "above_threshold": None})
+            continue
         rows.append(
             {
                 "index": i,
-                "label": volume.labels[i] if i < len(volume.labels) else str(i),
+                "label": label,
+                "blank": False,
                 **score_components(scores, i),
                 "above_threshold": None if threshold is None else bool(totals[i] >= threshold),
             }
@@ -233,7 +241,8 @@ def volume_report(
         "highest_slice": top,
         "highest_score": float(totals[top]),
         "threshold": threshold,
-        "slices_above_threshold": None if threshold is None else int((totals >= threshold).sum()),
+        "slices_above_threshold": None if threshold is None else int((finite >= threshold).sum()),
+        "blank_slices": int(blank.sum()),
         "verdict_for_highest": judgement.to_dict(),
         "per_slice": rows,
         "volume": meta,

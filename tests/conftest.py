@@ -52,6 +52,7 @@ def app_url(tmp_path_factory):
     """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
     from demo.app import allowed_paths, build_demo
     from demo.examples import build_examples
+    from demo.volume import PROFILE_CLICK_JS
 
     examples = build_examples(cache=tmp_path_factory.mktemp("examples"))
     demo = build_demo(examples)
@@ -61,6 +62,7 @@ def app_url(tmp_path_factory):
         server_port=None,
         quiet=True,
         allowed_paths=allowed_paths(examples),
+        head=PROFILE_CLICK_JS,
     )
     yield demo.local_url
     demo.close()

@@ -151,3 +151,32 @@ def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path
     page.locator("#examples").get_by_text("Synthetic chest phantom").click()
     page.wait_for_function("document.querySelector('#image-info').innerText.includes('PNG')", timeout=60_000)
     assert "Score" in page.locator("#verdict").inner_text()
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint not present")
+def test_volume_profile_opens_on_the_highest_slice_and_a_click_shows_another(page, tmp_path):
+    import nibabel as nib
+
+    from tests.test_volume import _head
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(_head(), np.eye(4)), tmp_path / "head.nii.gz")
+    page.get_by_role("tab", name="Volume").click()
+    page.locator("#volume-files input[type=file]").set_input_files(str(tmp_path / "head.nii.gz"))
+    page.get_by_role("button", name="Score the volume").click()
+    page.wait_for_function("document.querySelector('#volume-verdict').innerText.includes(' of 12)')", timeout=120_000)
+    first = page.locator("#volume-slice input[type=number]").input_value()
+    assert f"slice {first} ({int(first) + 1} of 12)" in page.locator("#volume-verdict").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser-volume-1.png"), full_page=True)
+    target = 4 if first != "4" else 5
+    page.wait_for_selector("#volume-profile .js-plotly-plot .scatterlayer .point", timeout=30_000)
+    points = page.locator("#volume-profile .js-plotly-plot .scatterlayer .trace").first.locator(".point")
+    point = points.nth(target - 1)  # slice 0 is blank: it has no point, so point k is slice k + 1
+    box = point.bounding_box()  # a real click where the point is drawn: plotly listens on the layer above it
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        f"document.querySelector('#volume-verdict').innerText.includes('slice {target} ({target + 1} of 12)')",
+        timeout=30_000,
+    )
+    assert page.locator("#volume-slice input[type=number]").input_value() == str(target)
+    page.screenshot(path=str(ARTIFACTS / "browser-volume-2.png"), full_page=True)

@@ -103,8 +103,11 @@ def test_per_slice_scores_equal_single_slice_scores(tmp_path):
         single = handlers.analyze(str(tmp_path / "v.nii.gz"), str(SHIPPED), handlers.ImageOptions(index=i, axis=2))
         alone = handlers.render(single, single.weights).scores["total"]
         assert report["per_slice"][i]["total"] == pytest.approx(alone, rel=1e-4, abs=1e-5)
-    totals = [r["total"] for r in report["per_slice"]]
-    assert report["highest_slice"] == int(np.argmax(totals)) and report["slices"] == 12
+    totals = [np.nan if r["total"] is None else r["total"] for r in report["per_slice"]]
+    assert report["highest_slice"] == int(np.nanargmax(totals)) and report["slices"] == 12
+    # the end slices hold nothing: blank, unscored, never the highest (a blank image alone is refused too)
+    assert [r["blank"] for r in report["per_slice"]] == [True] + [False] * 10 + [True]
+    assert report["blank_slices"] == 2
     out = save_map_nifti(vol, maps, predictor.weights, tmp_path / "map.nii.gz")
     saved = nib.load(out)
     assert saved.shape == tuple(vol.meta["shape"]) and np.allclose(saved.affine, vol.affine)
@@ -180,7 +183,8 @@ def test_analyze_volume_api_through_the_client(app_url, tmp_path):
         [handle_file(str(tmp_path / "v.nii.gz"))], api_name="/analyze_volume"
     )
     assert result["slices"] == 12 and len(result["per_slice"]) == 12
-    assert result["highest_slice"] == int(np.argmax([r["total"] for r in result["per_slice"]]))
+    totals = [np.nan if r["total"] is None else r["total"] for r in result["per_slice"]]
+    assert result["highest_slice"] == int(np.nanargmax(totals))
     assert result["volume"]["source"] == "NIfTI volume"
 
 
