@@ -180,3 +180,37 @@ def test_volume_profile_opens_on_the_highest_slice_and_a_click_shows_another(pag
     )
     assert page.locator("#volume-slice input[type=number]").input_value() == str(target)
     page.screenshot(path=str(ARTIFACTS / "browser-volume-2.png"), full_page=True)
+
+
+MR_CHECKPOINT = SHIPPED.parent / "lgg-flair-efficientnet_lite0.safetensors"
+CT_CHECKPOINT = SHIPPED.parent / "head-ct-efficientnet_lite0.safetensors"
+
+
+@pytest.mark.skipif(not MR_CHECKPOINT.is_file(), reason="brain MRI checkpoint not present")
+def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_request(page):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_role("tab", name="Analyse").click()
+    examples = page.locator("#examples")
+    if not examples.get_by_text("Brain MRI FLAIR, tumour").count():
+        pytest.skip("the brain MRI examples need ../shared/data/lgg-flair")
+    examples.get_by_text("Brain MRI FLAIR, tumour").click()
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=60_000)
+    assert "Switched to a checkpoint trained on MR images" in page.locator("#verdict").inner_text()
+    src = _overlay_src(page)
+    page.locator("#truth input").check()
+    page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "mr-tumour-with-truth.png"), full_page=True)
+
+
+@pytest.mark.skipif(not CT_CHECKPOINT.is_file(), reason="head CT checkpoint not present")
+def test_head_ct_example_is_judged_by_the_ct_checkpoint(page):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_role("tab", name="Analyse").click()
+    examples = page.locator("#examples")
+    if not examples.get_by_text("Head CT, haemorrhage").count():
+        pytest.skip("the head CT examples need ../shared/data/head-ct")
+    examples.get_by_text("Head CT, haemorrhage").click()
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=60_000)
+    text = page.locator("#verdict").inner_text()
+    assert "cannot judge" not in text and "normal range for this model" in text
+    page.screenshot(path=str(ARTIFACTS / "ct-haemorrhage.png"), full_page=True)
