@@ -128,7 +128,8 @@ def test_api_analyze_end_to_end(png, app_url):
     assert np.isfinite(result["scores"]["total"]) and overlay
     assert isinstance(result["above_threshold"], bool) and 0 <= result["percentile_among_normal"] <= 100
     assert result["checkpoint"] == SHIPPED.stem and result["modality_match"] is None
-    ct, _ = client.predict(handle_file(get_testdata_file("CT_small.dcm")), api_name="/analyze")
+    chest = next(k for k, v in list_checkpoints().items() if v == str(SHIPPED))  # named: no switch to a CT model
+    ct, _ = client.predict(handle_file(get_testdata_file("CT_small.dcm")), chest, api_name="/analyze")
     assert ct["image"]["Modality"] == "CT" and ct["modality_match"] is False
     assert ct["above_threshold"] is None and ct["percentile_among_normal"] is None
     assert "cannot judge" in ct["verdict"] and "cannot judge this kind of image" in ct["note"]
@@ -140,7 +141,10 @@ def test_api_analyze_end_to_end(png, app_url):
         client.predict(handle_file(bad), api_name="/analyze")
     result, _ = client.predict(handle_file(png), api_name="/analyze")  # still serving
     assert result["scores"]["total"] > 0
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/analyze"]
+    from spmamba.zoo import list_seg_checkpoints
+
+    documented = {"/analyze", "/analyze_volume"} | ({"/segment"} if list_seg_checkpoints() else set())
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == documented
 
 
 def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
