@@ -1,0 +1,119 @@
+"""The README's screenshots of the newer views, taken from the running app with headless Chromium.
+
+    python bench/screenshots.py [--out assets/screenshots] [--only volume mr ct segment]
+
+Needs Playwright and a Chromium (see tests/test_browser.py), the shipped checkpoints and the data in
+$SPMAMBA_DATA. Views whose checkpoint or data is missing are skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from demo.app import allowed_paths, build_demo  # noqa: E402
+from demo.examples import build_examples  # noqa: E402
+from demo.volume import PROFILE_CLICK_JS  # noqa: E402
+from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
+from spmamba.imaging import load_image  # noqa: E402
+from spmamba.zoo import list_checkpoints, list_seg_checkpoints  # noqa: E402
+
+
+def lgg_patient_volume(folder: Path) -> Path | None:
+    """The LGG validation patient with the most tumour slices, as a NIfTI volume in slice order."""
+    root = data_root()
+    val = root / "lgg-flair" / "val" if root else None
+    if val is None or not val.is_dir():
+        return None
+    samples = labelled_folder(val)
+    best = max(
+        {patient_id(s.path) for s in samples}, key=lambda p: sum(s.label for s in samples if patient_id(s.path) == p)
+    )
+    mine = sorted((s for s in samples if patient_id(s.path) == best), key=lambda s: int(s.path.stem.rsplit("_", 1)[1]))
+    stack = np.stack([np.rot90(load_image(s.path).grey, -1) for s in mine], axis=2)
+    path = folder / f"{best}.nii.gz"
+    nib.save(nib.Nifti1Image(stack.astype(np.float32), np.eye(4)), path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "assets" / "screenshots"))
+    ap.add_argument("--only", nargs="*", default=["volume", "mr", "ct", "segment"])
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp())
+    examples = build_examples(cache=tmp / "examples")
+    demo = build_demo(examples)
+    demo.queue().launch(
+        prevent_thread_lock=True, quiet=True, allowed_paths=allowed_paths(examples), head=PROFILE_CLICK_JS
+    )
+    checkpoints = " ".join(list_checkpoints().values())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(demo.local_url)
+        page.wait_for_selector("#upload", timeout=60_000)
+
+        def example(caption: str, name: str, truth: bool = False) -> None:
+            page.get_by_role("tab", name="Analyse").click()
+            if not page.locator("#examples").get_by_text(caption).count():
+                print(f"skipped {name}: no example '{caption}' (data missing)")
+                return
+            page.locator("#examples").get_by_text(caption).click()
+            page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=90_000)
+            if truth:
+                src = page.locator("#overlay img").first.get_attribute("src")
+                page.locator("#truth input").check()
+                page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+            print(f"wrote {name}.png")
+
+        if "mr" in args.only and "lgg-flair" in checkpoints:
+            example("Brain MRI FLAIR, tumour", "mr-tumour-truth", truth=True)
+        if "ct" in args.only and "head-ct" in checkpoints:
+            example("Head CT, haemorrhage", "ct-haemorrhage")
+        if "volume" in args.only and (volume := lgg_patient_volume(tmp)) is not None:
+            page.get_by_role("tab", name="Volume").click()
+            page.locator("#volume-files input[type=file]").set_input_files(str(volume))
+            page.wait_for_timeout(1500)
+            page.get_by_role("button", name="Score the volume").click()
+            page.wait_for_function(
+                "document.querySelector('#volume-verdict').innerText.includes(' of ')", timeout=300_000
+            )
+            page.wait_for_selector("#volume-profile .js-plotly-plot .scatterlayer .point", timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "volume-profile.png"), full_page=True)
+            print("wrote volume-profile.png")
+        seg = list_seg_checkpoints()
+        root = data_root()
+        ph2 = next((path for path in seg.values() if Path(path).name.startswith("ph2")), None)
+        if "segment" in args.only and ph2 and root and (root / "ph2" / "images").is_dir():
+            from spmamba.seg.checkpoint import read_seg_metadata
+
+            image = root / "ph2" / "images" / read_seg_metadata(ph2)["training"]["val_images"][0]  # not trained on
+            page.get_by_role("tab", name="Segment").click()
+            page.locator("#seg-upload input[type=file]").set_input_files(str(image))
+            page.wait_for_function(
+                "document.querySelector('#seg-summary').innerText.includes('pixels')", timeout=120_000
+            )
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "segment-ph2.png"), full_page=True)
+            print("wrote segment-ph2.png")
+        browser.close()
+    demo.close()
+
+
+if __name__ == "__main__":
+    main()
