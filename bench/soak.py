@@ -1,0 +1,103 @@
+"""Soak: N clients for M minutes sending a mix of valid and malformed files to /analyze.
+
+    python bench/soak.py [--clients 12] [--minutes 5] [--valid-share 0.5]
+
+Starts ``python app.py`` as its own process and reports requests, answers (scores or a user-facing
+error), drops (anything else: a connection failure or an error that is not one of our messages),
+p50/p95 latency of the valid requests, and the server's RSS before and after and its peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.common import free_port, start_server  # noqa: E402
+from tests import malformed  # noqa: E402
+
+
+def _rss_mib(pid: int, key: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=12)
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--valid-share", type=float, default=0.5)
+    args = ap.parse_args()
+    from gradio_client import Client, handle_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = malformed.build(Path(tmp) / "corpus")
+        valid = malformed.session_images(Path(tmp) / "valid", 6)
+        port = free_port()
+        proc, ready = start_server(
+            [sys.executable, "app.py", "--port", str(port)], port, ROOT, {**os.environ, "GRADIO_ANALYTICS_ENABLED": "0"}
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            Client(url, verbose=False).predict(handle_file(str(valid[0])), api_name="/analyze")  # warm
+            rss_before = _rss_mib(proc.pid, "VmRSS")
+            lock = threading.Lock()
+            stats = {"requests": 0, "scored": 0, "refused": 0, "dropped": 0, "latency": [], "drops": []}
+            stop = time.monotonic() + 60 * args.minutes
+
+            def client(seed: int) -> None:
+                rng = random.Random(seed)
+                c = Client(url, verbose=False)
+                while time.monotonic() < stop:
+                    good = rng.random() < args.valid_share
+                    path = rng.choice(valid) if good else rng.choice(cases).path
+                    t = time.perf_counter()
+                    try:
+                        c.predict(handle_file(str(path)), api_name="/analyze")
+                        outcome = "scored"
+                    except Exception as err:  # our refusals arrive as AppError with the user's sentence
+                        outcome = "refused" if type(err).__name__ == "AppError" else "dropped"
+                        if outcome == "dropped":
+                            with lock:
+                                stats["drops"].append(f"{path.name}: {type(err).__name__}")
+                    with lock:
+                        stats["requests"] += 1
+                        stats[outcome] += 1
+                        if good and outcome == "scored":
+                            stats["latency"].append(time.perf_counter() - t)
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            rss_after, peak = _rss_mib(proc.pid, "VmRSS"), _rss_mib(proc.pid, "VmHWM")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    lat = np.array(stats["latency"])
+    print(f"server ready in {ready:.1f} s; {args.clients} clients for {args.minutes:g} min")
+    columns = ["requests", "scored", "refused with a reason", "dropped", "valid p50 (s)", "valid p95 (s)"]
+    columns += ["RSS before → after (MiB)", "peak RSS (MiB)"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    row = [stats["requests"], stats["scored"], stats["refused"], stats["dropped"]]
+    row += [f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 95):.2f}", f"{rss_before:.0f} → {rss_after:.0f}"]
+    print("| " + " | ".join(map(str, [*row, f"{peak:.0f}"])) + " |")
+    for d in stats["drops"][:10]:
+        print("dropped:", d)
+
+
+if __name__ == "__main__":
+    main()
