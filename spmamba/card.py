@@ -201,7 +201,12 @@ def render_card(path: str | Path) -> str:
         gain += "" if name == "paper" else f"{_pct(row['gain_ci95'][1])})"
         out.append(f"| {name} | {_ci(row, 'auroc')} | {gain} |")
     if m.get("ablation_auroc"):
-        out += ["", "Score-term ablation (terms switched in the cached maps of the chosen weights):", ""]
+        out += [
+            "",
+            "Score-term ablation in the cached maps (each term added with the chosen weights' value for it, or "
+            "the paper's where the chosen weights switch it off):",
+            "",
+        ]
         out += ["| score | AUROC |", "|---|---|"]
         out += [f"| {name} | {_pct(auc)} |" for name, auc in m["ablation_auroc"].items()]
     history = [h for h in t.get("history", []) if "val_auroc_paper_weights" in h]

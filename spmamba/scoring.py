@@ -155,7 +155,12 @@ def rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:
 
 
 def ablation_weights(weights: ScoreWeights) -> dict[str, ScoreWeights]:
-    """The paper's Table-4 score ablation: each term added in turn."""
+    """The paper's Table-4 score ablation: each term added in turn, with ``weights``' own values for them.
+
+    Where ``weights`` switch terms off (max-only), the terms are added with the paper's values instead, so
+    the table still shows what each term would do."""
+    if weights.alpha == 0 and weights.beta == 0 and weights.gamma == 0:
+        weights = ScoreWeights.paper()
     rep = dataclasses.replace
     return {
         "max only": rep(weights, alpha=0.0, beta=0.0, gamma=0.0),

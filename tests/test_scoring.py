@@ -102,3 +102,11 @@ def test_ablation_switches_terms():
     assert (ab["max only"].alpha, ab["max only"].beta, ab["max only"].gamma) == (0, 0, 0)
     assert ab["+ contrast"].beta == 0 and ab["+ contrast"].gamma == 400
     assert ab["+ concentration"].gamma == 0 and ab["+ concentration"].beta == -0.025
+
+
+def test_ablation_of_max_only_weights_adds_the_papers_terms():
+    """A checkpoint that keeps max-only weights (brain MRI) still gets a table of what each term does."""
+    ab = ablation_weights(ScoreWeights.max_only())
+    assert ab["all four"] == ScoreWeights.paper() and ab["+ prototype"].alpha == 1.0
+    ref = ablation_weights(ScoreWeights.reference())
+    assert ref["all four"] == ScoreWeights.reference()  # other weights keep their own values
