@@ -27,15 +27,13 @@ from spmamba.zoo import list_checkpoints, list_seg_checkpoints  # noqa: E402
 
 
 def lgg_patient_volume(folder: Path) -> Path | None:
-    """The LGG validation patient with the most tumour slices, as a NIfTI volume in slice order."""
+    """The LGG validation patient with the most slices, as a NIfTI volume in slice order."""
     root = data_root()
     val = root / "lgg-flair" / "val" if root else None
     if val is None or not val.is_dir():
         return None
     samples = labelled_folder(val)
-    best = max(
-        {patient_id(s.path) for s in samples}, key=lambda p: sum(s.label for s in samples if patient_id(s.path) == p)
-    )
+    best = max({patient_id(s.path) for s in samples}, key=lambda p: sum(patient_id(s.path) == p for s in samples))
     mine = sorted((s for s in samples if patient_id(s.path) == best), key=lambda s: int(s.path.stem.rsplit("_", 1)[1]))
     stack = np.stack([np.rot90(load_image(s.path).grey, -1) for s in mine], axis=2)
     path = folder / f"{best}.nii.gz"

@@ -142,7 +142,7 @@ def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.nd
     picture = overlay(display.astype(np.float32), amap, lo, hi, 0.45, lo + 0.9 * (hi - lo))
     judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta)
     label = va.volume.labels[k] if k < len(va.volume.labels) else str(k)
-    text = f"**{label}** ({k + 1} of {len(va.volume)}). " + judgement.text
+    text = f"**{label}** ({k + 1} of {len(va.volume)})\n\n" + judgement.text
     return picture, "\n\n".join([text] + [f"⚠️ {n}" for n in va.notes])
 
 
