@@ -211,7 +211,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     interactive=False,
                     elem_id="examples",
                 )
-                model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
+                model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint", elem_id="checkpoint")
                 info = gr.Markdown(elem_id="image-info")
                 with gr.Group(visible=False) as dicom_box:
                     preset = gr.Dropdown(

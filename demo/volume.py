@@ -240,8 +240,9 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
 
     outputs = [state, model, profile, index, picture, verdict, csv_file, map_file, alpha, beta, gamma]
     go_btn.click(run, [files, model, axis, vol_index], outputs, **network, **private)
+    # user moves only (.input): the values the run itself sets must not trigger a redraw with stale inputs
     for control in (index, alpha, beta, gamma):
-        control.change(
+        control.input(
             show, [state, index, alpha, beta, gamma], [picture, verdict, profile], show_progress="hidden", **private
         )
 

@@ -12,10 +12,12 @@ from pathlib import Path
 from .checkpoint import CheckpointError, read_metadata, read_raw_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
 
 
 def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
-    """{label shown in the dropdown: path} for every readable checkpoint, with its one-line summary."""
+    """{label shown in the dropdown: path} for every readable checkpoint, with its one-line summary; the
+    default checkpoint first, then by file name."""
     out = {}
     for path in sorted(Path(folder).glob("*.safetensors")):
         if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
@@ -25,7 +27,7 @@ def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
         except CheckpointError:
             continue
         out[f"{path.stem} — {summary}"] = str(path)
-    return out
+    return dict(sorted(out.items(), key=lambda kv: Path(kv[1]).stem != DEFAULT_CHECKPOINT))
 
 
 def list_seg_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:

@@ -408,3 +408,10 @@ def test_ct_checkpoint_reads_dicom_ct_in_its_training_window(tmp_path, capsys):
     assert Site({"xray": str(SHIPPED)}, []).prepare(ct, handlers.ImageOptions(), "xray").window is None
     assert main(["predict", ct, "--checkpoint", head, "--json"]) == 0  # the command line reads it the same way
     assert json.loads(capsys.readouterr().out)[0]["image"]["window"] == "centre 40, width 80"
+
+
+def test_the_chest_checkpoint_stays_the_default_whatever_else_is_installed():
+    from spmamba.zoo import DEFAULT_CHECKPOINT
+
+    first = next(iter(list_checkpoints().values()))
+    assert Path(first).stem == DEFAULT_CHECKPOINT == SHIPPED.stem
