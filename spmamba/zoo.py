@@ -15,18 +15,25 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
 
 
-def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
-    """{label shown in the dropdown: path} for every readable checkpoint, with its one-line summary; the
-    default checkpoint first, then by file name."""
+def _labelled(folder: Path, read) -> dict[str, str]:
+    """{"<stem> — <summary>": path} for every checkpoint in ``folder`` that ``read`` accepts (training
+    states and best-epoch snapshots are not offered)."""
     out = {}
     for path in sorted(Path(folder).glob("*.safetensors")):
         if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
             continue
         try:
-            summary = read_metadata(path).get("summary") or path.stem
+            summary = read(path).get("summary") or path.stem
         except CheckpointError:
             continue
         out[f"{path.stem} — {summary}"] = str(path)
+    return out
+
+
+def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+    """{label shown in the dropdown: path} for every readable anomaly checkpoint, with its one-line summary;
+    the default checkpoint first, then by file name."""
+    out = _labelled(folder, read_metadata)
     return dict(sorted(out.items(), key=lambda kv: Path(kv[1]).stem != DEFAULT_CHECKPOINT))
 
 
@@ -34,16 +41,7 @@ def list_seg_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
     """{label: path} for every readable segmentation (Mamba-MIS or U-Net) checkpoint in ``folder``."""
     from .seg.checkpoint import read_seg_metadata
 
-    out = {}
-    for path in sorted(Path(folder).glob("*.safetensors")):
-        if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
-            continue
-        try:
-            summary = read_seg_metadata(path).get("summary") or path.stem
-        except CheckpointError:
-            continue
-        out[f"{path.stem} — {summary}"] = str(path)
-    return out
+    return _labelled(folder, read_seg_metadata)
 
 
 @functools.lru_cache(maxsize=16)
