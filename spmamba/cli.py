@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .imaging import WINDOW_PRESETS, ImageLoadError, load_image
+    from .imaging import WINDOW_PRESETS, load_image
     from .inference import Predictor, image_modalities
     from .visualize import overlay
     from .zoo import list_checkpoints, preselect
@@ -99,12 +99,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += report is None
         reports += [report] if report else []
     singles = [] if args.series else [f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))]
-    for name in singles:
-        try:
-            img = load_image(name)
-        except ImageLoadError as err:
+    for name, img in read_images(singles):
+        if img is None:
             failed += 1
-            print(f"{name}: cannot be read: {err}", file=sys.stderr)
             continue
         label, note = preselect(image_modalities(img.meta), available, next(iter(available)))
         p = predictors.setdefault(label, Predictor(available[label]))
@@ -195,6 +192,19 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     report = check(args.folder)
     print(format_report(report, args.limit))
     return 1 if report.problems else 0
+
+
+def read_images(names: list[str]):
+    """Yield (name, LoadedImage) for each file in turn, or (name, None) after reporting on stderr why it
+    cannot be read: the one wording for every command that reads image files."""
+    from .imaging import ImageLoadError, load_image
+
+    for name in names:
+        try:
+            yield name, load_image(name)
+        except ImageLoadError as err:
+            print(f"{name}: cannot be read: {err}", file=sys.stderr)
+            yield name, None
 
 
 def _predict_volume(files: list[str], available: dict, predictors: dict, args: argparse.Namespace) -> dict | None:

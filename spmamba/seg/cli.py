@@ -63,7 +63,7 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
 def cmd_seg_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..imaging import ImageLoadError, load_image
+    from ..cli import read_images
     from .inference import Segmenter
 
     segmenter = Segmenter.load(args.checkpoint)
@@ -71,12 +71,9 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
-    for name in args.files:
-        try:
-            img = load_image(name)
-        except ImageLoadError as err:
+    for name, img in read_images(args.files):
+        if img is None:
             failed += 1
-            print(f"{name}: cannot be read: {err}", file=sys.stderr)
             continue
         prob = segmenter.probabilities(img.pixels)
         mask = prob >= segmenter.threshold
