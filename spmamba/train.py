@@ -83,11 +83,21 @@ def _state_path(out: Path) -> Path:
     return out.with_name(out.stem + ".train-state.safetensors")
 
 
-def _save_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched, info: dict) -> None:
+def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """Top-level modules whose parameters are all frozen (SP-Mamba's pretrained encoder): their weights come
+    from the encoder registry, so a train state leaves them out; everything else must be saved."""
+    frozen = [
+        name
+        for name, module in model.named_modules()
+        if name and any(True for _ in module.parameters()) and not any(p.requires_grad for p in module.parameters())
+    ]
+    return tuple(f"{n}." for n in frozen if not any(n.startswith(f"{o}.") for o in frozen if o != n))
+
+
+def _save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, info: dict) -> None:
     """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles)."""
-    tensors = {
-        f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")
-    }
+    frozen = _frozen_prefixes(model)
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(frozen)}
     osd = opt.state_dict()
     for i, st in osd["state"].items():
         for k, v in st.items():
@@ -96,13 +106,22 @@ def _save_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched, i
     save_file(tensors, str(path), metadata={"train_state": json.dumps(meta, default=list)})
 
 
-def _load_state(path: Path, model: SPMamba, opt: torch.optim.Optimizer, sched) -> dict:
+def _load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> dict:
+    """Restores what `_save_state` wrote; a state that leaves out trainable weights (or names others) is
+    refused rather than resumed from freshly initialised layers."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["train_state"])
     tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    result = model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(_frozen_prefixes(model))]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path.name} does not match this model ({len(missing)} weights missing, "
+            f"{len(result.unexpected_keys)} unexpected, e.g. {(missing + result.unexpected_keys)[0]}); "
+            "start without --resume or delete the train-state file"
+        )
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

@@ -107,3 +107,39 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
     assert Image.open(result["mask"]).size == (40, 48)  # the mask comes back at the image's own size
     # resuming a finished run repeats only the final evaluation
     assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4", "--resume"]) == 0
+
+
+def test_train_state_restores_every_trainable_weight(tmp_path):
+    """A resumed run must continue from the same network: the segmentation encoder is trained (unlike
+    SP-Mamba's frozen one), so its weights belong in the train state; a state without them is refused."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from spmamba.seg.train import SegTrainOptions, build
+    from spmamba.train import _load_state, _save_state
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        model = build(SegTrainOptions(data="-", out="-", image_size=32, channels=4))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        return model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=3)
+
+    model, opt, sched = fresh(0)
+    model(torch.rand(2, 3, 32, 32)).mean().backward()
+    opt.step()
+    sched.step()
+    path = tmp_path / "run.train-state.safetensors"
+    _save_state(path, model, opt, sched, {"epoch": 1})
+    other, other_opt, other_sched = fresh(1)
+    assert _load_state(path, other, other_opt, other_sched) == {"epoch": 1}
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert other_sched.last_epoch == 1
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith("model.encoder.")}
+    save_file(tensors, str(path), metadata=metadata)  # what the earlier code wrote
+    with pytest.raises(ValueError, match="weights missing"):
+        _load_state(path, *fresh(2))
