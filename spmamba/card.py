@@ -8,13 +8,15 @@ person writes go below the generated part.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 
-from .checkpoint import read_metadata
+from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
+from .seg.checkpoint import SEG_FORMAT
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
 
@@ -28,22 +30,30 @@ def _ci(d: dict, key: str) -> str:
     return f"{_pct(d[key])} (95% CI {_pct(lo)}–{_pct(hi)})" if lo is not None else _pct(d[key])
 
 
-def command(training: dict, out_name: str) -> str:
-    """The ``spmamba train`` command line that reproduces a run, from its recorded options."""
-    o = dict(training.get("options") or {})
-    args = ["--out", out_name, "--config", str(o.get("config"))]
-    defaults = {"epochs": 20, "batch_size": 16, "lr": None, "weight_decay": 1e-4, "seed": 0, "val_every": 1}
-    for key, default in defaults.items():
-        if o.get(key, default) != default:
-            args += [f"--{key.replace('_', '-')}", str(o[key])]
-    if o.get("modalities"):
-        args += ["--modality", *o["modalities"]]
-    if o.get("dicom_window"):
-        args += ["--dicom-window", o["dicom_window"]]
-    if o.get("dataset_name"):
-        args += ["--dataset-name", o["dataset_name"]]
+def command(training: dict, out_name: str, prog: str = "train", options: type | None = None) -> str:
+    """The ``spmamba train`` (or ``spmamba seg train``) command line that reproduces a run: every recorded
+    option that differs from its default, spelt as the parser generated from the options dataclass spells it."""
+    if options is None:
+        from .train import TrainOptions as options
+    recorded = training.get("options") or {}
+    args = ["--out", out_name]
+    for f in dataclasses.fields(options):
+        if f.name in ("data", "out", "resume") or f.name not in recorded:
+            continue
+        value, default = recorded[f.name], f.default
+        if isinstance(default, tuple):
+            value, default = list(value or ()), list(default)
+        if value == default:
+            continue
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if isinstance(default, bool):
+            args.append(f"--no-{f.name.replace('_', '-')}" if default else flag)
+        elif isinstance(value, list):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
     data = f"$SPMAMBA_DATA/{training.get('data_path_name', 'DATA')}"
-    return f"spmamba train {data} {shlex.join(args)}"
+    return f"spmamba {prog} {data} {shlex.join(args)}"
 
 
 def _yaml(meta: dict, name: str) -> str:
@@ -92,8 +102,11 @@ def _yaml(meta: dict, name: str) -> str:
 
 
 def render_card(path: str | Path) -> str:
-    """The generated card of the checkpoint at ``path`` (YAML header, facts table, validation tables)."""
+    """The generated card of the checkpoint at ``path`` (YAML header, facts table, validation tables):
+    an SP-Mamba anomaly checkpoint or a segmentation one."""
     path = Path(path)
+    if read_raw_metadata(path)["format"] == SEG_FORMAT:
+        return render_seg_card(path)
     meta = read_metadata(path)
     t, m, cfg = meta["training"], meta["metrics"], meta["model_config"]
     info = dataset_info(t.get("data_path_name"))
@@ -217,4 +230,123 @@ def render_card(path: str | Path) -> str:
             chosen = ", ".join(f"{_pct(h['val_auroc_chosen'])} ({h['val_weights_chosen']})" for h in history)
             out += ["", f"Under the weights the rule picks at each epoch (the epoch-selection criterion): {chosen}."]
     out += ["", GENERATED_END, ""]
+    return "\n".join(out)
+
+
+def _data_line(training: dict) -> str:
+    info = dataset_info(training.get("data_path_name"))
+    if info:
+        return f"{info.citation}. Source: {info.source}. Licence: {info.licence}."
+    return f"{training.get('dataset')} (not a registered dataset: source and licence unknown)"
+
+
+def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
+    cfg, t = meta["config"], meta["training"]
+    size = cfg["image_size"]
+    cost = f"{t['parameters'] / 1e6:.2f} M parameters, {sum(macs) / 1e9:.2f} GMACs per {size}×{size} image"
+    if meta["model"] == "unet":
+        return f"plain U-Net baseline (`spmamba/seg/unet.py`), base width {cfg['channels']}; {cost}"
+    parts = [
+        "BFSS " + ("in 4 directions" if cfg["bfss_directions"] == 4 else f"reduced to {cfg['bfss_directions']} scan"),
+        "spectral gates" if cfg["spectral_gate"] else "**no** spectral gates",
+        "AMFFB bridge" if cfg["bridge"] else "**no** bridge",
+    ]
+    return (
+        f"Mamba-MIS as built in docs/mamba_mis.md (`{t['options'].get('config')}`): C {cfg['channels']}, "
+        f"encoder depths {cfg['depths']}, d_state {cfg['d_state']}, {', '.join(parts)}; {cost}"
+    )
+
+
+def render_seg_card(path: str | Path) -> str:
+    """The card of a segmentation checkpoint (Mamba-MIS or the U-Net baseline), from its metadata."""
+    import torch
+
+    from .profiling import forward_macs
+    from .seg.checkpoint import load_seg_checkpoint
+
+    path = Path(path)
+    model, meta = load_seg_checkpoint(path)
+    t, v = meta["training"], meta["metrics"]["validation"]
+    size = meta["config"]["image_size"]
+    macs = forward_macs(model, torch.rand(1, 3, size, size))
+    info = dataset_info(t.get("data_path_name"))
+    name = "Mamba-MIS" if meta["model"] == "mamba-mis" else "U-Net"
+    header = [
+        "---",
+        f"license: {info.hub_licence if info else 'other'}",
+        "library_name: spmamba",
+        "pipeline_tag: image-segmentation",
+        "tags:",
+        *(f"  - {tag}" for tag in ("medical-image-segmentation", "lesion-segmentation", "medical-imaging")),
+        *(["  - mamba"] if meta["model"] == "mamba-mis" else []),
+        *(f"  - modality-{mod.lower()}" for mod in t.get("modalities") or ()),
+        "datasets:",
+        f"  - {t.get('data_path_name', 'unknown')}",
+        "metrics:",
+        "  - dice",
+        "model-index:",
+        f"  - name: {path.stem}",
+        "    results:",
+        "      - task:",
+        "          type: image-segmentation",
+        "        dataset:",
+        f"          type: {t.get('data_path_name', 'unknown')}",
+        f"          name: {json.dumps(t.get('dataset', ''))}",
+        "          split: validation",
+        "        metrics:",
+        "          - type: dice",
+        f"            value: {v['dice']:.3f}",
+        f"            name: mean Dice (95% CI {v['dice_ci95'][0]:.3f}-{v['dice_ci95'][1]:.3f})",
+        "          - type: iou",
+        f"            value: {v['iou']:.3f}",
+        "            name: mean IoU",
+        "---",
+    ]
+    from .seg.train import SegTrainOptions
+
+    o = t["options"]
+    rows = [
+        ("Network", _seg_network(meta, macs)),
+        ("Data", _data_line(t)),
+        ("Images are not redistributed", "the data is read from `$SPMAMBA_DATA`; the test part is held out"),
+        ("Split", f"{t['train_images']} training and {len(t['val_images'])} validation images: {t['split']}"),
+        (
+            "Training",
+            f"{t['epochs']} epochs at {size}×{size}, batch {o['batch_size']}, AdamW lr {o['lr']:g} (cosine), "
+            f"weight decay {o['weight_decay']:g}, seed {o['seed']}; best epoch {t['best_epoch']} by validation Dice",
+        ),
+        ("Wall time", f"{t['train_seconds']:,.0f} s ({t['train_seconds'] / 60:.0f} min) on {t['threads']} CPU threads"),
+        ("Command", f"`{command(t, path.name, 'seg train', SegTrainOptions)}`"),
+        ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
+        (
+            "Output",
+            f"lesion probability per pixel, resized to the image's own shape; mask at {meta['threshold']:g}",
+        ),
+    ]
+    per_epoch = ", ".join(f"{h['val_dice']:.3f}" for h in t["history"])
+    out = [
+        "\n".join(header),
+        "",
+        f"# Model card: `{path.name}`",
+        "",
+        f"**Research use only — not for diagnosis.** {name} outlines what it learned to call a lesion in one "
+        "dataset; the outline is not a clinical finding.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {val} |" for k, val in rows),
+        "",
+        f"## Validation ({v['n']} images, at each image's own resolution)",
+        "",
+        "| metric | mean (95% CI, bootstrap over images) |",
+        "|---|---|",
+        f"| Dice | **{v['dice']:.3f}** ({v['dice_ci95'][0]:.3f}–{v['dice_ci95'][1]:.3f}) |",
+        f"| IoU | {v['iou']:.3f} ({v['iou_ci95'][0]:.3f}–{v['iou_ci95'][1]:.3f}) |",
+        f"| HD95 (pixels) | {v['hd95']:.1f} ({v['hd95_ci95'][0]:.1f}–{v['hd95_ci95'][1]:.1f}) |",
+        "",
+        f"Validation Dice per epoch (at {size}×{size}): {per_epoch}.",
+        "",
+        GENERATED_END,
+        "",
+    ]
     return "\n".join(out)

@@ -107,6 +107,27 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
     assert Image.open(result["mask"]).size == (40, 48)  # the mask comes back at the image's own size
     # resuming a finished run repeats only the final evaluation
     assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4", "--resume"]) == 0
+    # the model card states the checkpoint's own figures, and its command line re-parses to the same run
+    import shlex
+
+    import yaml
+
+    from spmamba.card import GENERATED_END
+    from spmamba.cli import build_parser
+
+    card = tmp_path / "card.md"
+    assert main(["card", str(out), "--out", str(card)]) == 0
+    text = card.read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["pipeline_tag"] == "image-segmentation"
+    assert header["model-index"][0]["results"][0]["metrics"][0]["value"] == round(meta["validation"]["dice"], 3)
+    assert text.rstrip().endswith(GENERATED_END)
+    line = next(row for row in text.splitlines() if row.startswith("| Command |"))
+    argv = shlex.split(line.split("`")[1].replace("$SPMAMBA_DATA", str(tmp_path)))
+    parsed = vars(build_parser().parse_args(argv[1:]))
+    for key in ("model", "image_size", "channels", "epochs", "batch_size"):
+        assert parsed[key] == meta["training"]["options"][key], key
+    assert parsed["data"] == str(tmp_path / "data")
 
 
 def test_train_state_restores_every_trainable_weight(tmp_path):
