@@ -556,10 +556,17 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
 def warm_up(checkpoints: dict[str, str]) -> threading.Thread:
     """Run one whole analysis of a generated PNG in the background, so the first request costs what the
     others do: model loading, numba kernels, torch's first calls, the image decoder, the overlay and figure,
-    and the WebP encoder the page sends the overlay with all happen here, not in a request."""
+    and the WebP encoder the page sends the overlay with all happen here, not in a request. Gradio wraps
+    every request in a matplotlib backend switch that imports pyplot (a third of a second) the first time;
+    that import happens here too."""
 
     def run():
         try:
+            import matplotlib
+
+            matplotlib.use("agg")
+            import matplotlib.pyplot  # noqa: F401
+
             if checkpoints:
                 with tempfile.TemporaryDirectory(prefix="spmamba-warm-") as tmp:
                     png = Path(tmp) / "warm.png"
@@ -620,7 +627,8 @@ def launch_options(args: argparse.Namespace, examples: list[Example]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     imaging.MAX_PIXELS = args.max_pixels
-    warm_up(list_checkpoints())  # first, so the model loads while the page is being built
+    warming = warm_up(list_checkpoints())  # first, so the model loads while the page is being built
     examples = build_examples(args.examples)
     demo = build_demo(examples)
+    warming.join(timeout=120)  # the page answers once a request costs what every later one does
     demo.queue(default_concurrency_limit=NETWORK_CONCURRENCY).launch(**launch_options(args, examples))
