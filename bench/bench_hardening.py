@@ -19,22 +19,68 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, start_server  # noqa: E402
+from bench.common import free_port, proc_mib, reset_peak, start_server  # noqa: E402
 from demo import batch, handlers  # noqa: E402
+from spmamba import imaging  # noqa: E402
 from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def family_rows(client, label: str, pid: int, cases: list, valid: Path) -> list[dict]:
+    """Each family case through /analyze with the server's peak RSS reset before it, so the peak read after
+    is that request's; then a valid request to show the server still serves."""
+    rows = []
+    for case in cases:
+        reset_peak(pid)
+        ok, out = malformed.answer(lambda c=case: client.predict(malformed.handle(c.path), label, api_name="/analyze"))
+        peak = proc_mib(pid)
+        clear = ok if case.expect is None else (not ok and case.expect in out)
+        served, again = malformed.answer(lambda: client.predict(malformed.handle(valid), label, api_name="/analyze"))
+        declared = imaging.declared_bytes(case.path)
+        rows.append(
+            {
+                "family": case.family,
+                "case": case.name,
+                "clear": clear,
+                "analysed": case.expect is None,
+                "peak": peak,
+                "ratio": None if declared is None else declared / imaging.MAX_DECODED_BYTES,
+                "serving": served and again[0]["scores"]["total"] > 0,
+                "answer": "analysed" if ok else out,
+            }
+        )
+    return rows
+
+
+def print_families(rows: list[dict]) -> None:
+    print(
+        "| family | cases | answered clearly | decoded bytes vs limit: analysed / refused | worst request's server "
+        "peak RSS MiB (case) | still serving |"
+    )
+    print("|---|---|---|---|---|---|")
+    for family in dict.fromkeys(r["family"] for r in rows):
+        mine = [r for r in rows if r["family"] == family]
+
+        def span(rs):
+            ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
+            return f"{min(ratios):.2g}–{max(ratios):.2g}" if ratios else "–"
+
+        worst = max(mine, key=lambda r: r["peak"])
+        analysed, refused = span([r for r in mine if r["analysed"]]), span([r for r in mine if not r["analysed"]])
+        print(
+            f"| {family} | {len(mine)} | {sum(r['clear'] for r in mine)} | {analysed} / {refused} | "
+            f"{worst['peak']:.0f} ({worst['case']}) | "
+            f"{sum(r['serving'] for r in mine)} |"
+        )
+    unclear = [r for r in rows if not r["clear"]]
+    for r in unclear:
+        print(f"not answered as expected: {r['case']}: {r['answer'][:200]}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--families-only", action="store_true", help="only the families table (tests/malformed.py)")
     args = ap.parse_args()
     from gradio_client import Client
 
@@ -49,20 +95,27 @@ def main() -> None:
             tmp = Path(tmp)
             cases = malformed.build(tmp / "corpus")
             valid = next(c.path for c in cases if c.name == "16-bit PNG")
-            rows = malformed.drive_corpus(Client(url, verbose=False), cases, label, valid)
-            bad = [r for r in rows if r["expect"] is not None]
-            print("| inputs | cases tried | answered clearly | server still serving after each |")
-            print("|---|---|---|---|")
-            for kind, name in (("api", "/analyze"), ("ui", "Analyse tab handler")):
-                print(
-                    f"| malformed files via {name} | {len(bad)} | {sum(r[f'{kind}_clear'] for r in bad)} | "
-                    f"{sum(r['still_serving'] for r in bad)} |"
-                )
-                good = [r for r in rows if r["expect"] is None]
-                print(
-                    f"| awkward but valid files via {name} (analysed) | {len(good)} | "
-                    f"{sum(r[f'{kind}_clear'] for r in good)} | {sum(r['still_serving'] for r in good)} |"
-                )
+            if not args.families_only:
+                rows = malformed.drive_corpus(Client(url, verbose=False), cases, label, valid)
+                bad = [r for r in rows if r["expect"] is not None]
+                print("| inputs | cases tried | answered clearly | server still serving after each |")
+                print("|---|---|---|---|")
+                for kind, name in (("api", "/analyze"), ("ui", "Analyse tab handler")):
+                    print(
+                        f"| malformed files via {name} | {len(bad)} | {sum(r[f'{kind}_clear'] for r in bad)} | "
+                        f"{sum(r['still_serving'] for r in bad)} |"
+                    )
+                    good = [r for r in rows if r["expect"] is None]
+                    print(
+                        f"| awkward but valid files via {name} (analysed) | {len(good)} | "
+                        f"{sum(r[f'{kind}_clear'] for r in good)} | {sum(r['still_serving'] for r in good)} |"
+                    )
+                print()
+            family_cases = malformed.families(tmp / "families")
+            print_families(family_rows(Client(url, verbose=False), label, proc.pid, family_cases, valid))
+            if args.families_only:
+                return
+            print()
             zips = malformed.zip_cases(tmp / "zips", valid)
             tried = clear = 0
             for archive, expected in zips.values():
@@ -75,7 +128,7 @@ def main() -> None:
             print(f"| ZIP members via the batch scorer ({len(zips)} archives) | {tried} | {clear} | – |")
 
             images = malformed.session_images(tmp / "sessions", args.clients)
-            before = _peak_rss_mib(proc.pid)
+            before = proc_mib(proc.pid)
             t = time.perf_counter()
             results = malformed.concurrent_sessions(url, images, label, beta=0.15)
             wall = time.perf_counter() - t
@@ -89,10 +142,7 @@ def main() -> None:
                 "(before → after) |"
             )
             print("|---|---|---|---|---|")
-            print(
-                f"| {args.clients} | {len(results)} | {own} | {wall:.1f} | {before:.0f} → "
-                f"{_peak_rss_mib(proc.pid):.0f} |"
-            )
+            print(f"| {args.clients} | {len(results)} | {own} | {wall:.1f} | {before:.0f} → {proc_mib(proc.pid):.0f} |")
     finally:
         proc.terminate()
         proc.wait()

@@ -76,3 +76,20 @@ def start_server(
             time.sleep(0.05)
     proc.kill()
     raise TimeoutError(" ".join(cmd))
+
+
+def proc_mib(pid: int, key: str = "VmHWM") -> float:
+    """A memory figure of a running process from /proc (VmRSS now, VmHWM its peak), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset a process's peak RSS (VmHWM) to its current RSS, so the next reading is one request's peak."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False

@@ -22,15 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, start_server  # noqa: E402
+from bench.common import free_port, proc_mib, start_server  # noqa: E402
 from tests import malformed  # noqa: E402
-
-
-def _rss_mib(pid: int, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -51,7 +44,7 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{port}/"
             Client(url, verbose=False).predict(handle_file(str(valid[0])), api_name="/analyze")  # warm
-            rss_before = _rss_mib(proc.pid, "VmRSS")
+            rss_before = proc_mib(proc.pid, "VmRSS")
             lock = threading.Lock()
             stats = {"requests": 0, "scored": 0, "refused": 0, "dropped": 0, "latency": [], "drops": []}
             stop = time.monotonic() + 60 * args.minutes
@@ -82,7 +75,7 @@ def main() -> None:
                 th.start()
             for th in threads:
                 th.join()
-            rss_after, peak = _rss_mib(proc.pid, "VmRSS"), _rss_mib(proc.pid, "VmHWM")
+            rss_after, peak = proc_mib(proc.pid, "VmRSS"), proc_mib(proc.pid, "VmHWM")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

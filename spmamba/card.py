@@ -240,20 +240,29 @@ def _data_line(training: dict) -> str:
     return f"{training.get('dataset')} (not a registered dataset: source and licence unknown)"
 
 
+def seg_network_name(meta: dict) -> str:
+    """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset and the
+    parts an ablation switched off."""
+    cfg = meta["config"]
+    if meta["model"] == "unet":
+        return f"U-Net (C {cfg['channels']})"
+    off = [
+        ("single raster scan", cfg["bfss_directions"] == 1),
+        ("no spectral gate", not cfg["spectral_gate"]),
+        ("no bridge", not cfg["bridge"]),
+    ]
+    return f"Mamba-MIS {meta['training']['options'].get('config')}" + "".join(f", {o}" for o, on in off if on)
+
+
 def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     cfg, t = meta["config"], meta["training"]
     size = cfg["image_size"]
     cost = f"{t['parameters'] / 1e6:.2f} M parameters, {sum(macs) / 1e9:.2f} GMACs per {size}×{size} image"
     if meta["model"] == "unet":
-        return f"plain U-Net baseline (`spmamba/seg/unet.py`), base width {cfg['channels']}; {cost}"
-    parts = [
-        "BFSS " + ("in 4 directions" if cfg["bfss_directions"] == 4 else f"reduced to {cfg['bfss_directions']} scan"),
-        "spectral gates" if cfg["spectral_gate"] else "**no** spectral gates",
-        "AMFFB bridge" if cfg["bridge"] else "**no** bridge",
-    ]
+        return f"{seg_network_name(meta)}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
     return (
-        f"Mamba-MIS as built in docs/mamba_mis.md (`{t['options'].get('config')}`): C {cfg['channels']}, "
-        f"encoder depths {cfg['depths']}, d_state {cfg['d_state']}, {', '.join(parts)}; {cost}"
+        f"{seg_network_name(meta)} as built in docs/mamba_mis.md: C {cfg['channels']}, encoder depths "
+        f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s); {cost}"
     )
 
 

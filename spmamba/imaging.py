@@ -75,7 +75,7 @@ def _check_size(h: int, w: int) -> None:
     if h <= 0 or w <= 0:
         raise ImageLoadError("the file declares no image size (rows and columns are missing or zero)")
     if h * w > MAX_PIXELS:
-        raise ImageLoadError(f"the image is {w}×{h} pixels, more than the {MAX_PIXELS:,} allowed")
+        raise ImageLoadError(f"the image is {w}×{h} pixels, more than the {MAX_PIXELS:,} pixels allowed")
     if min(h, w) < 8:
         raise ImageLoadError(f"the image is {w}×{h} pixels, too small to analyse (at least 8×8)")
     if max(h, w) > MAX_ASPECT * min(h, w):
@@ -260,6 +260,46 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
+def _dicom_pixel_bytes(ds) -> int:
+    """Bytes the pixel data of a DICOM dataset takes uncompressed, all frames together, from its header."""
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames, samples = int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("SamplesPerPixel", 1) or 1)
+    return frames * rows * cols * samples * max(int(ds.get("BitsAllocated", 16) or 16), 8) // 8
+
+
+def nifti_voxel_bytes(img, volumes: bool = True) -> int:
+    """Bytes a NIfTI image's voxels take in memory: all volumes, or (``volumes=False``) the first three axes."""
+    shape = img.shape if volumes else img.shape[:3]
+    return int(np.prod(shape, dtype=np.int64)) * img.header.get_data_dtype().itemsize
+
+
+def declared_bytes(path: str | os.PathLike) -> int | None:
+    """What a file says its image data takes once decoded, from headers only (a deflated DICOM: the larger of
+    that and what its dataset inflates to). For reports on how close a file comes to ``MAX_DECODED_BYTES``;
+    None when the file is not one the loader reads."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if not head:
+        return None
+    kind = _sniff(path, head)
+    try:
+        if kind == "dicom":
+            import pydicom
+
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            return max(_dicom_pixel_bytes(ds), _inflated_size(path) or 0)
+        if kind == "nifti":
+            import nibabel as nib
+
+            return nifti_voxel_bytes(nib.load(str(path)))
+        with Image.open(path) as im:
+            per_band = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4, "1": 1}.get(im.mode, 1)
+            return im.width * im.height * len(im.getbands()) * per_band * getattr(im, "n_frames", 1)
+    except Exception:
+        return None
+
+
 def _check_declared(path: Path, declared: int) -> None:
     if declared > MAX_DECODED_BYTES:
         raise ImageLoadError(
@@ -268,9 +308,9 @@ def _check_declared(path: Path, declared: int) -> None:
         )
 
 
-def _check_deflated(path: Path) -> None:
-    """A deflated DICOM is inflated whole when read: refuse one that would inflate past the limit, counting
-    the output of a bounded decompressor instead of trusting the header."""
+def _inflated_size(path: Path) -> int | None:
+    """The size a deflated DICOM's dataset inflates to, counted by a decompressor that stops just past
+    ``MAX_DECODED_BYTES`` (so a bomb is never inflated whole); None for any other DICOM."""
     import zlib
 
     from pydicom.filereader import read_file_meta_info
@@ -279,12 +319,10 @@ def _check_deflated(path: Path) -> None:
     try:
         meta = read_file_meta_info(path)
     except Exception:
-        return  # no readable file meta: dcmread reports the problem
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return
+        return None  # no readable file meta: dcmread reports the problem
     group_length = meta.get("FileMetaInformationGroupLength")
-    if group_length is None:
-        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian or group_length is None:
+        return None
     with open(path, "rb") as fh:
         fh.seek(128 + 4 + 12 + int(group_length))  # preamble, "DICM", the group-length element, the meta group
         body = fh.read()
@@ -294,9 +332,18 @@ def _check_deflated(path: Path) -> None:
         for i in range(0, len(body), 1 << 16):
             produced += len(inflater.decompress(body[i : i + (1 << 16)], MAX_DECODED_BYTES + 1 - produced))
             if produced > MAX_DECODED_BYTES:
-                _check_declared(path, produced)
+                break
     except zlib.error as err:
         raise ImageLoadError(f"{path.name} is a deflated DICOM whose compressed data is damaged") from err
+    return produced
+
+
+def _check_deflated(path: Path) -> None:
+    """A deflated DICOM is inflated whole when read: refuse one that would inflate past the limit, counting
+    the output of a bounded decompressor instead of trusting the header."""
+    size = _inflated_size(path)
+    if size is not None:
+        _check_declared(path, size)
 
 
 _CODE_STRING = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM CS values: BodyPartExamined, ViewPosition, Modality
@@ -335,14 +382,13 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         raise ImageLoadError(f"{path.name} is a DICOM file whose header does not give the image size (Rows/Columns)")
     _check_size(rows, cols)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 16) or 16)
-    _check_declared(path, n_frames * rows * cols * samples * max(bits, 8) // 8)
+    _check_declared(path, _dicom_pixel_bytes(ds))
     if n_frames > 1 and not 0 <= frame < n_frames:
         raise ImageLoadError(f"{path.name} has {n_frames} frames; frame {frame} does not exist")
     notes = []
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts is None and "PixelData" in ds:
-        if len(ds.PixelData) != n_frames * rows * cols * samples * max(bits, 8) // 8:
+        if len(ds.PixelData) != _dicom_pixel_bytes(ds):
             raise ImageLoadError(
                 f"{path.name} does not say how its pixels are encoded (no Transfer Syntax UID) and they are "
                 "not stored uncompressed"
@@ -429,7 +475,7 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
     shape = img.shape
     if len(shape) not in (2, 3, 4):
         raise ImageLoadError(f"{path.name} has {len(shape)} dimensions; expected a 2-D, 3-D or 4-D volume")
-    _check_declared(path, int(np.prod(shape, dtype=np.int64)) * header_dtype.itemsize)
+    _check_declared(path, nifti_voxel_bytes(img))
     if axis not in (0, 1, 2):
         raise ImageLoadError(f"slice axis must be 0, 1 or 2, got {axis}")
     spatial = tuple(shape[:3]) + (1,) * (3 - len(shape[:3]))

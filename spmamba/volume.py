@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imaging import ImageLoadError, _check_declared, _check_size, _normalise, load_image
+from .imaging import ImageLoadError, _check_declared, _check_size, _normalise, load_image, nifti_voxel_bytes
 from .inference import Predictor, score_components
 from .scoring import ComponentMaps, ScoreWeights
 
@@ -57,7 +57,7 @@ def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
         raise ImageLoadError(f"{path.name} is not a readable NIfTI file ({type(err).__name__})") from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) or len(img.shape) not in (3, 4):
         raise ImageLoadError(f"{path.name} is not a 3-D or 4-D NIfTI volume")
-    _check_declared(path, int(np.prod(img.shape[:3], dtype=np.int64)) * img.header.get_data_dtype().itemsize)
+    _check_declared(path, nifti_voxel_bytes(img, volumes=False))
     if len(img.shape) == 4 and not 0 <= volume_index < img.shape[3]:
         raise ImageLoadError(f"{path.name} holds {img.shape[3]} volumes; volume {volume_index} does not exist")
     if axis not in (0, 1, 2):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class Case:
     name: str
     path: Path
     expect: str | None  # a fragment of the error message; None: valid, must be analysed
+    family: str = "single files"
 
 
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", **extra) -> Path:
@@ -234,6 +236,225 @@ def build(folder: Path) -> list[Case]:
     )
     add("constant NIfTI", "flat.nii", None, "blank", writer=lambda p: _nifti(p, np.zeros((16, 16, 4), np.float32)))
     return cases
+
+
+def colour_dicom(path: Path, rgb: np.ndarray, photometric: str) -> Path:
+    """An uncompressed colour DICOM (US) holding ``rgb`` stored in ``photometric``'s colour space."""
+    from pydicom.pixels import convert_color_space
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality, ds.PhotometricInterpretation = "US", photometric
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    stored = rgb if photometric == "RGB" else convert_color_space(rgb, "RGB", photometric)
+    ds.PixelData = np.ascontiguousarray(stored, np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def with_sbit(png: bytes, bits: int) -> bytes:
+    """Insert an sBIT chunk after IHDR (Pillow reads it but cannot write it)."""
+    import struct
+    import zlib
+
+    chunk = b"sBIT" + bytes([bits])
+    sbit = struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return png[:end_of_ihdr] + sbit + png[end_of_ihdr:]
+
+
+# every PhotometricInterpretation pydicom ships a sample of: (file, channels read)
+PHOTOMETRIC_SAMPLES = {
+    "MONOCHROME2": ("MR_small.dcm", 1),
+    "RGB": ("examples_rgb_color.dcm", 3),
+    "YBR_FULL": ("SC_rgb_dcmtk_+eb+cy+n1.dcm", 3),
+    "YBR_FULL_422": ("SC_ybr_full_422_uncompressed.dcm", 3),
+    "YBR_RCT": ("examples_jpeg2k.dcm", 3),
+    "PALETTE COLOR": ("examples_palette.dcm", 3),
+}
+
+REFUSED_BYTES = "of image data, more than"
+REFUSED_PIXELS = "pixels allowed"
+
+
+def families(folder: Path, byte_limit: int | None = None, pixel_limit: int | None = None) -> list[Case]:
+    """Families of inputs, each varying one property over its range: float extremes, every colour space,
+    declared sizes just under and over the decoded-bytes and pixel limits (real data under, headers alone
+    over), bit depths, and the oddities that once got technical messages. The limits default to the
+    loader's; tests pass small ones so the same families run in seconds."""
+    from spmamba import imaging
+
+    byte_limit = byte_limit or imaging.MAX_DECODED_BYTES
+    pixel_limit = pixel_limit or imaging.MAX_PIXELS
+    folder.mkdir(parents=True, exist_ok=True)
+    cases: list[Case] = []
+
+    def add(family: str, name: str, filename: str, expect: str | None, write) -> None:
+        path = folder / filename
+        write(path)
+        cases.append(Case(name, path, expect, family))
+
+    family = "float extremes (finite, overflowing float32 arithmetic)"
+    for magnitude, dtype in ((1e30, np.float32), (3e38, np.float32), (1e300, np.float64)):
+        vol = np.linspace(-magnitude, magnitude, 32 * 32 * 4).reshape(32, 32, 4).astype(dtype)
+        name = f"NIfTI {np.dtype(dtype).name} ±{magnitude:g}"
+        add(family, name, f"extreme-{magnitude:g}.nii.gz", None, lambda p, v=vol: _nifti(p, v))
+    extreme = np.linspace(-3e38, 3e38, 64 * 64, dtype=np.float32).reshape(64, 64)
+    add(family, "TIFF float32 ±3e+38", "extreme.tif", None, lambda p: p.write_bytes(_tiff_bytes(extreme)))
+
+    family = "DICOM colour spaces (every PhotometricInterpretation pydicom ships, and generated ones)"
+    for photometric, (sample, _) in PHOTOMETRIC_SAMPLES.items():
+        src = Path(get_testdata_file(sample))
+        add(family, f"{photometric} ({sample})", f"pi-{sample}", None, lambda p, s=src: p.write_bytes(s.read_bytes()))
+    red = np.zeros((32, 48, 3), np.uint8)
+    red[..., 0], red[..., 1:] = 200, np.random.default_rng(0).integers(0, 60, (32, 48, 2))
+    for photometric in ("RGB", "YBR_FULL"):
+        add(
+            family,
+            f"generated {photometric}",
+            f"gen-{photometric}.dcm",
+            None,
+            lambda p, m=photometric: colour_dicom(p, red, m),
+        )
+
+    family = "decoded bytes declared by a NIfTI volume"
+    for fraction in (0.5, 0.98, 1.02, 4.0):
+        depth = _units(fraction, byte_limit, 512 * 512)  # NIfTI-1 sizes are 16-bit: wide slices, fewer of them
+        name = f"NIfTI uint8 512×512×{depth} ({fraction:g}× the limit)"
+        if fraction <= 1:
+            add(family, name, f"bytes-{fraction}.nii.gz", None, lambda p, d=depth: _tiled_nifti(p, d))
+        else:
+            add(family, name, f"bytes-{fraction}.nii.gz", REFUSED_BYTES, lambda p, d=depth: _nifti_header_only(p, d))
+
+    family = "decoded bytes inflated by a deflated multi-frame DICOM"
+    for fraction in (0.5, 0.98, 1.02):
+        frames = _units(fraction, byte_limit, 256 * 256 * 2)
+        expect = None if fraction <= 1 else REFUSED_BYTES
+        name = f"deflated DICOM, {frames} frames of 256×256 ({fraction:g}× the limit)"
+        add(family, name, f"deflated-{fraction}.dcm", expect, lambda p, n=frames: _deflated_frames(p, n))
+
+    family = "pixels declared by a PNG"
+    for fraction, mode in ((0.5, "L"), (0.98, "L"), (0.98, "RGB"), (1.02, "L"), (2.5, "L")):
+        side = _units(fraction**0.5, pixel_limit**0.5, 1)
+        name = f"{mode} PNG {side}×{side} ({fraction:g}× the pixel limit)"
+        filename = f"pixels-{mode}-{fraction}.png"
+        if fraction <= 1:
+            add(family, name, filename, None, lambda p, n=side, m=mode: _tiled_png(p, n, n, m))
+        else:
+            add(family, name, filename, REFUSED_PIXELS, lambda p, n=side: p.write_bytes(_png_bomb(n, n)))
+
+    family = "16-bit PNG bit depths"
+    eight = _texture(64, 64)
+    for bits, sbit in ((10, True), (12, True), (12, False), (16, False)):
+        data = (eight.astype(np.int64) * (2**bits - 1) // 255).astype(np.uint16)
+        raw = _png_bytes(data)
+        name = f"{bits}-bit data, {'sBIT ' + str(bits) if sbit else 'no sBIT'}"
+        add(
+            family,
+            name,
+            f"depth-{bits}-{sbit}.png",
+            None,
+            lambda p, r=raw, b=bits, s=sbit: p.write_bytes(with_sbit(r, b) if s else r),
+        )
+
+    family = "files that once got technical messages"
+    rgb_vol = np.zeros((8, 8, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    add(
+        family,
+        "RGB NIfTI",
+        "rgb.nii",
+        "only greyscale volumes",
+        lambda p: nib.save(nib.Nifti1Image(rgb_vol, np.eye(4)), p),
+    )
+    add(family, "CIFTI dense scalar", "x.dscalar.nii", "not an image volume", _cifti)
+    add(
+        family,
+        "DICOM with window width 0",
+        "w0.dcm",
+        None,
+        lambda p: write_dicom(p, np.arange(64 * 64).reshape(64, 64) % 4000, WindowCenter=100, WindowWidth=0),
+    )
+    add(family, "DICOM without a transfer syntax", "nots.dcm", None, _dicom_without_transfer_syntax)
+    add(family, "multi-page TIFF, first page blank", "pages.tif", "choose another page", _blank_first_page_tiff)
+    add(
+        family,
+        "8×60000 PNG",
+        "elongated.png",
+        "too elongated",
+        lambda p: p.write_bytes(_png_bytes(np.zeros((8, 60000), np.uint8))),
+    )
+    add(family, "PNG with a ZIP appended", "png-zip.png", None, _png_with_zip)
+    return cases
+
+
+def _units(fraction: float, limit: float, unit: float) -> int:
+    """How many ``unit``s make ``fraction`` of ``limit``, rounded away from the limit (down under it, up over
+    it), so a case named for its side of the limit is on that side."""
+    n = fraction * limit / unit
+    return math.floor(n) if fraction <= 1 else math.ceil(n)
+
+
+def _tiled_nifti(path: Path, depth: int) -> None:
+    vol = np.broadcast_to(_texture(512, 512)[:, :, None], (512, 512, depth))
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(vol), np.eye(4)), str(path))
+
+
+def _nifti_header_only(path: Path, depth: int) -> None:
+    """A NIfTI header declaring 512×512×depth uint8 voxels that the file does not hold."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((512, 512, depth))
+    hdr.set_data_dtype(np.uint8)
+    path.write_bytes(gzip.compress(hdr.binaryblock + b"\0" * 4))
+
+
+def _deflated_frames(path: Path, frames: int) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    tile = _texture(256, 256).astype(np.uint16) * 16
+    write_dicom(path, np.broadcast_to(tile, (frames, 256, 256)), NumberOfFrames=frames)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path)
+
+
+def _tiled_png(path: Path, height: int, width: int, mode: str) -> None:
+    tile = _texture(64, 64)
+    grey = np.tile(tile, (height // 64 + 1, width // 64))[:height]
+    Image.fromarray(grey).convert(mode).save(path, compress_level=1)
+
+
+def _cifti(path: Path) -> None:
+    from nibabel import cifti2
+
+    brain = cifti2.BrainModelAxis.from_mask(np.ones((2, 2, 2), bool), affine=np.eye(4))
+    img = cifti2.Cifti2Image(np.zeros((1, len(brain)), np.float32), header=(cifti2.ScalarAxis(["a"]), brain))
+    img.to_filename(path)
+
+
+def _dicom_without_transfer_syntax(path: Path) -> None:
+    write_dicom(path, np.arange(64 * 64).reshape(64, 64) % 4000)
+    ds = pydicom.dcmread(path)
+    del ds.file_meta.TransferSyntaxUID
+    ds.save_as(path, enforce_file_format=False)
+
+
+def _blank_first_page_tiff(path: Path) -> None:
+    pages = [Image.fromarray(np.zeros((40, 40), np.uint8)), Image.fromarray(np.full((40, 40), 9, np.uint8))]
+    pages[1].putpixel((3, 3), 200)
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+
+
+def _png_with_zip(path: Path) -> None:
+    png = _png_bytes(_texture())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("hidden.png", png)
+    path.write_bytes(png + buf.getvalue())
 
 
 def _retagged(data: bytes, path: Path, uid: str) -> Path:

@@ -278,7 +278,7 @@ def test_pixel_limit_is_configurable_and_explained(monkeypatch, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((200, 200), np.uint8)).save(path)
     monkeypatch.setattr(imaging, "MAX_PIXELS", 30_000)
-    with pytest.raises(ImageLoadError, match="200×200 pixels, more than the 30,000 allowed"):
+    with pytest.raises(ImageLoadError, match="200×200 pixels, more than the 30,000 pixels allowed"):
         load_image(path)
     monkeypatch.setattr(imaging, "MAX_PIXELS", 10_000)  # beyond twice the limit PIL refuses before we look
     with pytest.raises(ImageLoadError, match="more than the 10,000 pixels allowed; it was not decoded"):

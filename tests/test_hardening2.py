@@ -1,19 +1,16 @@
 """Hardening, round two: each input is built here, and each test asserts what the user is told or shown."""
 
 import gzip
-import struct
-import zlib
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from spmamba.imaging import MAX_DECODED_BYTES, ImageLoadError, load_image
-from tests.malformed import write_dicom
+from tests.malformed import PHOTOMETRIC_SAMPLES, colour_dicom, families, with_sbit, write_dicom
 
 
 # 1. Float extremes: finite values whose range overflows float32 arithmetic
@@ -47,31 +44,13 @@ def test_a_nan_score_is_never_called_normal():
 
 
 # 2. Colour DICOM converted once
-def _colour_dicom(path, rgb, photometric):
-    from pydicom.pixels import convert_color_space
-
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.Modality, ds.PhotometricInterpretation = "US", photometric
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    stored = rgb if photometric == "RGB" else convert_color_space(rgb, "RGB", photometric)
-    ds.PixelData = np.ascontiguousarray(stored, np.uint8).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 @pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL"])
 def test_colour_dicom_matches_its_rgb(tmp_path, photometric):
     rng = np.random.default_rng(0)
     rgb = np.zeros((32, 48, 3), np.uint8)
     rgb[..., 0] = 200  # a red image: a double conversion would turn it green or purple
     rgb[..., 1:] = rng.integers(0, 60, (32, 48, 2))
-    img = load_image(_colour_dicom(tmp_path / "c.dcm", rgb, photometric))
+    img = load_image(colour_dicom(tmp_path / "c.dcm", rgb, photometric))
     expected = (rgb - rgb.min()) / (rgb.max() - rgb.min())
     assert img.pixels.shape == (32, 48, 3)
     assert np.abs(img.pixels - expected).max() < 0.03  # YBR round trip is lossy by a level or two
@@ -133,30 +112,22 @@ def test_nifti_slice_read_from_the_file_equals_the_reoriented_volume(tmp_path, a
 
 
 # 4. Bit depth
-def _with_sbit(png: bytes, bits: int) -> bytes:
-    """Insert an sBIT chunk after IHDR (Pillow reads it but cannot write it)."""
-    chunk = b"sBIT" + bytes([bits])
-    sbit = struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
-    end_of_ihdr = 8 + 8 + 13 + 4
-    return png[:end_of_ihdr] + sbit + png[end_of_ihdr:]
-
-
-@pytest.mark.parametrize("with_sbit", [False, True])
-def test_twelve_bit_data_in_a_16_bit_png_reads_as_its_8_bit_copy(tmp_path, with_sbit):
+@pytest.mark.parametrize("sbit", [False, True])
+def test_twelve_bit_data_in_a_16_bit_png_reads_as_its_8_bit_copy(tmp_path, sbit):
     import io
 
     yy, xx = np.mgrid[:64, :64]
     eight = (127 + 120 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.uint8)
     twelve = (eight.astype(np.int64) * 4095 // 255).astype(np.uint16)
-    if with_sbit:
+    if sbit:
         twelve[0, 0] = 100  # the data range alone would still say 12 bits; sBIT says it for certain
     buf = io.BytesIO()
     Image.fromarray(twelve).save(buf, "PNG")
-    (tmp_path / "12.png").write_bytes(_with_sbit(buf.getvalue(), 12) if with_sbit else buf.getvalue())
+    (tmp_path / "12.png").write_bytes(with_sbit(buf.getvalue(), 12) if sbit else buf.getvalue())
     Image.fromarray(eight).save(tmp_path / "8.png")
     deep, shallow = load_image(tmp_path / "12.png"), load_image(tmp_path / "8.png")
     assert np.abs(deep.pixels - shallow.pixels)[1:].max() < 1.5 / 255
-    source = "from the PNG sBIT chunk" if with_sbit else "from the data range"
+    source = "from the PNG sBIT chunk" if sbit else "from the data range"
     assert deep.meta["scaling"] == f"12-bit values in a 16-bit file ({source})"
 
 
@@ -283,16 +254,6 @@ def test_analyze_with_an_unknown_checkpoint_label_says_so():
 
 
 # Families: every PhotometricInterpretation pydicom ships a sample of
-PHOTOMETRIC_SAMPLES = {
-    "MONOCHROME2": ("MR_small.dcm", 1),
-    "RGB": ("examples_rgb_color.dcm", 3),
-    "YBR_FULL": ("SC_rgb_dcmtk_+eb+cy+n1.dcm", 3),
-    "YBR_FULL_422": ("SC_ybr_full_422_uncompressed.dcm", 3),
-    "YBR_RCT": ("examples_jpeg2k.dcm", 3),
-    "PALETTE COLOR": ("examples_palette.dcm", 3),
-}
-
-
 @pytest.mark.parametrize("photometric", sorted(PHOTOMETRIC_SAMPLES))
 def test_every_photometric_interpretation_pydicom_ships_reads_as_its_kind(photometric):
     from pydicom.data import get_testdata_file
@@ -331,3 +292,26 @@ def test_declared_nifti_sizes_around_the_limit(tmp_path, monkeypatch, fraction):
     else:
         with pytest.raises(ImageLoadError, match=r"MiB of image data, more than the 4 MiB allowed"):
             load_image(tmp_path / "v.nii.gz")
+
+
+def test_every_family_case_gets_its_answer(tmp_path, monkeypatch):
+    """The families of tests/malformed.py at small limits (the bench runs them at the real ones): each
+    valid case loads to a finite image in [0, 1], each refused one names its reason, and
+    ``declared_bytes`` puts each size case on the side of the limit its name says."""
+    import spmamba.imaging as imaging
+    from demo import handlers
+
+    monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)
+    monkeypatch.setattr(imaging, "MAX_PIXELS", 1 << 20)
+    cases = families(tmp_path, 4 << 20, 1 << 20)
+    assert len({c.family for c in cases}) == 7 and len(cases) >= 35
+    for case in cases:
+        if case.expect is None:
+            pixels = handlers.load(str(case.path)).pixels
+            assert np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 1, case.name
+        else:
+            with pytest.raises(ImageLoadError, match=case.expect):
+                handlers.load(str(case.path))
+        if case.family.startswith("decoded bytes"):
+            declared = imaging.declared_bytes(case.path)
+            assert (declared <= 4 << 20) == (case.expect is None), case.name
