@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
+from spmamba.data import resize_grey
 from spmamba.imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
 from spmamba.inference import Judgement, score_components
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
@@ -108,7 +109,7 @@ def analyze_image(
     grey = img.grey
     maps = predictor.maps([grey])
     scale = DISPLAY_MAX / max(grey.shape)  # small images are enlarged, so every map is readable
-    display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
+    display = resize_grey(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale))).numpy()
     mask = None
     if truth is not None:
         mask = resize(load_image(truth).grey > 0.5, display.shape, order=0, anti_aliasing=False).astype(bool)

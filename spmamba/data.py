@@ -156,8 +156,14 @@ def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) 
 def model_input(grey: np.ndarray, size: int) -> torch.Tensor:
     """(1, size, size) tensor of an (H, W) grey image in [0, 1], resized with antialiasing: the one
     resize shared by training, evaluation and the demo, so they feed the model the same pixels."""
-    img = torch.from_numpy(grey)[None, None]
-    return F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return resize_grey(grey, (size, size))[None]
+
+
+def resize_grey(grey: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """An (H, W) float32 image resized to ``shape`` by antialiased bilinear interpolation, reading the
+    array in place (no float64 copy: an 80-megapixel upload costs its own size, not five times it)."""
+    img = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
+    return F.interpolate(img, size=shape, mode="bilinear", antialias=True, align_corners=False)[0, 0]
 
 
 def load_tensor(path: Path, size: int) -> torch.Tensor:
