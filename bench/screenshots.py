@@ -106,6 +106,8 @@ def main() -> None:
             page.wait_for_function(
                 "document.querySelector('#seg-summary').innerText.includes('pixels')", timeout=120_000
             )
+            page.locator("#seg-truth input[type=file]").set_input_files(str(root / "ph2" / "masks" / image.name))
+            page.wait_for_function("document.querySelector('#seg-summary').innerText.includes('Dice')", timeout=60_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / "segment-ph2.png"), full_page=True)
             print("wrote segment-ph2.png")

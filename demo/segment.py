@@ -154,7 +154,9 @@ def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network
                 model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
                 threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="Threshold (re-applied to the cached map)")
                 opacity = gr.Slider(0, 1, 0.4, step=0.05, label="Fill opacity")
-                truth_file = gr.File(label="Ground-truth mask (optional): Dice and IoU", type="filepath")
+                truth_file = gr.File(
+                    label="Ground-truth mask (optional): Dice and IoU", type="filepath", elem_id="seg-truth"
+                )
             with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Mask"):
