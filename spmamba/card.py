@@ -345,9 +345,11 @@ def render_seg_card(path: str | Path) -> str:
         "|---|---|",
         *(f"| {k} | {val} |" for k, val in rows),
         "",
-        f"## Validation ({v['n']} images, at each image's own resolution)",
+        f"## Validation ({v['n']} images"
+        + (f" of {v['groups']} patients" if v.get("resampled") == "patients" else "")
+        + ", at each image's own resolution)",
         "",
-        "| metric | mean (95% CI, bootstrap over images) |",
+        f"| metric | mean over images (95% CI, bootstrap over {v.get('resampled', 'images')}) |",
         "|---|---|",
         f"| Dice | **{v['dice']:.3f}** ({v['dice_ci95'][0]:.3f}–{v['dice_ci95'][1]:.3f}) |",
         f"| IoU | {v['iou']:.3f} ({v['iou_ci95'][0]:.3f}–{v['iou_ci95'][1]:.3f}) |",

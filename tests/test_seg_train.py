@@ -164,3 +164,27 @@ def test_train_state_restores_every_trainable_weight(tmp_path):
     save_file(tensors, str(path), metadata=metadata)  # what the earlier code wrote
     with pytest.raises(ValueError, match="weights missing"):
         _load_state(path, *fresh(2))
+
+
+def test_summary_resamples_patients_when_file_names_carry_them():
+    """Slices of one patient are alike: the interval must resample patients, and equal the image bootstrap
+    when every image is its own group."""
+    from spmamba.metrics import bootstrap_interval
+    from spmamba.seg.train import summarise
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(6):
+        level = rng.uniform(0.3, 0.95)
+        rows += [
+            {"image": f"TCGA_CS_{4940 + p}_19970205_{k}.png", "dice": level, "iou": level, "hd95": 1.0}
+            for k in range(10)
+        ]
+    by_patient = summarise(rows)
+    assert (by_patient["groups"], by_patient["resampled"]) == (6, "patients")
+    per_patient = np.array([rows[10 * p]["dice"] for p in range(6)])
+    assert by_patient["dice_ci95"] == pytest.approx(bootstrap_interval(lambda i: float(per_patient[i].mean()), 6))
+    as_images = summarise([dict(r, image=f"img{i}.png") for i, r in enumerate(rows)])
+    assert as_images["resampled"] == "images"
+    width = lambda v: v["dice_ci95"][1] - v["dice_ci95"][0]  # noqa: E731
+    assert width(as_images) < width(by_patient)  # 60 "independent" slices look more certain than 6 patients

@@ -52,7 +52,8 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
         print(f"{r['image']}: Dice {r['dice']:.3f} IoU {r['iou']:.3f} HD95 {r['hd95']:.1f}")
     v = summarise(rows)
     print(
-        f"{v['n']} images: {_with_ci(v, 'dice', '.3f')}, {_with_ci(v, 'iou', '.3f')}, {_with_ci(v, 'hd95', '.1f')} px"
+        f"{v['n']} images ({v['groups']} {v['resampled']}, the bootstrap's unit): {_with_ci(v, 'dice', '.3f')}, "
+        f"{_with_ci(v, 'iou', '.3f')}, {_with_ci(v, 'hd95', '.1f')} px"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": v, "per_image": rows}, indent=2))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data import patient_id
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
@@ -88,12 +89,22 @@ def _val_dice(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Means of the per-image figures with bootstrap 95% intervals (resampling images)."""
-    out = {"n": len(rows)}
+    """Means of the per-image figures with bootstrap 95% intervals. The resampling unit is the patient
+    where file names carry one (a patient's slices are alike, so resampling slices would make the
+    interval too narrow), else the image."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(patient_id(r["image"]) or r["image"], []).append(i)
+    members = [np.array(g) for g in groups.values()]
+    out = {"n": len(rows), "groups": len(members), "resampled": "patients" if len(members) < len(rows) else "images"}
+
+    def mean_of(vals: np.ndarray):
+        return lambda idx: float(vals[np.concatenate([members[j] for j in idx])].mean())
+
     for key in ("dice", "iou", "hd95"):
         vals = np.array([r[key] for r in rows], float)
         out[key] = float(vals.mean())
-        out[f"{key}_ci95"] = list(bootstrap_interval(lambda i, v=vals: float(v[i].mean()), len(vals)))
+        out[f"{key}_ci95"] = list(bootstrap_interval(mean_of(vals), len(members)))
     return out
 
 
