@@ -5,7 +5,8 @@
 One row per checkpoint: dataset, network (with its ablation switches), parameters, multiply-adds per
 image at its training size, training wall time, best epoch, and validation Dice/IoU/HD95 with bootstrap
 95% intervals over images; then, per dataset, each network's Dice gain over the U-Net on the same
-images with a paired bootstrap interval. Nothing is typed by hand, so the table cannot disagree with the files.
+images with a paired bootstrap interval (resampling patients where file names carry them). Nothing is
+typed by hand, so the table cannot disagree with the files.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from spmamba.card import seg_network_name  # noqa: E402
-from spmamba.metrics import bootstrap_interval  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
+from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
 
 def row(path: Path) -> str:
@@ -59,10 +60,12 @@ def paired_gains(paths: list[Path]) -> list[str]:
                 lines.append(f"{data}: {seg_network_name(other)} was validated on other images; no paired gain")
                 continue
             diff = np.array([r["dice"] - ref[r["image"]] for r in rows])
-            lo, hi = bootstrap_interval(lambda i, d=diff: float(d[i].mean()), len(diff))
+            units = resampling_units([r["image"] for r in rows])
+            lo, hi = mean_interval(diff, units)
+            unit = "patients" if len(units) < len(diff) else "images"
             lines.append(
                 f"{data}: {seg_network_name(other)} − {seg_network_name(base)}, mean Dice {diff.mean():+.3f} "
-                f"(95% CI {lo:+.3f} to {hi:+.3f}, {len(diff)} images)"
+                f"(95% CI {lo:+.3f} to {hi:+.3f}, {len(diff)} images, resampling {len(units)} {unit})"
             )
     return lines
 

@@ -88,23 +88,30 @@ def _val_dice(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
     return float(np.mean(scores))
 
 
+def resampling_units(names: list[str]) -> list[np.ndarray]:
+    """Indices of ``names`` grouped by patient where the file name carries one, else one per image: the
+    unit a bootstrap over validation images resamples."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(patient_id(name) or name, []).append(i)
+    return [np.array(g) for g in groups.values()]
+
+
+def mean_interval(values: np.ndarray, units: list[np.ndarray]) -> tuple[float, float]:
+    """Bootstrap 95% interval of the mean of ``values``, resampling ``units`` (groups of indices)."""
+    return bootstrap_interval(lambda idx: float(values[np.concatenate([units[j] for j in idx])].mean()), len(units))
+
+
 def summarise(rows: list[dict]) -> dict:
     """Means of the per-image figures with bootstrap 95% intervals. The resampling unit is the patient
     where file names carry one (a patient's slices are alike, so resampling slices would make the
     interval too narrow), else the image."""
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(patient_id(r["image"]) or r["image"], []).append(i)
-    members = [np.array(g) for g in groups.values()]
+    members = resampling_units([r["image"] for r in rows])
     out = {"n": len(rows), "groups": len(members), "resampled": "patients" if len(members) < len(rows) else "images"}
-
-    def mean_of(vals: np.ndarray):
-        return lambda idx: float(vals[np.concatenate([members[j] for j in idx])].mean())
-
     for key in ("dice", "iou", "hd95"):
         vals = np.array([r[key] for r in rows], float)
         out[key] = float(vals.mean())
-        out[f"{key}_ci95"] = list(bootstrap_interval(mean_of(vals), len(members)))
+        out[f"{key}_ci95"] = list(mean_interval(vals, members))
     return out
 
 
