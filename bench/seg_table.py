@@ -4,9 +4,9 @@
 
 One row per checkpoint: dataset, network (with its ablation switches), parameters, multiply-adds per
 image at its training size, training wall time, best epoch, and validation Dice/IoU/HD95 with bootstrap
-95% intervals over images; then, per dataset, each network's Dice gain over the U-Net on the same
-images with a paired bootstrap interval (resampling patients where file names carry them). Nothing is
-typed by hand, so the table cannot disagree with the files.
+95% intervals. Then, per dataset, each network's Dice gain over the U-Net, and each ablation's over the
+full Mamba-MIS, on the same images with a paired bootstrap interval (resampling patients where file
+names carry them). Nothing is typed by hand, so the table cannot disagree with the files.
 """
 
 from __future__ import annotations
@@ -46,15 +46,28 @@ def row(path: Path) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _is_full_mamba_mis(meta: dict) -> bool:
+    cfg = meta["config"]
+    return meta["model"] == "mamba-mis" and cfg["bfss_directions"] == 4 and cfg["spectral_gate"] and cfg["bridge"]
+
+
 def paired_gains(paths: list[Path]) -> list[str]:
-    """Per dataset, each network's mean Dice minus the U-Net's on the same validation images, with a paired
-    bootstrap 95% interval (resampling images): whether a difference is more than the split's chance."""
+    """Per dataset, each network's mean Dice minus the U-Net's on the same validation images, and each
+    ablation's minus the full Mamba-MIS's, with a paired bootstrap 95% interval (resampling patients where
+    file names carry them, else images): whether a difference is more than the split's chance."""
     metas = [load_seg_checkpoint(p)[1] for p in paths]
     lines = []
-    for base in (m for m in metas if m["model"] == "unet"):
+    for base in (m for m in metas if m["model"] == "unet" or _is_full_mamba_mis(m)):
         data = base["training"]["data_path_name"]
         ref = {r["image"]: r["dice"] for r in base["metrics"]["per_image"]}
-        for other in (m for m in metas if m is not base and m["training"]["data_path_name"] == data):
+        compared = [
+            m
+            for m in metas
+            if m is not base
+            and m["training"]["data_path_name"] == data
+            and (base["model"] == "unet" or (m["model"] == "mamba-mis" and not _is_full_mamba_mis(m)))
+        ]
+        for other in compared:
             rows = other["metrics"]["per_image"]
             if {r["image"] for r in rows} != set(ref):
                 lines.append(f"{data}: {seg_network_name(other)} was validated on other images; no paired gain")
