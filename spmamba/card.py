@@ -109,15 +109,9 @@ def render_card(path: str | Path) -> str:
         return render_seg_card(path)
     meta = read_metadata(path)
     t, m, cfg = meta["training"], meta["metrics"], meta["model_config"]
-    info = dataset_info(t.get("data_path_name"))
     v, cal = m["validation"], meta.get("calibration") or {}
     w = meta["score_weights"]
     minutes = t.get("train_seconds", 0) / 60
-    data = (
-        f"{info.citation}. Source: {info.source}. Licence: {info.licence}."
-        if info
-        else f"{t.get('dataset')} (not a registered dataset: source and licence unknown)"
-    )
     rows = [
         ("Method", "SP-Mamba (Pan & Lu, ACM MM 2025) as in docs/method.md"),
         (
@@ -127,7 +121,7 @@ def render_card(path: str | Path) -> str:
             f"depths {cfg['depths']}, d_state {cfg['d_state']}, {cfg['scan_order']} scan in "
             f"{cfg['num_directions']} directions, K = {cfg['prototype_banks']} prototype banks",
         ),
-        ("Data", data),
+        ("Data", _data_line(t)),
         ("Images are not redistributed", "the data is read from `$SPMAMBA_DATA`; the test part is held out"),
         (
             "Split",
