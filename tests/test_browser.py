@@ -197,15 +197,18 @@ def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_reque
     examples = page.locator("#examples")
     if not examples.get_by_text("Brain MRI FLAIR, tumour").count():
         pytest.skip("the brain MRI examples need ../shared/data/lgg-flair")
+    before = page.locator("#verdict").inner_text()  # an earlier test's verdict must not pass for this one's
     examples.get_by_text("Brain MRI FLAIR, tumour").click()
     page.wait_for_function(
-        "document.querySelector('#checkpoint input').value.startsWith('lgg-flair') && "
+        "(before) => document.querySelector('#checkpoint input').value.startsWith('lgg-flair') && "
         "document.querySelector('#image-info').innerText.includes('format: PNG') && "
-        "document.querySelector('#verdict').innerText.includes('Score')",
+        "document.querySelector('#verdict').innerText.includes('Score') && "
+        "document.querySelector('#verdict').innerText !== before",
+        arg=before,
         timeout=60_000,
     )
     page.get_by_role("tab", name="Overlay").click()
-    page.wait_for_selector("#overlay img", timeout=30_000)
+    page.wait_for_selector("#overlay img", timeout=60_000)
     src = _overlay_src(page)
     page.locator("#truth input").check()
     page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
@@ -219,10 +222,13 @@ def test_head_ct_example_is_judged_by_the_ct_checkpoint(page):
     examples = page.locator("#examples")
     if not examples.get_by_text("Head CT, haemorrhage").count():
         pytest.skip("the head CT examples need ../shared/data/head-ct")
+    before = page.locator("#verdict").inner_text()
     examples.get_by_text("Head CT, haemorrhage").click()
     page.wait_for_function(
-        "document.querySelector('#checkpoint input').value.startsWith('head-ct') && "
-        "document.querySelector('#verdict').innerText.includes('Score')",
+        "(before) => document.querySelector('#checkpoint input').value.startsWith('head-ct') && "
+        "document.querySelector('#verdict').innerText.includes('Score') && "
+        "document.querySelector('#verdict').innerText !== before",
+        arg=before,
         timeout=60_000,
     )
     text = page.locator("#verdict").inner_text()
