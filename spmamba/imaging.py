@@ -316,9 +316,11 @@ def _check_declared(path: Path, declared: int) -> None:
         )
 
 
-def _inflated_size(path: Path) -> int | None:
+def _inflated_size(path: Path, bound: int | None = None) -> int | None:
     """The size a deflated DICOM's dataset inflates to, counted by a decompressor that stops just past
-    ``MAX_DECODED_BYTES`` (so a bomb is never inflated whole); None for any other DICOM."""
+    ``bound`` (default ``MAX_DECODED_BYTES``), so a bomb is never inflated further than the caller needs;
+    None for any other DICOM."""
+    bound = MAX_DECODED_BYTES if bound is None else bound
     import zlib
 
     from pydicom.filereader import read_file_meta_info
@@ -338,8 +340,8 @@ def _inflated_size(path: Path) -> int | None:
     produced = 0
     try:
         for i in range(0, len(body), 1 << 16):
-            produced += len(inflater.decompress(body[i : i + (1 << 16)], MAX_DECODED_BYTES + 1 - produced))
-            if produced > MAX_DECODED_BYTES:
+            produced += len(inflater.decompress(body[i : i + (1 << 16)], bound + 1 - produced))
+            if produced > bound:
                 break
     except zlib.error as err:
         raise ImageLoadError(f"{path.name} is a deflated DICOM whose compressed data is damaged") from err
@@ -350,11 +352,12 @@ def _check_deflated(path: Path) -> None:
     """A deflated DICOM is inflated whole when read, and its pixel data then copied out of the inflated
     buffer, so it needs about twice its inflated size at once: it may inflate to a quarter of the limit
     (256 MiB), counted by a bounded decompressor instead of trusting the header."""
-    size = _inflated_size(path)
-    if size is not None and size > MAX_DECODED_BYTES // 4:
+    limit = MAX_DECODED_BYTES // 4
+    size = _inflated_size(path, limit)
+    if size is not None and size > limit:
         raise ImageLoadError(
-            f"{path.name} is a deflated DICOM that inflates to {_size(size)}, more than the "
-            f"{_size(MAX_DECODED_BYTES // 4)} allowed for deflated files (they are inflated whole); it was not decoded"
+            f"{path.name} is a deflated DICOM that inflates to more than the {_size(limit)} "
+            "allowed for deflated files (they are inflated whole); it was not decoded"
         )
 
 
