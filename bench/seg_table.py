@@ -6,7 +6,9 @@ One row per checkpoint: dataset, network (with its ablation switches and input s
 image at its training size, training wall time, best epoch, and validation Dice/IoU/HD95 with bootstrap
 95% intervals. Then, per dataset, each network's Dice gain over the U-Net, and each ablation's over the
 full Mamba-MIS, on the same images with a paired bootstrap interval (resampling patients where file
-names carry them). Nothing is typed by hand, so the table cannot disagree with the files.
+names carry them). Last, where the data folder is here, each dataset's validation images that have a
+near-identical image in training, and the Dice without them. Nothing is typed by hand, so the table
+cannot disagree with the files.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from spmamba.card import seg_network_name  # noqa: E402
+from spmamba.data import data_root, segmentation_pairs  # noqa: E402
+from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_signature  # noqa: E402
+from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
@@ -98,9 +103,43 @@ def paired_gains(paths: list[Path]) -> list[str]:
     return lines
 
 
+def without_near_duplicates(paths: list[Path], root: Path) -> list[str]:
+    """Per dataset, how many validation images have a near-identical image on the training side (the split
+    keeps only identical ones apart), and each checkpoint's mean Dice on the others: how much validation
+    could be flattered by them."""
+    metas = [load_seg_checkpoint(p)[1] for p in paths]
+    lines = []
+    for data in dict.fromkeys(m["training"]["data_path_name"] for m in metas):
+        if not (root / data / "images").is_dir():
+            lines.append(f"{data}: no data folder under {root}; near-identical images not checked")
+            continue
+        images = [img for img, _ in segmentation_pairs(root / data)]
+        signatures = np.stack([thumbnail_signature(load_image(p).grey) for p in images])
+        group = [m for m in metas if m["training"]["data_path_name"] == data]
+        val = {r["image"] for r in group[0]["metrics"]["per_image"]}
+        is_val = np.array([p.name in val for p in images])
+        near = {
+            images[np.flatnonzero(is_val)[i]].name
+            for i, _, _ in near_duplicate_pairs(signatures[is_val], signatures[~is_val], NEAR_DUPLICATE_R)
+        }
+        parts = []
+        for m in group:
+            rows = [r for r in m["metrics"]["per_image"] if r["image"] not in near]
+            dice = np.array([r["dice"] for r in rows])
+            lo, hi = mean_interval(dice, resampling_units([r["image"] for r in rows]))
+            parts.append(f"{_name(m)} {dice.mean():.3f} ({lo:.3f}–{hi:.3f})")
+        lines.append(
+            f"{data}: {len(near)} of {len(val)} validation images have a near-identical training image "
+            f"(thumbnails correlate at r ≥ {NEAR_DUPLICATE_R}); Dice on the other {len(val) - len(near)}: "
+            + "; ".join(parts)
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", type=Path)
+    ap.add_argument("--data", type=Path, default=None, help="data folder (default: $SPMAMBA_DATA or ../shared/data)")
     args = ap.parse_args()
     print(
         "| data | network | params (M) | GMACs / image at the training size | train min (epochs) | best epoch "
@@ -112,6 +151,11 @@ def main() -> None:
     print()
     for line in paired_gains(args.checkpoints):
         print(f"- {line}")
+    root = data_root(args.data)
+    if root is not None:
+        print()
+        for line in without_near_duplicates(args.checkpoints, root):
+            print(f"- {line}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,44 @@ def test_data_check_finds_each_problem(tmp_path):
     assert r.problems == 2 + 1 + 1 + 1 + 1
 
 
+def test_near_duplicate_pairs_match_the_full_correlation_matrix():
+    from spmamba.datacheck import near_duplicate_pairs
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(700, 16)).astype(np.float32)  # more rows than one block
+    a[650] = a[3] + 0.01 * rng.normal(size=16)
+    a[10] = a[600]
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    full = a @ a.T
+    expected = {(i, j) for i in range(700) for j in range(i + 1, 700) if full[i, j] >= 0.9}
+    assert {(i, j) for i, j, _ in near_duplicate_pairs(a, r=0.9)} == expected >= {(3, 650), (10, 600)}
+    b = a[:5]
+    assert {(i, j) for i, j, _ in near_duplicate_pairs(b, a, r=0.9)} == {
+        (i, j) for i in range(5) for j in range(700) if full[i, j] >= 0.9
+    }
+
+
+def test_data_check_reports_a_resized_brightened_copy_as_near_identical(tmp_path, capsys):
+    from spmamba.cli import main
+    from spmamba.datacheck import check
+
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        write_synthetic(tmp_path / "train" / "NORMAL" / f"{i}.png", rng, False)
+    grey = np.asarray(Image.open(tmp_path / "train" / "NORMAL" / "2.png").convert("L"), np.float32)
+    recaptured = Image.fromarray(np.clip(grey * 0.8 + 30, 0, 255).astype(np.uint8)).resize((97, 97))
+    (tmp_path / "val" / "NORMAL").mkdir(parents=True)
+    recaptured.save(tmp_path / "val" / "NORMAL" / "again.png")
+    shutil.copy(tmp_path / "train" / "NORMAL" / "0.png", tmp_path / "val" / "NORMAL" / "copy.png")  # identical
+    r = check(tmp_path)
+    assert [(a, pa.name, b, pb.name) for (a, pa), (b, pb), _ in r.near_duplicates] == [
+        ("train", "2.png", "val", "again.png")
+    ]
+    assert r.near_duplicates[0][2] > 0.98 and r.problems == 1  # the identical copy only
+    assert main(["data", "check", str(tmp_path)]) == 1
+    assert "train:train/NORMAL/2.png ~ val:val/NORMAL/again.png" in capsys.readouterr().out
+
+
 def test_data_check_cli_exit_status_and_clean_segmentation_folder(tmp_path, capsys):
     from spmamba.cli import main
 
