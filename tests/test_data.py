@@ -140,6 +140,9 @@ def test_data_check_reports_a_resized_brightened_copy_as_near_identical(tmp_path
     (tmp_path / "val" / "NORMAL").mkdir(parents=True)
     recaptured.save(tmp_path / "val" / "NORMAL" / "again.png")
     shutil.copy(tmp_path / "train" / "NORMAL" / "0.png", tmp_path / "val" / "NORMAL" / "copy.png")  # identical
+    write_synthetic(tmp_path / "train" / "NORMAL" / "TCGA_AA_0001_2000_1.png", rng, False)
+    neighbour = Image.open(tmp_path / "train" / "NORMAL" / "TCGA_AA_0001_2000_1.png").resize((90, 90))
+    neighbour.save(tmp_path / "train" / "NORMAL" / "TCGA_AA_0001_2000_2.png")  # one patient's next slice: not listed
     r = check(tmp_path)
     assert [(a, pa.name, b, pb.name) for (a, pa), (b, pb), _ in r.near_duplicates] == [
         ("train", "2.png", "val", "again.png")
