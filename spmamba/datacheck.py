@@ -3,8 +3,8 @@
 Leakage is the failure that costs most and shows least: the same image, or the same patient, on both
 sides of a split inflates validation figures without any error. This reads every file once. Images that
 are nearly the same (a lesion captured twice, re-exported at another size) are found by correlating
-32x32 thumbnails: at r >= 0.98 none of 320,000 pairs of different chest X-rays matched, while BUSI's
-re-captured frames do (their masks agree at a median Dice of 0.91). Neighbouring slices of one patient
+32x32 thumbnails: at r >= 0.98 no two of the 5,216 chest X-rays match, while BUSI's re-captured
+frames do (their masks agree at a median Dice of 0.91). Neighbouring slices of one patient
 are alike too; the patient-disjoint split already keeps them together, so they are not listed.
 """
 
