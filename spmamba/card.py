@@ -245,7 +245,8 @@ def seg_network_name(meta: dict) -> str:
         ("no spectral gate", not cfg["spectral_gate"]),
         ("no bridge", not cfg["bridge"]),
     ]
-    return f"Mamba-MIS {meta['training']['options'].get('config')}" + "".join(f", {o}" for o, on in off if on)
+    detail = " + detail branch" if cfg.get("detail_branch") else ""
+    return f"Mamba-MIS {meta['training']['options'].get('config')}{detail}" + "".join(f", {o}" for o, on in off if on)
 
 
 def _seg_network(meta: dict, macs: tuple[int, int]) -> str:

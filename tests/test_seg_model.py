@@ -146,7 +146,9 @@ def test_bridge_keeps_shapes_and_passes_gradients_to_every_level():
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"bfss_directions": 1}, {"spectral_gate": False}, {"bridge": False}], ids=str
+    "overrides",
+    [{}, {"bfss_directions": 1}, {"spectral_gate": False}, {"bridge": False}, {"detail_branch": True}],
+    ids=str,
 )
 def test_network_and_its_ablations_map_images_to_logits_of_the_same_size(overrides):
     torch.manual_seed(6)
@@ -159,6 +161,8 @@ def test_network_and_its_ablations_map_images_to_logits_of_the_same_size(overrid
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
     assert MambaMISConfig.from_dict(cfg.to_dict()) == cfg
+    older = {k: v for k, v in cfg.to_dict().items() if k != "detail_branch"}  # checkpoints from before the option
+    assert MambaMISConfig.from_dict(older).detail_branch is False
 
 
 def test_presets_grow_from_cpu_to_paper_scale():

@@ -1,7 +1,8 @@
 """Mamba-MIS: a U-shaped segmentation network of BFSS + spectral-gate blocks with the AMFFB bridge.
 
 The layout (VM-UNet-like: 4x4 patch stem, four stages with patch merging, a mirrored decoder with patch
-expanding, a final 4x expand and a 1x1 head) is this project's reading of the paper's abstract; the
+expanding, a final 4x expand and a 1x1 head; optionally a full-resolution detail branch before the head)
+is this project's reading of the paper's abstract; the
 paper published no code. ``MambaMISConfig`` holds every choice, including the ablation switches.
 """
 
@@ -34,6 +35,7 @@ class MambaMISConfig:
     spectral_gate: bool = True
     bridge: bool = True
     bridge_dim: int = 8
+    detail_branch: bool = False  # a full-resolution conv of the image joined before the head (ours)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> MambaMISConfig:
@@ -98,6 +100,20 @@ class PatchExpand(nn.Module):
         return self.norm(x)
 
 
+class DetailHead(nn.Module):
+    """The decoder's full-resolution output joined with a 3x3 convolution of the image itself, then fused by
+    a 3x3 convolution. Without it no layer sees pixel-level edges: the 4x4 patch stem and the linear 4x
+    expand work on whole patches. Ours, not the paper's (docs/mamba_mis.md)."""
+
+    def __init__(self, in_chans: int, dim: int):
+        super().__init__()
+        self.image = nn.Sequential(nn.Conv2d(in_chans, dim, 3, padding=1), nn.GroupNorm(1, dim), nn.GELU())
+        self.fuse = nn.Sequential(nn.Conv2d(2 * dim, dim, 3, padding=1), nn.GroupNorm(1, dim), nn.GELU())
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([features, self.image(image)], 1))
+
+
 class MambaMIS(nn.Module):
     """(B, in_chans, S, S) images -> (B, 1, S, S) lesion logits."""
 
@@ -126,6 +142,7 @@ class MambaMIS(nn.Module):
             for i in reversed(range(n - 1))
         )
         self.final = PatchExpand(c, c, ratio=4)
+        self.detail = DetailHead(cfg.in_chans, c) if cfg.detail_branch else None
         self.head = nn.Conv2d(c, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,4 +158,7 @@ class MambaMIS(nn.Module):
         h = skips[-1]
         for expand, stage, skip in zip(self.expand, self.decoder, reversed(skips[:-1]), strict=True):
             h = stage(expand(h) + skip)
-        return self.head(self.final(h).permute(0, 3, 1, 2))
+        h = self.final(h).permute(0, 3, 1, 2)
+        if self.detail is not None:
+            h = self.detail(h, x)
+        return self.head(h)

@@ -41,6 +41,7 @@ class SegTrainOptions:
     bfss_directions: int | None = _opt(None, "ablation: 1 = a single raster scan instead of BFSS's 4 directions")
     spectral_gate: bool = _opt(True, "spectral-gate sub-blocks")
     bridge: bool = _opt(True, "the AMFFB bridge on the skip connections")
+    detail_branch: bool = _opt(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
     epochs: int = _opt(60, "training epochs")
     batch_size: int = _opt(8, "images per step")
     lr: float = _opt(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
@@ -58,7 +59,12 @@ def build(opts: SegTrainOptions) -> torch.nn.Module:
     if opts.model == "unet":
         return build_model("unet", {"image_size": opts.image_size, "channels": opts.channels or 9})
     cfg = dataclasses.asdict(SEG_PRESETS[opts.config])
-    cfg.update(image_size=opts.image_size, spectral_gate=opts.spectral_gate, bridge=opts.bridge)
+    cfg.update(
+        image_size=opts.image_size,
+        spectral_gate=opts.spectral_gate,
+        bridge=opts.bridge,
+        detail_branch=opts.detail_branch,
+    )
     if opts.channels:
         cfg["channels"] = opts.channels
     if opts.bfss_directions:
