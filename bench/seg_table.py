@@ -59,14 +59,26 @@ def row(path: Path) -> str:
 
 def _is_full_mamba_mis(meta: dict) -> bool:
     cfg = meta["config"]
-    return meta["model"] == "mamba-mis" and cfg["bfss_directions"] == 4 and cfg["spectral_gate"] and cfg["bridge"]
+    return (
+        meta["model"] == "mamba-mis"
+        and cfg["bfss_directions"] == 4
+        and cfg["spectral_gate"]
+        and cfg["bridge"]
+        and not cfg.get("detail_branch")
+    )
 
 
-def _against_full(meta: dict, size: int) -> bool:
-    """Compared with the full Mamba-MIS at ``size``: an ablation at the same size, or the full network at a
-    larger one (what the input size alone changes)."""
-    other = meta["config"]["image_size"]
-    return other > size if _is_full_mamba_mis(meta) else other == size
+def _scale(meta: dict) -> tuple[int, int]:
+    return meta["config"]["image_size"], meta["training"]["parameters"]
+
+
+def _against_full(meta: dict, base: dict) -> bool:
+    """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset at the same size,
+    or a full network that is larger in input or parameters (what size alone changes)."""
+    if _is_full_mamba_mis(meta):
+        return _scale(meta) > _scale(base)
+    same_preset = meta["training"]["options"].get("config") == base["training"]["options"].get("config")
+    return same_preset and meta["config"]["image_size"] == base["config"]["image_size"]
 
 
 def paired_gains(paths: list[Path]) -> list[str]:
@@ -79,13 +91,12 @@ def paired_gains(paths: list[Path]) -> list[str]:
     for base in (m for m in metas if m["model"] == "unet" or _is_full_mamba_mis(m)):
         data = base["training"]["data_path_name"]
         ref = {r["image"]: r["dice"] for r in base["metrics"]["per_image"]}
-        size = base["config"]["image_size"]
         compared = [
             m
             for m in metas
             if m is not base
             and m["training"]["data_path_name"] == data
-            and (base["model"] == "unet" or (m["model"] == "mamba-mis" and _against_full(m, size)))
+            and (base["model"] == "unet" or (m["model"] == "mamba-mis" and _against_full(m, base)))
         ]
         for other in compared:
             rows = other["metrics"]["per_image"]
