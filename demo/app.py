@@ -283,9 +283,11 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     results = [named[n] for n in REDRAW_CLIENT_OUTPUTS]
 
     def views(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
-        """Only the visible picture is sent on each event."""
+        """The overlay on every event; the before/after pair only while it is shown. The overlay is not left
+        to the tab's select event: a click on its tab while results were arriving could be lost, leaving
+        the main picture empty under a fresh verdict."""
         if shown == "compare":
-            return {compare: ((analysis.display * 255).astype(np.uint8), r.overlay)}
+            return {picture: r.overlay, compare: ((analysis.display * 255).astype(np.uint8), r.overlay)}
         return {picture: r.overlay}
 
     def drawn(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:

@@ -151,7 +151,9 @@ def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path
     page.get_by_role("tab", name="Analyse").first.click()
     bad = tmp_path / "scan.png"
     bad.write_bytes(b"this is a letter, not a picture\n" * 10)
-    page.locator("#upload").get_by_label("Clear").first.click()  # the example left a file in the widget
+    clear = page.locator("#upload").get_by_label("Clear")
+    if clear.count():  # an earlier test's example left a file in the widget
+        clear.first.click()
     page.locator("#upload input[type=file]").set_input_files(str(bad))
     toast = page.get_by_text("scan.png is not an image file this app can read")
     toast.first.wait_for(timeout=30_000)
