@@ -68,17 +68,15 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
-def _scale(meta: dict) -> tuple[int, int]:
-    return meta["config"]["image_size"], meta["training"]["parameters"]
-
-
 def _against_full(meta: dict, base: dict) -> bool:
     """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset at the same size,
-    or a full network that is larger in input or parameters (what size alone changes)."""
-    if _is_full_mamba_mis(meta):
-        return _scale(meta) > _scale(base)
+    or the full network made larger, in input size (same preset) or in preset (same input)."""
     same_preset = meta["training"]["options"].get("config") == base["training"]["options"].get("config")
-    return same_preset and meta["config"]["image_size"] == base["config"]["image_size"]
+    size, base_size = meta["config"]["image_size"], base["config"]["image_size"]
+    if _is_full_mamba_mis(meta):
+        larger_preset = meta["training"]["parameters"] > base["training"]["parameters"]
+        return (same_preset and size > base_size) or (size == base_size and not same_preset and larger_preset)
+    return same_preset and size == base_size
 
 
 def paired_gains(paths: list[Path]) -> list[str]:
