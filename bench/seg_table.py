@@ -81,7 +81,7 @@ def _against_full(meta: dict, base: dict) -> bool:
 
 def paired_gains(paths: list[Path]) -> list[str]:
     """Per dataset, each network's mean Dice minus the U-Net's on the same validation images, and each
-    ablation's (or larger input's) minus the full Mamba-MIS's, with a paired bootstrap 95% interval
+    ablation's (or larger network's) minus the full Mamba-MIS's, with a paired bootstrap 95% interval
     (resampling patients where file names carry them, else images): whether a difference is more than
     the split's chance."""
     metas = [load_seg_checkpoint(p)[1] for p in paths]

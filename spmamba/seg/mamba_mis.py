@@ -2,8 +2,8 @@
 
 The layout (VM-UNet-like: 4x4 patch stem, four stages with patch merging, a mirrored decoder with patch
 expanding, a final 4x expand and a 1x1 head; optionally a full-resolution detail branch before the head)
-is this project's reading of the paper's abstract; the
-paper published no code. ``MambaMISConfig`` holds every choice, including the ablation switches.
+is this project's reading of the paper's abstract; the paper published no code. ``MambaMISConfig`` holds
+every choice, including the ablation switches.
 """
 
 from __future__ import annotations
