@@ -111,6 +111,7 @@ def check(root: str | os.PathLike) -> DataReport:
     patients: dict[str, set[str]] = defaultdict(set)
     used_masks = set()
     seen: list[tuple[str, Path]] = []
+    keys: list[tuple[str, str | None]] = []  # (pixel digest, patient) of each entry of ``seen``
     signatures = []
     for split, samples in by_split.items():
         counts, masked = defaultdict(int), defaultdict(int)
@@ -131,22 +132,21 @@ def check(root: str | os.PathLike) -> DataReport:
             pixels = image.pixels
             digest = hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
             by_hash[digest].append((split, s.path))
-            seen.append((split, s.path))
-            signatures.append(thumbnail_signature(image.grey))
             pid = patient_id(s.path)
+            seen.append((split, s.path))
+            keys.append((digest, pid))
+            signatures.append(thumbnail_signature(image.grey))
             if pid is not None:
                 patients[pid].add(split)
         report.counts[split], report.masks[split] = dict(counts), dict(masked)
     for mask in sorted(_mask_files(root) - used_masks):
         report.orphan_masks.append(mask)
     report.duplicates = [g for g in by_hash.values() if len(g) > 1]
-    identical = {frozenset(p for _, p in g) for g in report.duplicates}
-    if signatures:
+    if signatures:  # identical pairs are listed above; one patient's slices are kept together by the split
         report.near_duplicates = [
             (seen[i], seen[j], r)
             for i, j, r in near_duplicate_pairs(np.stack(signatures))
-            if not any({seen[i][1], seen[j][1]} <= g for g in identical)
-            and (patient_id(seen[i][1]) is None or patient_id(seen[i][1]) != patient_id(seen[j][1]))
+            if keys[i][0] != keys[j][0] and (keys[i][1] is None or keys[i][1] != keys[j][1])
         ]
     report.shared_patients = {p: sorted(s) for p, s in sorted(patients.items()) if len(s) > 1}
     return report
