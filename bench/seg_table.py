@@ -65,6 +65,7 @@ def _is_full_mamba_mis(meta: dict) -> bool:
         and cfg["spectral_gate"]
         and cfg["bridge"]
         and not cfg.get("detail_branch")
+        and cfg.get("stem", "patch") == "patch"
     )
 
 

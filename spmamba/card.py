@@ -246,6 +246,7 @@ def seg_network_name(meta: dict) -> str:
         ("no bridge", not cfg["bridge"]),
     ]
     detail = " + detail branch" if cfg.get("detail_branch") else ""
+    detail += " + conv stem" if cfg.get("stem") == "conv" else ""
     return f"Mamba-MIS {meta['training']['options'].get('config')}{detail}" + "".join(f", {o}" for o, on in off if on)
 
 

@@ -147,7 +147,14 @@ def test_bridge_keeps_shapes_and_passes_gradients_to_every_level():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"bfss_directions": 1}, {"spectral_gate": False}, {"bridge": False}, {"detail_branch": True}],
+    [
+        {},
+        {"bfss_directions": 1},
+        {"spectral_gate": False},
+        {"bridge": False},
+        {"detail_branch": True},
+        {"stem": "conv"},
+    ],
     ids=str,
 )
 def test_network_and_its_ablations_map_images_to_logits_of_the_same_size(overrides):
@@ -161,8 +168,19 @@ def test_network_and_its_ablations_map_images_to_logits_of_the_same_size(overrid
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
     assert MambaMISConfig.from_dict(cfg.to_dict()) == cfg
-    older = {k: v for k, v in cfg.to_dict().items() if k != "detail_branch"}  # checkpoints from before the option
-    assert MambaMISConfig.from_dict(older).detail_branch is False
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("detail_branch", "stem")}  # before the options
+    assert MambaMISConfig.from_dict(older) == MambaMISConfig.from_dict({**older, "stem": "patch"})
+    assert not MambaMISConfig.from_dict(older).detail_branch
+
+
+def test_the_conv_stem_is_checked_and_feeds_the_first_mamba_stage_a_quarter_resolution_map():
+    with pytest.raises(ValueError, match="unknown stem 'pixel'"):
+        MambaMISConfig(stem="pixel")
+    with pytest.raises(ValueError, match="detail branch belongs to the patch stem"):
+        MambaMISConfig(stem="conv", detail_branch=True)
+    model = MambaMIS(MambaMISConfig(image_size=64, channels=8, d_state=4, bridge_dim=4, stem="conv"))
+    quarter, (full, half) = model.stem(torch.randn(1, 3, 64, 64))
+    assert quarter.shape == (1, 16, 16, 8) and full.shape == (1, 4, 64, 64) and half.shape == (1, 8, 32, 32)
 
 
 def test_presets_grow_from_cpu_to_paper_scale():

@@ -1,8 +1,9 @@
 """Mamba-MIS: a U-shaped segmentation network of BFSS + spectral-gate blocks with the AMFFB bridge.
 
 The layout (VM-UNet-like: 4x4 patch stem, four stages with patch merging, a mirrored decoder with patch
-expanding, a final 4x expand and a 1x1 head; optionally a full-resolution detail branch before the head)
-is this project's reading of the paper's abstract; the paper published no code. ``MambaMISConfig`` holds
+expanding, a final 4x expand and a 1x1 head; optionally a full-resolution detail branch before the head,
+or a convolutional stem whose two U-Net levels at full and half resolution replace the patch stem and the
+final expand) is this project's reading of the paper's abstract; the paper published no code. ``MambaMISConfig`` holds
 every choice, including the ablation switches.
 """
 
@@ -19,6 +20,9 @@ from torch import nn
 from .amffb import AMFFB
 from .bfss import BFSS
 from .spectral_gate import SpectralGateLayer
+from .unet import double_conv
+
+STEMS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,13 @@ class MambaMISConfig:
     bridge: bool = True
     bridge_dim: int = 8
     detail_branch: bool = False  # a full-resolution conv of the image joined before the head (ours)
+    stem: str = "patch"  # "patch": 4x4 patch embedding; "conv": U-Net levels at full and half resolution (ours)
+
+    def __post_init__(self):
+        if self.stem not in STEMS:
+            raise ValueError(f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}")
+        if self.stem == "conv" and self.detail_branch:
+            raise ValueError("the detail branch belongs to the patch stem; the conv stem already sees full resolution")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> MambaMISConfig:
@@ -114,6 +125,39 @@ class DetailHead(nn.Module):
         return self.fuse(torch.cat([features, self.image(image)], 1))
 
 
+class ConvStem(nn.Module):
+    """Two U-Net levels in front of the first Mamba stage: a double conv at full resolution (C/2 channels),
+    max-pool, a double conv at half resolution (C), max-pool. Returns the quarter-resolution map (channels
+    last) and both full- and half-resolution maps as skips for ``ConvTail``. Ours, not the paper's: the
+    4x4 patch stem leaves no layer that sees pixel-level edges (docs/mamba_mis.md)."""
+
+    def __init__(self, in_chans: int, dim: int):
+        super().__init__()
+        self.at_full = double_conv(in_chans, dim // 2)
+        self.at_half = double_conv(dim // 2, dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        full = self.at_full(x)
+        half = self.at_half(F.max_pool2d(full, 2))
+        return F.max_pool2d(half, 2).permute(0, 2, 3, 1), [full, half]
+
+
+class ConvTail(nn.Module):
+    """The decoder's end for ``ConvStem``: bilinear 2x up, concatenation with the stem's half-resolution map,
+    a double conv; the same again at full resolution (the U-Net's up path)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.at_half = double_conv(2 * dim, dim)
+        self.at_full = double_conv(dim + dim // 2, dim // 2)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for block, skip in ((self.at_half, skips[1]), (self.at_full, skips[0])):
+            up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([up, skip], 1))
+        return x
+
+
 class MambaMIS(nn.Module):
     """(B, in_chans, S, S) images -> (B, 1, S, S) lesion logits."""
 
@@ -124,7 +168,10 @@ class MambaMIS(nn.Module):
         widths = [c * 2**i for i in range(n)]
         sizes = [cfg.image_size // 4 // 2**i for i in range(n)]
         rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
-        self.stem = nn.Sequential(nn.Conv2d(cfg.in_chans, c, 4, stride=4), nn.GroupNorm(1, c))
+        if cfg.stem == "conv":
+            self.stem = ConvStem(cfg.in_chans, c)
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(cfg.in_chans, c, 4, stride=4), nn.GroupNorm(1, c))
         self.encoder = nn.ModuleList()
         self.merge = nn.ModuleList()
         k = 0
@@ -141,12 +188,18 @@ class MambaMIS(nn.Module):
             nn.Sequential(*(MISBlock(widths[i], sizes[i], cfg, 0.0) for _ in range(cfg.decoder_depths[n - 2 - i])))
             for i in reversed(range(n - 1))
         )
-        self.final = PatchExpand(c, c, ratio=4)
+        if cfg.stem == "conv":
+            self.final = ConvTail(c)
+        else:
+            self.final = PatchExpand(c, c, ratio=4)
         self.detail = DetailHead(cfg.in_chans, c) if cfg.detail_branch else None
-        self.head = nn.Conv2d(c, 1, 1)
+        self.head = nn.Conv2d(c // 2 if cfg.stem == "conv" else c, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stem(x).permute(0, 2, 3, 1)
+        if self.config.stem == "conv":
+            h, stem_skips = self.stem(x)
+        else:
+            h = self.stem(x).permute(0, 2, 3, 1)
         skips = []
         for i, stage in enumerate(self.encoder):
             h = stage(h)
@@ -158,7 +211,10 @@ class MambaMIS(nn.Module):
         h = skips[-1]
         for expand, stage, skip in zip(self.expand, self.decoder, reversed(skips[:-1]), strict=True):
             h = stage(expand(h) + skip)
-        h = self.final(h).permute(0, 3, 1, 2)
+        if self.config.stem == "conv":
+            h = self.final(h.permute(0, 3, 1, 2), stem_skips)
+        else:
+            h = self.final(h).permute(0, 3, 1, 2)
         if self.detail is not None:
             h = self.detail(h, x)
         return self.head(h)

@@ -23,7 +23,7 @@ from ..train import _load_state, _opt, _save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
 from .data import augment, load_pairs, split_pairs
 from .inference import Segmenter
-from .mamba_mis import SEG_PRESETS
+from .mamba_mis import SEG_PRESETS, STEMS
 
 
 @dataclass
@@ -42,6 +42,11 @@ class SegTrainOptions:
     spectral_gate: bool = _opt(True, "spectral-gate sub-blocks")
     bridge: bool = _opt(True, "the AMFFB bridge on the skip connections")
     detail_branch: bool = _opt(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
+    stem: str = _opt(
+        "patch",
+        "patch: 4x4 patch embedding; conv: U-Net levels at full and half resolution (ours)",
+        choices=list(STEMS),
+    )
     epochs: int = _opt(60, "training epochs")
     batch_size: int = _opt(8, "images per step")
     lr: float = _opt(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
@@ -64,6 +69,7 @@ def build(opts: SegTrainOptions) -> torch.nn.Module:
         spectral_gate=opts.spectral_gate,
         bridge=opts.bridge,
         detail_branch=opts.detail_branch,
+        stem=opts.stem,
     )
     if opts.channels:
         cfg["channels"] = opts.channels

@@ -17,7 +17,8 @@ class UNetConfig:
     levels: int = 5
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 conv + BatchNorm + ReLU: the U-Net's block, also Mamba-MIS's convolutional stem."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
         nn.BatchNorm2d(cout),
@@ -36,10 +37,10 @@ class UNet(nn.Module):
         self.config = cfg
         widths = [cfg.channels * 2**i for i in range(cfg.levels)]
         self.down = nn.ModuleList(
-            _double_conv(cfg.in_chans if i == 0 else widths[i - 1], w) for i, w in enumerate(widths)
+            double_conv(cfg.in_chans if i == 0 else widths[i - 1], w) for i, w in enumerate(widths)
         )
         self.up = nn.ModuleList(
-            _double_conv(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(cfg.levels - 1))
+            double_conv(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(cfg.levels - 1))
         )
         self.head = nn.Conv2d(widths[0], 1, 1)
 
