@@ -32,6 +32,7 @@ MODELS = {
     ),
     "  no bridge": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, bridge=False)),
     "  + detail branch": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, detail_branch=True)),
+    "  conv stem": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, stem="conv")),
     "Mamba-MIS cpu-small": lambda size: MambaMIS(MambaMISConfig.preset("cpu-small", image_size=size)),
 }
 

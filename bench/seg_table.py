@@ -4,11 +4,11 @@
 
 One row per checkpoint: dataset, network (with its ablation switches and input size), parameters, multiply-adds per
 image at its training size, training wall time, best epoch, and validation Dice/IoU/HD95 with bootstrap
-95% intervals. Then, per dataset, each network's Dice gain over the U-Net, and each ablation's over the
-full Mamba-MIS, on the same images with a paired bootstrap interval (resampling patients where file
-names carry them). Last, where the data folder is here, each dataset's validation images that have a
-near-identical image in training, and the Dice without them. Nothing is typed by hand, so the table
-cannot disagree with the files.
+95% intervals. Then, per dataset and seed (a seed is a split), each network's Dice gain over the U-Net,
+and each ablation's over the full Mamba-MIS, on the same images with a paired bootstrap interval
+(resampling patients where file names carry them). Last, where the data folder is here, each split's
+validation images that have a near-identical image in training, and the Dice without them. Nothing is
+typed by hand, so the table cannot disagree with the files.
 """
 
 from __future__ import annotations
@@ -31,10 +31,16 @@ from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
 
+def _seed(meta: dict) -> int:
+    return meta["training"]["options"].get("seed", 0)
+
+
 def _name(meta: dict) -> str:
-    """The network and its input size: the same network is shipped at more than one size."""
+    """The network, its input size (the same network is trained at more than one size) and its seed where
+    not the default one (a replicate on another split)."""
     size = meta["config"]["image_size"]
-    return f"{seg_network_name(meta)}, {size}×{size}"
+    seed = f", seed {_seed(meta)}" if _seed(meta) else ""
+    return f"{seg_network_name(meta)}, {size}×{size}{seed}"
 
 
 def row(path: Path) -> str:
@@ -58,6 +64,7 @@ def row(path: Path) -> str:
 
 
 def _is_full_mamba_mis(meta: dict) -> bool:
+    """Every part of Mamba-MIS switched on, with either stem."""
     cfg = meta["config"]
     return (
         meta["model"] == "mamba-mis"
@@ -65,15 +72,26 @@ def _is_full_mamba_mis(meta: dict) -> bool:
         and cfg["spectral_gate"]
         and cfg["bridge"]
         and not cfg.get("detail_branch")
-        and cfg.get("stem", "patch") == "patch"
     )
 
 
+def _stem(meta: dict) -> str:
+    return meta["config"].get("stem", "patch")
+
+
 def _against_full(meta: dict, base: dict) -> bool:
-    """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset at the same size,
-    or the full network made larger, in input size (same preset) or in preset (same input)."""
+    """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset, stem and size;
+    the full network made larger, in input size (same preset) or in preset (same input), with the same stem;
+    or the conv stem against the patch stem, all else equal."""
     same_preset = meta["training"]["options"].get("config") == base["training"]["options"].get("config")
     size, base_size = meta["config"]["image_size"], base["config"]["image_size"]
+    if _stem(meta) != _stem(base):
+        return (
+            _is_full_mamba_mis(meta)
+            and same_preset
+            and size == base_size
+            and (_stem(meta), _stem(base)) == ("conv", "patch")
+        )
     if _is_full_mamba_mis(meta):
         larger_preset = meta["training"]["parameters"] > base["training"]["parameters"]
         return (same_preset and size > base_size) or (size == base_size and not same_preset and larger_preset)
@@ -95,6 +113,7 @@ def paired_gains(paths: list[Path]) -> list[str]:
             for m in metas
             if m is not base
             and m["training"]["data_path_name"] == data
+            and _seed(m) == _seed(base)
             and (base["model"] == "unet" or (m["model"] == "mamba-mis" and _against_full(m, base)))
         ]
         for other in compared:
@@ -114,7 +133,7 @@ def paired_gains(paths: list[Path]) -> list[str]:
 
 
 def without_near_duplicates(paths: list[Path], root: Path) -> list[str]:
-    """Per dataset, how many validation images have a near-identical image on the training side (the split
+    """Per dataset and split, how many validation images have a near-identical image on the training side (the split
     keeps only identical ones apart), and each checkpoint's mean Dice on the others: how much validation
     could be flattered by them."""
     metas = [load_seg_checkpoint(p)[1] for p in paths]
@@ -125,24 +144,28 @@ def without_near_duplicates(paths: list[Path], root: Path) -> list[str]:
             continue
         images = [img for img, _ in segmentation_pairs(root / data)]
         signatures = np.stack([thumbnail_signature(load_image(p).grey) for p in images])
-        group = [m for m in metas if m["training"]["data_path_name"] == data]
-        val = {r["image"] for r in group[0]["metrics"]["per_image"]}
-        is_val = np.array([p.name in val for p in images])
-        near = {
-            images[np.flatnonzero(is_val)[i]].name
-            for i, _, _ in near_duplicate_pairs(signatures[is_val], signatures[~is_val], NEAR_DUPLICATE_R)
-        }
-        parts = []
-        for m in group:
-            rows = [r for r in m["metrics"]["per_image"] if r["image"] not in near]
-            dice = np.array([r["dice"] for r in rows])
-            lo, hi = mean_interval(dice, resampling_units([r["image"] for r in rows]))
-            parts.append(f"{_name(m)} {dice.mean():.3f} ({lo:.3f}–{hi:.3f})")
-        lines.append(
-            f"{data}: {len(near)} of {len(val)} validation images have a near-identical training image "
-            f"(thumbnails correlate at r ≥ {NEAR_DUPLICATE_R}); Dice on the other {len(val) - len(near)}: "
-            + "; ".join(parts)
-        )
+        splits: dict[frozenset, list[dict]] = {}
+        for m in metas:
+            if m["training"]["data_path_name"] == data:
+                splits.setdefault(frozenset(r["image"] for r in m["metrics"]["per_image"]), []).append(m)
+        for val, group in splits.items():
+            is_val = np.array([p.name in val for p in images])
+            near = {
+                images[np.flatnonzero(is_val)[i]].name
+                for i, _, _ in near_duplicate_pairs(signatures[is_val], signatures[~is_val], NEAR_DUPLICATE_R)
+            }
+            parts = []
+            for m in group:
+                rows = [r for r in m["metrics"]["per_image"] if r["image"] not in near]
+                dice = np.array([r["dice"] for r in rows])
+                lo, hi = mean_interval(dice, resampling_units([r["image"] for r in rows]))
+                parts.append(f"{_name(m)} {dice.mean():.3f} ({lo:.3f}–{hi:.3f})")
+            seed = f" (seed {_seed(group[0])})" if _seed(group[0]) else ""
+            lines.append(
+                f"{data}{seed}: {len(near)} of {len(val)} validation images have a near-identical training image "
+                f"(thumbnails correlate at r ≥ {NEAR_DUPLICATE_R}); Dice on the other {len(val) - len(near)}: "
+                + "; ".join(parts)
+            )
     return lines
 
 
