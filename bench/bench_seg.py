@@ -31,8 +31,10 @@ MODELS = {
         MambaMISConfig.preset("cpu-tiny", image_size=size, spectral_gate=False)
     ),
     "  no bridge": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, bridge=False)),
-    "  + detail branch": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, detail_branch=True)),
-    "  conv stem": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, stem="conv")),
+    "  patch stem": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, stem="patch")),
+    "  patch stem + detail branch": lambda size: MambaMIS(
+        MambaMISConfig.preset("cpu-tiny", image_size=size, stem="patch", detail_branch=True)
+    ),
     "Mamba-MIS cpu-small": lambda size: MambaMIS(MambaMISConfig.preset("cpu-small", image_size=size)),
 }
 

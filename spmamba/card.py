@@ -17,6 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
+from .seg.mamba_mis import SEG_PRESETS
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
 
@@ -235,19 +236,22 @@ def _data_line(training: dict) -> str:
 
 
 def seg_network_name(meta: dict) -> str:
-    """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset and the
-    parts an ablation switched off."""
+    """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
+    other than the preset's, and the parts an ablation switched off."""
     cfg = meta["config"]
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']})"
-    off = [
+    changes = [
         ("single raster scan", cfg["bfss_directions"] == 1),
         ("no spectral gate", not cfg["spectral_gate"]),
         ("no bridge", not cfg["bridge"]),
     ]
+    preset = meta["training"]["options"].get("config")
+    stem = cfg.get("stem", "patch")  # checkpoints from before the option were patch-stem
+    if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
+        changes.insert(0, (f"{stem} stem", True))
     detail = " + detail branch" if cfg.get("detail_branch") else ""
-    detail += " + conv stem" if cfg.get("stem") == "conv" else ""
-    return f"Mamba-MIS {meta['training']['options'].get('config')}{detail}" + "".join(f", {o}" for o, on in off if on)
+    return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on)
 
 
 def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
@@ -257,9 +261,19 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     if meta["model"] == "unet":
         return f"{seg_network_name(meta)}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
     return (
-        f"{seg_network_name(meta)} as built in docs/mamba_mis.md: C {cfg['channels']}, encoder depths "
+        f"{seg_network_name(meta)} as built in docs/mamba_mis.md: C {cfg['channels']}, "
+        f"{cfg.get('stem', 'patch')} stem, encoder depths "
         f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s); {cost}"
     )
+
+
+def _with_stem(meta: dict) -> dict:
+    """The training record with Mamba-MIS's stem spelt out: runs from before ``--stem`` existed were patch-stem,
+    and the option's default (the preset's) is now conv, so their command must say so to reproduce them."""
+    t = meta["training"]
+    if meta["model"] != "mamba-mis":
+        return t
+    return {**t, "options": {**t["options"], "stem": meta["config"].get("stem", "patch")}}
 
 
 def render_seg_card(path: str | Path) -> str:
@@ -321,7 +335,7 @@ def render_seg_card(path: str | Path) -> str:
             f"weight decay {o['weight_decay']:g}, seed {o['seed']}; best epoch {t['best_epoch']} by validation Dice",
         ),
         ("Wall time", f"{t['train_seconds']:,.0f} s ({t['train_seconds'] / 60:.0f} min) on {t['threads']} CPU threads"),
-        ("Command", f"`{command(t, path.name, 'seg train', SegTrainOptions)}`"),
+        ("Command", f"`{command(_with_stem(meta), path.name, 'seg train', SegTrainOptions)}`"),
         ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
         (
             "Output",

@@ -188,3 +188,22 @@ def test_summary_resamples_patients_when_file_names_carry_them():
     assert as_images["resampled"] == "images"
     width = lambda v: v["dice_ci95"][1] - v["dice_ci95"][0]  # noqa: E731
     assert width(as_images) < width(by_patient)  # 60 "independent" slices look more certain than 6 patients
+
+
+def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_say_so():
+    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.seg.train import SegTrainOptions, build
+
+    def options(**kw):
+        return SegTrainOptions(data="-", out="-", image_size=32, channels=4, **kw)
+
+    assert build(options()).config.stem == "conv"
+    patch = build(options(stem="patch", detail_branch=True)).config
+    assert patch.stem == "patch" and patch.detail_branch
+    cfg = {"bfss_directions": 4, "spectral_gate": True, "bridge": True}
+    meta = {"model": "mamba-mis", "training": {"options": {"config": "cpu-tiny"}}}
+    assert seg_network_name({**meta, "config": {**cfg, "stem": "conv"}}) == "Mamba-MIS cpu-tiny"
+    older = {**meta, "config": {**cfg, "bfss_directions": 1}}  # written before the stem option: no "stem" key
+    assert seg_network_name(older) == "Mamba-MIS cpu-tiny, patch stem, single raster scan"
+    older["training"] = {"options": {"config": "cpu-tiny", "bfss_directions": 1}, "data_path_name": "ph2"}
+    assert "--stem patch" in command(_with_stem(older), "old.safetensors", "seg train", SegTrainOptions)

@@ -40,13 +40,17 @@ class MambaMISConfig:
     bridge: bool = True
     bridge_dim: int = 8
     detail_branch: bool = False  # a full-resolution conv of the image joined before the head (ours)
-    stem: str = "patch"  # "patch": 4x4 patch embedding; "conv": U-Net levels at full and half resolution (ours)
+    # "patch": 4x4 patch embedding; "conv": U-Net levels at full and half resolution (ours, every preset's).
+    # The field's default is "patch" because checkpoints from before the option were all patch-stem.
+    stem: str = "patch"
 
     def __post_init__(self):
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}")
         if self.stem == "conv" and self.detail_branch:
-            raise ValueError("the detail branch belongs to the patch stem; the conv stem already sees full resolution")
+            raise ValueError(
+                "the detail branch belongs to the patch stem (stem='patch'); the conv stem already sees full resolution"
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides) -> MambaMISConfig:
@@ -64,9 +68,9 @@ class MambaMISConfig:
 
 
 SEG_PRESETS = {
-    "cpu-tiny": MambaMISConfig(),
-    "cpu-small": MambaMISConfig(channels=24, depths=(1, 1, 2, 1), decoder_depths=(1, 1, 1)),
-    "paper-scale": MambaMISConfig(channels=64, depths=(2, 2, 4, 2), decoder_depths=(2, 2, 2), d_state=16),
+    "cpu-tiny": MambaMISConfig(stem="conv"),
+    "cpu-small": MambaMISConfig(channels=24, depths=(1, 1, 2, 1), decoder_depths=(1, 1, 1), stem="conv"),
+    "paper-scale": MambaMISConfig(channels=64, depths=(2, 2, 4, 2), decoder_depths=(2, 2, 2), d_state=16, stem="conv"),
 }
 
 

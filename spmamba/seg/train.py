@@ -42,9 +42,9 @@ class SegTrainOptions:
     spectral_gate: bool = _opt(True, "spectral-gate sub-blocks")
     bridge: bool = _opt(True, "the AMFFB bridge on the skip connections")
     detail_branch: bool = _opt(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
-    stem: str = _opt(
-        "patch",
-        "patch: 4x4 patch embedding; conv: U-Net levels at full and half resolution (ours)",
+    stem: str | None = _opt(
+        None,
+        "patch: 4x4 patch embedding; conv: U-Net levels at full and half resolution (ours; default: the preset's)",
         choices=list(STEMS),
     )
     epochs: int = _opt(60, "training epochs")
@@ -69,8 +69,9 @@ def build(opts: SegTrainOptions) -> torch.nn.Module:
         spectral_gate=opts.spectral_gate,
         bridge=opts.bridge,
         detail_branch=opts.detail_branch,
-        stem=opts.stem,
     )
+    if opts.stem:
+        cfg["stem"] = opts.stem
     if opts.channels:
         cfg["channels"] = opts.channels
     if opts.bfss_directions:
