@@ -1,10 +1,11 @@
 """Mamba-MIS: a U-shaped segmentation network of BFSS + spectral-gate blocks with the AMFFB bridge.
 
-The layout (VM-UNet-like: 4x4 patch stem, four stages with patch merging, a mirrored decoder with patch
-expanding, a final 4x expand and a 1x1 head; optionally a full-resolution detail branch before the head,
-or a convolutional stem whose two U-Net levels at full and half resolution replace the patch stem and the
-final expand) is this project's reading of the paper's abstract; the paper published no code. ``MambaMISConfig`` holds
-every choice, including the ablation switches.
+The layout is this project's reading of the paper's abstract (the paper published no code): a stem down to
+a quarter of the resolution, four BFSS stages with patch merging, a mirrored decoder with patch expanding,
+the stem's way back up and a 1x1 head. Every preset's stem is convolutional (two U-Net levels at full and
+half resolution); VM-UNet's 4x4 patch stem with a final 4x expand (optionally with a full-resolution detail
+branch before the head) is kept as ``stem="patch"``. ``MambaMISConfig`` holds every choice, including the
+ablation switches.
 """
 
 from __future__ import annotations
