@@ -28,6 +28,7 @@ from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
+from spmamba.seg.mamba_mis import stored_stem  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
 
@@ -75,23 +76,15 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
-def _stem(meta: dict) -> str:
-    return meta["config"].get("stem", "patch")
-
-
 def _against_full(meta: dict, base: dict) -> bool:
     """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset, stem and size;
     the full network made larger, in input size (same preset) or in preset (same input), with the same stem;
     or the conv stem against the patch stem, all else equal."""
     same_preset = meta["training"]["options"].get("config") == base["training"]["options"].get("config")
     size, base_size = meta["config"]["image_size"], base["config"]["image_size"]
-    if _stem(meta) != _stem(base):
-        return (
-            _is_full_mamba_mis(meta)
-            and same_preset
-            and size == base_size
-            and (_stem(meta), _stem(base)) == ("conv", "patch")
-        )
+    stems = stored_stem(meta["config"]), stored_stem(base["config"])
+    if stems[0] != stems[1]:
+        return _is_full_mamba_mis(meta) and same_preset and size == base_size and stems == ("conv", "patch")
     if _is_full_mamba_mis(meta):
         larger_preset = meta["training"]["parameters"] > base["training"]["parameters"]
         return (same_preset and size > base_size) or (size == base_size and not same_preset and larger_preset)

@@ -17,7 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
-from .seg.mamba_mis import SEG_PRESETS
+from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
 
@@ -247,7 +247,7 @@ def seg_network_name(meta: dict) -> str:
         ("no bridge", not cfg["bridge"]),
     ]
     preset = meta["training"]["options"].get("config")
-    stem = cfg.get("stem", "patch")  # checkpoints from before the option were patch-stem
+    stem = stored_stem(cfg)
     if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
         changes.insert(0, (f"{stem} stem", True))
     detail = " + detail branch" if cfg.get("detail_branch") else ""
@@ -262,7 +262,7 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
         return f"{seg_network_name(meta)}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
     return (
         f"{seg_network_name(meta)} as built in docs/mamba_mis.md: C {cfg['channels']}, "
-        f"{cfg.get('stem', 'patch')} stem, encoder depths "
+        f"{stored_stem(cfg)} stem, encoder depths "
         f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s); {cost}"
     )
 
@@ -273,7 +273,7 @@ def _with_stem(meta: dict) -> dict:
     t = meta["training"]
     if meta["model"] != "mamba-mis":
         return t
-    return {**t, "options": {**t["options"], "stem": meta["config"].get("stem", "patch")}}
+    return {**t, "options": {**t["options"], "stem": stored_stem(meta["config"])}}
 
 
 def render_seg_card(path: str | Path) -> str:

@@ -68,6 +68,11 @@ class MambaMISConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 
+def stored_stem(config: dict) -> str:
+    """A stored config's stem: configs written before the option have none, and were patch-stem."""
+    return config.get("stem", MambaMISConfig.stem)
+
+
 SEG_PRESETS = {
     "cpu-tiny": MambaMISConfig(stem="conv"),
     "cpu-small": MambaMISConfig(channels=24, depths=(1, 1, 2, 1), decoder_depths=(1, 1, 1), stem="conv"),
@@ -130,6 +135,28 @@ class DetailHead(nn.Module):
         return self.fuse(torch.cat([features, self.image(image)], 1))
 
 
+class PatchStem(nn.Sequential):
+    """VM-UNet's stem: a 4x4 stride-4 conv and GroupNorm, to the quarter-resolution map (channels last); no
+    skips for ``PatchTail``. (A Sequential so that patch-stem checkpoints keep their tensor names.)"""
+
+    def __init__(self, in_chans: int, dim: int):
+        super().__init__(nn.Conv2d(in_chans, dim, 4, stride=4), nn.GroupNorm(1, dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return super().forward(x).permute(0, 2, 3, 1), []
+
+
+class PatchTail(PatchExpand):
+    """The decoder's end for ``PatchStem``: a linear 4x patch expand back to full resolution (channels first)."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, dim, ratio=4)
+        self.out_channels = dim
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return super().forward(x).permute(0, 3, 1, 2)
+
+
 class ConvStem(nn.Module):
     """Two U-Net levels in front of the first Mamba stage: a double conv at full resolution (C/2 channels),
     max-pool, a double conv at half resolution (C), max-pool. Returns the quarter-resolution map (channels
@@ -148,15 +175,17 @@ class ConvStem(nn.Module):
 
 
 class ConvTail(nn.Module):
-    """The decoder's end for ``ConvStem``: bilinear 2x up, concatenation with the stem's half-resolution map,
-    a double conv; the same again at full resolution (the U-Net's up path)."""
+    """The decoder's end for ``ConvStem`` (channels last in, first out): bilinear 2x up, concatenation with
+    the stem's half-resolution map, a double conv; the same again at full resolution (the U-Net's up path)."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.at_half = double_conv(2 * dim, dim)
         self.at_full = double_conv(dim + dim // 2, dim // 2)
+        self.out_channels = dim // 2
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2)
         for block, skip in ((self.at_half, skips[1]), (self.at_full, skips[0])):
             up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([up, skip], 1))
@@ -173,10 +202,8 @@ class MambaMIS(nn.Module):
         widths = [c * 2**i for i in range(n)]
         sizes = [cfg.image_size // 4 // 2**i for i in range(n)]
         rates = torch.linspace(0, cfg.drop_path, sum(cfg.depths)).tolist()
-        if cfg.stem == "conv":
-            self.stem = ConvStem(cfg.in_chans, c)
-        else:
-            self.stem = nn.Sequential(nn.Conv2d(cfg.in_chans, c, 4, stride=4), nn.GroupNorm(1, c))
+        stem, tail = (ConvStem, ConvTail) if cfg.stem == "conv" else (PatchStem, PatchTail)
+        self.stem = stem(cfg.in_chans, c)
         self.encoder = nn.ModuleList()
         self.merge = nn.ModuleList()
         k = 0
@@ -193,18 +220,12 @@ class MambaMIS(nn.Module):
             nn.Sequential(*(MISBlock(widths[i], sizes[i], cfg, 0.0) for _ in range(cfg.decoder_depths[n - 2 - i])))
             for i in reversed(range(n - 1))
         )
-        if cfg.stem == "conv":
-            self.final = ConvTail(c)
-        else:
-            self.final = PatchExpand(c, c, ratio=4)
+        self.final = tail(c)
         self.detail = DetailHead(cfg.in_chans, c) if cfg.detail_branch else None
-        self.head = nn.Conv2d(c // 2 if cfg.stem == "conv" else c, 1, 1)
+        self.head = nn.Conv2d(self.final.out_channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.stem == "conv":
-            h, stem_skips = self.stem(x)
-        else:
-            h = self.stem(x).permute(0, 2, 3, 1)
+        h, stem_skips = self.stem(x)
         skips = []
         for i, stage in enumerate(self.encoder):
             h = stage(h)
@@ -216,10 +237,7 @@ class MambaMIS(nn.Module):
         h = skips[-1]
         for expand, stage, skip in zip(self.expand, self.decoder, reversed(skips[:-1]), strict=True):
             h = stage(expand(h) + skip)
-        if self.config.stem == "conv":
-            h = self.final(h.permute(0, 3, 1, 2), stem_skips)
-        else:
-            h = self.final(h).permute(0, 3, 1, 2)
+        h = self.final(h, stem_skips)
         if self.detail is not None:
             h = self.detail(h, x)
         return self.head(h)
