@@ -207,3 +207,11 @@ def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_s
     assert seg_network_name(older) == "Mamba-MIS cpu-tiny, patch stem, single raster scan"
     older["training"] = {"options": {"config": "cpu-tiny", "bfss_directions": 1}, "data_path_name": "ph2"}
     assert "--stem patch" in command(_with_stem(older), "old.safetensors", "seg train", SegTrainOptions)
+
+
+def test_seg_train_refuses_a_detail_branch_on_the_conv_stem_with_a_message(tmp_path, capsys):
+    _write_pairs(tmp_path / "data", 4, np.random.default_rng(2))
+    args = ["seg", "train", str(tmp_path / "data"), "--out", str(tmp_path / "x.safetensors"), "--image-size", "32"]
+    assert main([*args, "--epochs", "1", "--detail-branch"]) == 2
+    assert "--stem patch" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

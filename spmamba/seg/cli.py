@@ -21,6 +21,7 @@ def _with_ci(v: dict, key: str, fmt: str) -> str:
 
 
 def cmd_seg_train(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
     from .train import SegTrainOptions, train_seg
 
     if not args.data:
@@ -28,7 +29,11 @@ def cmd_seg_train(args: argparse.Namespace) -> int:
         return 2
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SegTrainOptions)}
     opts = SegTrainOptions(**{**values, "modalities": tuple(values["modalities"])})
-    v = train_seg(opts)["validation"]
+    try:
+        v = train_seg(opts)["validation"]
+    except CheckpointError as err:  # a network the options cannot build, or a train state that does not fit
+        print(f"cannot train: {err}", file=sys.stderr)
+        return 2
     print(f"validation {_with_ci(v, 'dice', '.3f')}, {_with_ci(v, 'iou', '.3f')}, {_with_ci(v, 'hd95', '.1f')} px")
     print(f"{_line(v)} -> {args.out}")
     return 0

@@ -50,7 +50,8 @@ class MambaMISConfig:
             raise ValueError(f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}")
         if self.stem == "conv" and self.detail_branch:
             raise ValueError(
-                "the detail branch belongs to the patch stem (stem='patch'); the conv stem already sees full resolution"
+                "the detail branch belongs to the patch stem (stem='patch', --stem patch); the conv stem already sees "
+                "full resolution"
             )
 
     @classmethod
