@@ -21,7 +21,7 @@ from torch import nn
 from .amffb import AMFFB
 from .bfss import BFSS
 from .spectral_gate import SpectralGateLayer
-from .unet import double_conv
+from .unet import double_conv, up_and_join
 
 STEMS = ("patch", "conv")
 
@@ -188,8 +188,7 @@ class ConvTail(nn.Module):
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)
         for block, skip in ((self.at_half, skips[1]), (self.at_full, skips[0])):
-            up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([up, skip], 1))
+            x = block(up_and_join(x, skip))
         return x
 
 

@@ -29,6 +29,11 @@ def double_conv(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def up_and_join(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``x`` bilinearly resized to ``skip``'s size and concatenated with it: one step of the U-Net's up path."""
+    return torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1)
+
+
 class UNet(nn.Module):
     """(B, in_chans, S, S) -> (B, 1, S, S) logits: max-pool down, bilinear up, skip concatenation."""
 
@@ -52,7 +57,5 @@ class UNet(nn.Module):
         x = skips.pop()
         for block in self.up:
             skip = skips.pop()
-            x = block(
-                torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1)
-            )
+            x = block(up_and_join(x, skip))
         return self.head(x)
