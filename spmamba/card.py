@@ -237,10 +237,11 @@ def _data_line(training: dict) -> str:
 
 def seg_network_name(meta: dict) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
-    other than the preset's, and the parts an ablation switched off."""
+    other than the preset's, the parts an ablation switched off, and input scaling other than raw."""
     cfg = meta["config"]
+    scaled = ", percentile-scaled input" if cfg.get("intensity", "raw") != "raw" else ""
     if meta["model"] == "unet":
-        return f"U-Net (C {cfg['channels']})"
+        return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [
         ("single raster scan", cfg["bfss_directions"] == 1),
         ("no spectral gate", not cfg["spectral_gate"]),
@@ -251,7 +252,7 @@ def seg_network_name(meta: dict) -> str:
     if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
         changes.insert(0, (f"{stem} stem", True))
     detail = " + detail branch" if cfg.get("detail_branch") else ""
-    return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on)
+    return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on) + scaled
 
 
 def _seg_network(meta: dict, macs: tuple[int, int]) -> str:

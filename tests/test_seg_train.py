@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.spatial.distance import cdist
 
@@ -215,3 +216,45 @@ def test_seg_train_refuses_a_detail_branch_on_the_conv_stem_with_a_message(tmp_p
     assert main([*args, "--epochs", "1", "--detail-branch"]) == 2
     assert "--stem patch" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_percentile_intensity_makes_a_segmenter_blind_to_the_images_overall_gain():
+    """MR slices stored four times darker (one LGG patient) must look the same to a percentile-scaled network;
+    a raw one sees them differently. Old configs, without the field, load as raw."""
+    from spmamba.seg.checkpoint import build_model
+    from spmamba.seg.data import scale_intensity
+    from spmamba.seg.inference import Segmenter
+
+    rng = np.random.default_rng(3)
+    pixels = rng.random((40, 48)).astype(np.float32) * 0.6
+    dark = pixels * 0.25
+    np.testing.assert_allclose(scale_intensity(dark, "percentile"), scale_intensity(pixels, "percentile"), atol=1e-6)
+    assert scale_intensity(pixels, "percentile").max() == 1.0
+    assert np.array_equal(scale_intensity(pixels, "raw"), pixels)
+    assert not scale_intensity(np.zeros((4, 4)), "percentile").any()  # a blank image stays blank, no NaN
+    with pytest.raises(ValueError, match="unknown intensity rule"):
+        scale_intensity(pixels, "zscore")
+    torch.manual_seed(0)
+    for kind, cfg in (("unet", {"channels": 4}), ("mamba-mis", {"channels": 8, "stem": "conv"})):
+        assert build_model(kind, {"image_size": 32, **cfg}).config.intensity == "raw"
+        seg = Segmenter(build_model(kind, {"image_size": 32, "intensity": "percentile", **cfg}))
+        np.testing.assert_allclose(seg.probabilities(dark), seg.probabilities(pixels), atol=1e-6)
+        raw = Segmenter(build_model(kind, {"image_size": 32, **cfg}))
+        assert np.abs(raw.probabilities(dark) - raw.probabilities(pixels)).max() > 1e-5  # untrained: small but real
+
+
+def test_seg_train_records_the_intensity_rule_in_the_checkpoint(tmp_path):
+    from spmamba.seg.checkpoint import load_seg_checkpoint
+
+    rng = np.random.default_rng(4)
+    _write_pairs(tmp_path / "data", 6, rng)
+    out = tmp_path / "mr.safetensors"
+    args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", "unet", "--image-size", "32"]
+    assert main([*args, "--epochs", "1", "--channels", "4", "--intensity", "percentile"]) == 0
+    model, meta = load_seg_checkpoint(out)
+    assert model.config.intensity == meta["config"]["intensity"] == "percentile"
+    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.seg.train import SegTrainOptions
+
+    assert seg_network_name(meta) == "U-Net (C 4), percentile-scaled input"
+    assert "--intensity percentile" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)

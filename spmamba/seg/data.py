@@ -74,10 +74,32 @@ def split_pairs(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> S
     return SegSplit(train, val, rule)
 
 
-def model_image(pixels: np.ndarray, size: int) -> torch.Tensor:
-    """(3, size, size) in [0, 1]: grey replicated to three channels, resized with antialiasing (aspect not
-    kept: the prediction is resized back to the image's own shape)."""
-    t = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+INTENSITY = ("raw", "percentile")
+PERCENTILE = 99.9
+
+
+def check_intensity(rule: str) -> None:
+    if rule not in INTENSITY:
+        raise ValueError(f"unknown intensity rule {rule!r}; choose one of {', '.join(INTENSITY)}")
+
+
+def scale_intensity(pixels: np.ndarray, rule: str) -> np.ndarray:
+    """``raw`` keeps the stored [0, 1] values; ``percentile`` divides by the image's 99.9th percentile and clips
+    to [0, 1]. MR intensities have no absolute scale: one LGG patient's slices are stored about four times
+    darker than the rest, and a network trained on raw values missed that tumour on every slice. A high
+    percentile rather than the maximum, so a few hot pixels do not set the scale."""
+    check_intensity(rule)
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if rule == "raw":
+        return pixels
+    top = float(np.percentile(pixels, PERCENTILE))
+    return np.clip(pixels / top, 0.0, 1.0) if top > 0 else pixels
+
+
+def model_image(pixels: np.ndarray, size: int, intensity: str = "raw") -> torch.Tensor:
+    """(3, size, size) in [0, 1]: intensity-scaled (``scale_intensity``), grey replicated to three channels,
+    resized with antialiasing (aspect not kept: the prediction is resized back to the image's own shape)."""
+    t = torch.from_numpy(np.ascontiguousarray(scale_intensity(pixels, intensity)))
     t = t[None].expand(3, -1, -1) if t.ndim == 2 else t.permute(2, 0, 1)
     return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
@@ -87,9 +109,9 @@ def load_truth(mask: Path) -> np.ndarray:
     return load_image(mask).grey > 0.5
 
 
-def load_pairs(pairs: list[Pair], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, S, S) images and (N, 1, S, S) float masks, decoded once."""
-    images = torch.stack([model_image(load_image(img).pixels, size) for img, _ in pairs])
+    images = torch.stack([model_image(load_image(img).pixels, size, intensity) for img, _ in pairs])
     masks = torch.stack(
         [
             F.interpolate(torch.from_numpy(load_truth(m)).float()[None, None], size=(size, size), mode="nearest")[0]

@@ -34,7 +34,8 @@ class Segmenter:
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(H, W) lesion probability for an (H, W) grey or (H, W, 3) colour image in [0, 1]."""
         device = next(self.model.parameters()).device
-        logits = self.model(model_image(pixels, self.image_size)[None].to(device))
+        x = model_image(pixels, self.image_size, self.model.config.intensity)
+        logits = self.model(x[None].to(device))
         h, w = pixels.shape[:2]
         prob = torch.sigmoid(F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False))
         return prob[0, 0].cpu().numpy()

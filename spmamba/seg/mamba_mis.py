@@ -20,6 +20,7 @@ from torch import nn
 
 from .amffb import AMFFB
 from .bfss import BFSS
+from .data import check_intensity
 from .spectral_gate import SpectralGateLayer
 from .unet import double_conv, up_and_join
 
@@ -44,8 +45,10 @@ class MambaMISConfig:
     # "patch": 4x4 patch embedding; "conv": U-Net levels at full and half resolution (ours, every preset's).
     # The field's default is "patch" because checkpoints from before the option were all patch-stem.
     stem: str = "patch"
+    intensity: str = "raw"  # input scaling, data.scale_intensity ("percentile" for MR)
 
     def __post_init__(self):
+        check_intensity(self.intensity)
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; choose one of {', '.join(STEMS)}")
         if self.stem == "conv" and self.detail_branch:

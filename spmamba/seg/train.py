@@ -21,7 +21,7 @@ from ..data import patient_id
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
-from .data import augment, load_pairs, split_pairs
+from .data import INTENSITY, augment, load_pairs, split_pairs
 from .inference import Segmenter
 from .mamba_mis import SEG_PRESETS, STEMS
 
@@ -47,6 +47,12 @@ class SegTrainOptions:
         "patch: 4x4 patch embedding; conv: U-Net levels at full and half resolution (ours; default: the preset's)",
         choices=list(STEMS),
     )
+    intensity: str = _opt(
+        "raw",
+        "input scaling: raw, or percentile (each image divided by its 99.9th percentile; for MR, whose intensities "
+        "have no absolute scale)",
+        choices=list(INTENSITY),
+    )
     epochs: int = _opt(60, "training epochs")
     batch_size: int = _opt(8, "images per step")
     lr: float = _opt(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
@@ -62,13 +68,16 @@ class SegTrainOptions:
 
 def build(opts: SegTrainOptions) -> torch.nn.Module:
     if opts.model == "unet":
-        return build_model("unet", {"image_size": opts.image_size, "channels": opts.channels or 9})
+        return build_model(
+            "unet", {"image_size": opts.image_size, "channels": opts.channels or 9, "intensity": opts.intensity}
+        )
     cfg = dataclasses.asdict(SEG_PRESETS[opts.config])
     cfg.update(
         image_size=opts.image_size,
         spectral_gate=opts.spectral_gate,
         bridge=opts.bridge,
         detail_branch=opts.detail_branch,
+        intensity=opts.intensity,
     )
     if opts.stem:
         cfg["stem"] = opts.stem
@@ -140,8 +149,8 @@ def train_seg(opts: SegTrainOptions) -> dict:
     if opts.resume and state_path.is_file():
         info = _load_state(state_path, model, opt, sched)
     best_path = out.with_name(out.stem + ".best-epoch.safetensors")
-    images, masks = load_pairs(split.train, opts.image_size)
-    val_images, val_masks = load_pairs(split.val, opts.image_size)
+    images, masks = load_pairs(split.train, opts.image_size, opts.intensity)
+    val_images, val_masks = load_pairs(split.val, opts.image_size, opts.intensity)
     gen = torch.Generator().manual_seed(opts.seed + info["epoch"])
     for epoch in range(info["epoch"] + 1, opts.epochs + 1):
         model.train()

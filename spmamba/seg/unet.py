@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import check_intensity
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -15,6 +17,10 @@ class UNetConfig:
     in_chans: int = 3
     channels: int = 9  # widths C, 2C, 4C, 8C, 16C; 9 gives 0.62 M parameters, next to cpu-tiny Mamba-MIS (0.66 M)
     levels: int = 5
+    intensity: str = "raw"  # input scaling, data.scale_intensity ("percentile" for MR)
+
+    def __post_init__(self):
+        check_intensity(self.intensity)
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:
