@@ -76,6 +76,26 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
+def _intensity(meta: dict) -> str:
+    return meta["config"].get("intensity", "raw")
+
+
+def _rescaled(meta: dict, base: dict) -> bool:
+    """``meta`` is ``base``'s network with percentile-scaled input in place of raw, all else equal."""
+    same = {k: v for k, v in meta["config"].items() if k != "intensity"} == {
+        k: v for k, v in base["config"].items() if k != "intensity"
+    }
+    return same and meta["model"] == base["model"] and (_intensity(meta), _intensity(base)) == ("percentile", "raw")
+
+
+def _compared(meta: dict, base: dict) -> bool:
+    """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same input scaling, as
+    ``_against_full`` allows for a Mamba-MIS base, and the same network with percentile-scaled input."""
+    if _intensity(meta) != _intensity(base):
+        return _rescaled(meta, base)
+    return base["model"] == "unet" or (meta["model"] == "mamba-mis" and _against_full(meta, base))
+
+
 def _against_full(meta: dict, base: dict) -> bool:
     """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset, stem and size;
     the full network made larger, in input size (same preset) or in preset (same input), with the same stem;
@@ -107,7 +127,7 @@ def paired_gains(paths: list[Path]) -> list[str]:
             if m is not base
             and m["training"]["data_path_name"] == data
             and _seed(m) == _seed(base)
-            and (base["model"] == "unet" or (m["model"] == "mamba-mis" and _against_full(m, base)))
+            and _compared(m, base)
         ]
         for other in compared:
             rows = other["metrics"]["per_image"]
