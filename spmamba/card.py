@@ -235,11 +235,11 @@ def _data_line(training: dict) -> str:
     return f"{training.get('dataset')} (not a registered dataset: source and licence unknown)"
 
 
-def seg_network_name(meta: dict) -> str:
+def seg_network_name(meta: dict, input_scaling: bool = True) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
     other than the preset's, the parts an ablation switched off, and input scaling other than raw."""
     cfg = meta["config"]
-    scaled = ", percentile-scaled input" if cfg.get("intensity", "raw") != "raw" else ""
+    scaled = ", percentile-scaled input" if input_scaling and cfg.get("intensity", "raw") != "raw" else ""
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [
@@ -259,10 +259,13 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     cfg, t = meta["config"], meta["training"]
     size = cfg["image_size"]
     cost = f"{t['parameters'] / 1e6:.2f} M parameters, {sum(macs) / 1e9:.2f} GMACs per {size}×{size} image"
+    if cfg.get("intensity", "raw") != "raw":
+        cost += "; each input image divided by its own 99.9th percentile (`--intensity percentile`)"
+    name = seg_network_name(meta, input_scaling=False)
     if meta["model"] == "unet":
-        return f"{seg_network_name(meta)}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
+        return f"{name}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
     return (
-        f"{seg_network_name(meta)} as built in docs/mamba_mis.md: C {cfg['channels']}, "
+        f"{name} as built in docs/mamba_mis.md: C {cfg['channels']}, "
         f"{stored_stem(cfg)} stem, encoder depths "
         f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s); {cost}"
     )
