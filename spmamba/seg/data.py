@@ -85,8 +85,8 @@ def check_intensity(rule: str) -> None:
 
 def scale_intensity(pixels: np.ndarray, rule: str) -> np.ndarray:
     """``raw`` keeps the stored [0, 1] values; ``percentile`` divides by the image's 99.9th percentile and clips
-    to [0, 1]. MR intensities have no absolute scale: one LGG patient's slices are stored about four times
-    darker than the rest, and a network trained on raw values missed that tumour on every slice. A high
+    to [0, 1]. MR intensities have no absolute scale: one LGG patient's slices are stored two to five times
+    darker than the others, and a network trained on raw values missed that tumour on every slice. A high
     percentile rather than the maximum, so a few hot pixels do not set the scale."""
     check_intensity(rule)
     pixels = np.asarray(pixels, dtype=np.float32)
