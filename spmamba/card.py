@@ -17,6 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
+from .seg.data import stored_intensity
 from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
@@ -239,7 +240,7 @@ def seg_network_name(meta: dict, input_scaling: bool = True) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
     other than the preset's, the parts an ablation switched off, and input scaling other than raw."""
     cfg = meta["config"]
-    scaled = ", percentile-scaled input" if input_scaling and cfg.get("intensity", "raw") != "raw" else ""
+    scaled = ", percentile-scaled input" if input_scaling and stored_intensity(cfg) != "raw" else ""
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [
@@ -259,7 +260,7 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     cfg, t = meta["config"], meta["training"]
     size = cfg["image_size"]
     cost = f"{t['parameters'] / 1e6:.2f} M parameters, {sum(macs) / 1e9:.2f} GMACs per {size}×{size} image"
-    if cfg.get("intensity", "raw") != "raw":
+    if stored_intensity(cfg) != "raw":
         cost += "; each input image divided by its own 99.9th percentile (`--intensity percentile`)"
     name = seg_network_name(meta, input_scaling=False)
     if meta["model"] == "unet":

@@ -83,6 +83,11 @@ def check_intensity(rule: str) -> None:
         raise ValueError(f"unknown intensity rule {rule!r}; choose one of {', '.join(INTENSITY)}")
 
 
+def stored_intensity(config: dict) -> str:
+    """A stored config's intensity rule: configs written before the option have none, and were raw."""
+    return config.get("intensity", "raw")
+
+
 def scale_intensity(pixels: np.ndarray, rule: str) -> np.ndarray:
     """``raw`` keeps the stored [0, 1] values; ``percentile`` divides by the image's 99.9th percentile and clips
     to [0, 1]. MR intensities have no absolute scale: one LGG patient's slices are stored two to five times
