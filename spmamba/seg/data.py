@@ -126,16 +126,27 @@ def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[to
     return images, masks
 
 
-def augment(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flips, a quarter-turn rotation and a mild brightness/contrast change per image: orientation carries
-    no meaning in dermoscopy or ultrasound, and little in axial MRI."""
+AUGMENT = ("dihedral", "horizontal")
+
+
+def augment(
+    x: torch.Tensor, m: torch.Tensor, gen: torch.Generator, orientations: str = "dihedral"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random orientation and a mild brightness/contrast change per image. ``dihedral`` draws from all
+    eight flips and quarter turns: orientation carries no meaning in dermoscopy, and little in axial MRI.
+    ``horizontal`` only mirrors left-right: an ultrasound image has a depth axis (skin at the top, acoustic
+    shadowing and enhancement below a lesion), which a vertical flip or a turn would break. Both draw the
+    same random numbers, so ``dihedral`` runs reproduce those from before the option."""
+    if orientations not in AUGMENT:
+        raise ValueError(f"unknown augmentation {orientations!r}; choose one of {', '.join(AUGMENT)}")
+    every = orientations == "dihedral"
     out_x, out_m = [], []
     for xi, mi in zip(x, m, strict=True):
         r = torch.rand(5, generator=gen)
-        k = int(r[2] * 4)
+        k = int(r[2] * 4) if every else 0
         if r[0] < 0.5:
             xi, mi = xi.flip(-1), mi.flip(-1)
-        if r[1] < 0.5:
+        if every and r[1] < 0.5:
             xi, mi = xi.flip(-2), mi.flip(-2)
         xi, mi = xi.rot90(k, (-2, -1)), mi.rot90(k, (-2, -1))
         xi = ((xi - 0.5) * (0.9 + 0.2 * r[3]) + 0.5 + 0.1 * (r[4] - 0.5)).clamp(0, 1)

@@ -21,7 +21,7 @@ from ..data import patient_id
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
-from .data import INTENSITY, augment, load_pairs, split_pairs
+from .data import AUGMENT, INTENSITY, augment, load_pairs, split_pairs
 from .inference import Segmenter
 from .mamba_mis import SEG_PRESETS, STEMS
 
@@ -52,6 +52,12 @@ class SegTrainOptions:
         "input scaling: raw, or percentile (each image divided by its 99.9th percentile; for MR, whose intensities "
         "have no absolute scale)",
         choices=list(INTENSITY),
+    )
+    augment: str = _opt(
+        "dihedral",
+        "orientations drawn in training: dihedral (all flips and quarter turns), or horizontal (left-right mirror "
+        "only, for ultrasound, whose vertical axis is depth)",
+        choices=list(AUGMENT),
     )
     epochs: int = _opt(60, "training epochs")
     batch_size: int = _opt(8, "images per step")
@@ -160,7 +166,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
         bar = tqdm(range(0, len(order), opts.batch_size), desc=f"epoch {epoch}/{opts.epochs}", leave=False)
         for i in bar:
             idx = order[i : i + opts.batch_size]
-            x, m = augment(images[idx], masks[idx], gen)
+            x, m = augment(images[idx], masks[idx], gen, opts.augment)
             loss = loss_fn(model(x), m)
             opt.zero_grad(set_to_none=True)
             loss.backward()
