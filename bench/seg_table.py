@@ -28,7 +28,7 @@ from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
-from spmamba.seg.data import stored_intensity  # noqa: E402
+from spmamba.seg.data import stored_augment, stored_intensity  # noqa: E402
 from spmamba.seg.mamba_mis import stored_stem  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
@@ -77,20 +77,25 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
-def _rescaled(meta: dict, base: dict) -> bool:
-    """``meta`` is ``base``'s network with percentile-scaled input in place of raw, all else equal."""
+def _recipe(meta: dict) -> tuple[str, str]:
+    """How a network was fed and trained, beyond its architecture: input scaling and augmentation."""
+    return stored_intensity(meta["config"]), stored_augment(meta["training"]["options"])
+
+
+def _other_recipe(meta: dict, base: dict) -> bool:
+    """``meta`` is ``base``'s network, all else equal, trained with percentile-scaled input or left-right flips
+    only where ``base`` had the default recipe (raw input, every orientation)."""
     same = {k: v for k, v in meta["config"].items() if k != "intensity"} == {
         k: v for k, v in base["config"].items() if k != "intensity"
     }
-    scaling = stored_intensity(meta["config"]), stored_intensity(base["config"])
-    return same and meta["model"] == base["model"] and scaling == ("percentile", "raw")
+    return same and meta["model"] == base["model"] and _recipe(base) == ("raw", "dihedral") != _recipe(meta)
 
 
 def _compared(meta: dict, base: dict) -> bool:
-    """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same input scaling, as
-    ``_against_full`` allows for a Mamba-MIS base, and the same network with percentile-scaled input."""
-    if stored_intensity(meta["config"]) != stored_intensity(base["config"]):
-        return _rescaled(meta, base)
+    """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same recipe, as ``_against_full``
+    allows for a Mamba-MIS base, and the same network with another recipe."""
+    if _recipe(meta) != _recipe(base):
+        return _other_recipe(meta, base)
     return base["model"] == "unet" or (meta["model"] == "mamba-mis" and _against_full(meta, base))
 
 

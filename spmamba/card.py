@@ -17,7 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
-from .seg.data import stored_intensity
+from .seg.data import stored_augment, stored_intensity
 from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
@@ -236,11 +236,22 @@ def _data_line(training: dict) -> str:
     return f"{training.get('dataset')} (not a registered dataset: source and licence unknown)"
 
 
-def seg_network_name(meta: dict, input_scaling: bool = True) -> str:
+ORIENTATIONS = {
+    "dihedral": "random flips and quarter turns",
+    "horizontal": "random left-right flips only (`--augment horizontal`: ultrasound's vertical axis is depth)",
+}
+
+
+def seg_network_name(meta: dict, recipe: bool = True) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
-    other than the preset's, the parts an ablation switched off, and input scaling other than raw."""
+    other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling other
+    than raw and augmentation other than dihedral."""
     cfg = meta["config"]
-    scaled = ", percentile-scaled input" if input_scaling and stored_intensity(cfg) != "raw" else ""
+    scaled = ""
+    if recipe and stored_intensity(cfg) != "raw":
+        scaled += ", percentile-scaled input"
+    if recipe and stored_augment(meta["training"]["options"]) != "dihedral":
+        scaled += ", left-right flips only"
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [
@@ -262,7 +273,7 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     cost = f"{t['parameters'] / 1e6:.2f} M parameters, {sum(macs) / 1e9:.2f} GMACs per {size}×{size} image"
     if stored_intensity(cfg) != "raw":
         cost += "; each input image divided by its own 99.9th percentile (`--intensity percentile`)"
-    name = seg_network_name(meta, input_scaling=False)
+    name = seg_network_name(meta, recipe=False)
     if meta["model"] == "unet":
         return f"{name}, the plain baseline of `spmamba/seg/unet.py`; {cost}"
     return (
@@ -337,7 +348,9 @@ def render_seg_card(path: str | Path) -> str:
         (
             "Training",
             f"{t['epochs']} epochs at {size}×{size}, batch {o['batch_size']}, AdamW lr {o['lr']:g} (cosine), "
-            f"weight decay {o['weight_decay']:g}, seed {o['seed']}; best epoch {t['best_epoch']} by validation Dice",
+            f"weight decay {o['weight_decay']:g}, seed {o['seed']}; augmentation: "
+            f"{ORIENTATIONS[stored_augment(o)]}, mild brightness/contrast jitter; "
+            f"best epoch {t['best_epoch']} by validation Dice",
         ),
         ("Wall time", f"{t['train_seconds']:,.0f} s ({t['train_seconds'] / 60:.0f} min) on {t['threads']} CPU threads"),
         ("Command", f"`{command(_with_stem(meta), path.name, 'seg train', SegTrainOptions)}`"),

@@ -258,3 +258,69 @@ def test_seg_train_records_the_intensity_rule_in_the_checkpoint(tmp_path):
 
     assert seg_network_name(meta) == "U-Net (C 4), percentile-scaled input"
     assert "--intensity percentile" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
+
+
+@pytest.mark.parametrize("orientations", ["dihedral", "horizontal"])
+def test_augment_keeps_image_and_mask_together_and_horizontal_never_turns_the_depth_axis(orientations):
+    """Each augmented mask is one of the rule's orientations of its mask, and its image the same orientation
+    of the image (up to the brightness/contrast jitter). ``horizontal`` only ever mirrors left-right, so an
+    ultrasound image keeps skin at the top; ``dihedral`` reaches the other six orientations too."""
+    from spmamba.seg.data import augment
+
+    torch.manual_seed(0)
+    masks = (torch.rand(48, 1, 12, 12) > 0.5).float()
+    images = (0.2 + 0.6 * masks).expand(-1, 3, -1, -1)
+    out_x, out_m = augment(images, masks, torch.Generator().manual_seed(1), orientations)
+    seen = set()
+    for m, ox, om in zip(masks, out_x, out_m, strict=True):
+        turns = [(flip, k) for flip in (False, True) for k in range(4)]
+        matches = [(f, k) for f, k in turns if torch.equal(om, (m.flip(-1) if f else m).rot90(k, (-2, -1)))]
+        assert matches, "the mask is not an orientation of its input"
+        seen.update(matches)
+        r = np.corrcoef(ox[0].flatten().numpy(), om[0].flatten().numpy())[0, 1]
+        assert r > 0.999  # the image went the same way as its mask
+    if orientations == "horizontal":
+        assert all(torch.equal(om, m) or torch.equal(om, m.flip(-1)) for m, om in zip(masks, out_m, strict=True))
+    else:
+        assert any(k % 2 for _, k in seen)  # quarter turns happen
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment(images, masks, torch.Generator(), "rotate")
+
+
+def test_augment_dihedral_draws_what_it_drew_before_the_option():
+    """Runs from before ``--augment`` must reproduce: the default draws the same numbers in the same way as
+    the code it replaced (written out here)."""
+    from spmamba.seg.data import augment
+
+    x, m = torch.rand(6, 3, 8, 8), (torch.rand(6, 1, 8, 8) > 0.5).float()
+    gen = torch.Generator().manual_seed(5)
+    expected_x, expected_m = [], []
+    for xi, mi in zip(x, m, strict=True):
+        r = torch.rand(5, generator=gen)
+        if r[0] < 0.5:
+            xi, mi = xi.flip(-1), mi.flip(-1)
+        if r[1] < 0.5:
+            xi, mi = xi.flip(-2), mi.flip(-2)
+        xi, mi = xi.rot90(int(r[2] * 4), (-2, -1)), mi.rot90(int(r[2] * 4), (-2, -1))
+        expected_x.append(((xi - 0.5) * (0.9 + 0.2 * r[3]) + 0.5 + 0.1 * (r[4] - 0.5)).clamp(0, 1))
+        expected_m.append(mi)
+    got_x, got_m = augment(x, m, torch.Generator().manual_seed(5))
+    assert torch.equal(got_x, torch.stack(expected_x)) and torch.equal(got_m, torch.stack(expected_m))
+
+
+def test_seg_train_records_the_orientation_rule_and_the_card_names_it(tmp_path):
+    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.seg.checkpoint import load_seg_checkpoint
+    from spmamba.seg.train import SegTrainOptions
+
+    rng = np.random.default_rng(6)
+    _write_pairs(tmp_path / "data", 6, rng)
+    out = tmp_path / "us.safetensors"
+    args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", "unet", "--image-size", "32"]
+    assert main([*args, "--epochs", "1", "--channels", "4", "--augment", "horizontal"]) == 0
+    _, meta = load_seg_checkpoint(out)
+    assert meta["training"]["options"]["augment"] == "horizontal"
+    assert seg_network_name(meta) == "U-Net (C 4), left-right flips only"
+    assert "--augment horizontal" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
+    older = {**meta, "training": {**meta["training"], "options": {}}}  # recorded before the option: dihedral
+    assert seg_network_name(older) == "U-Net (C 4)"

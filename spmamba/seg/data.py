@@ -129,6 +129,11 @@ def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[to
 AUGMENT = ("dihedral", "horizontal")
 
 
+def stored_augment(options: dict) -> str:
+    """A run's recorded orientation rule: runs from before the option have none, and were dihedral."""
+    return options.get("augment", "dihedral")
+
+
 def augment(
     x: torch.Tensor, m: torch.Tensor, gen: torch.Generator, orientations: str = "dihedral"
 ) -> tuple[torch.Tensor, torch.Tensor]:
