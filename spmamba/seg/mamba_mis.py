@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import DropPath, Mlp
 from torch import nn
 
 from .amffb import AMFFB
@@ -42,6 +42,9 @@ class MambaMISConfig:
     bridge: bool = True
     bridge_dim: int = 8
     detail_branch: bool = False  # a full-resolution conv of the image joined before the head (ours)
+    # hidden width / C of a channel MLP sub-block after the spectral gate (ours); 0 = none, as in checkpoints
+    # from before the option
+    mlp_ratio: int = 0
     # "patch": 4x4 patch embedding; "conv": U-Net levels at full and half resolution (ours, every preset's).
     # The field's default is "patch" because checkpoints from before the option were all patch-stem.
     stem: str = "patch"
@@ -84,8 +87,24 @@ SEG_PRESETS = {
 }
 
 
+class ChannelMLP(nn.Module):
+    """x + DropPath(MLP(LN(x))): the per-position channel MLP (GELU) that transformer, GFNet and VMamba-v2
+    blocks pair with their token mixer. BFSS mixes channels only through its projections and the spectral gate
+    is linear, so without it a block has little non-linear channel mixing (ours, not the paper's)."""
+
+    def __init__(self, dim: int, ratio: int, drop_path: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, ratio * dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.mlp(self.norm(x)))
+
+
 class MISBlock(nn.Module):
-    """x + DropPath(BFSS(LN(x))), then the spectral-gate sub-block with its own residual (channels last)."""
+    """x + DropPath(BFSS(LN(x))), then the spectral-gate sub-block and the channel MLP (where configured),
+    each with its own residual (channels last)."""
 
     def __init__(self, dim: int, size: int, cfg: MambaMISConfig, drop_path: float):
         super().__init__()
@@ -93,9 +112,10 @@ class MISBlock(nn.Module):
         self.bfss = BFSS(dim, cfg.d_state, cfg.expand, cfg.bfss_directions)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.spectral = SpectralGateLayer(dim, size, size, drop_path) if cfg.spectral_gate else nn.Identity()
+        self.mlp = ChannelMLP(dim, cfg.mlp_ratio, drop_path) if cfg.mlp_ratio else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spectral(x + self.drop_path(self.bfss(self.norm(x))))
+        return self.mlp(self.spectral(x + self.drop_path(self.bfss(self.norm(x)))))
 
 
 class PatchMerging(nn.Module):

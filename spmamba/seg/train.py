@@ -41,6 +41,9 @@ class SegTrainOptions:
     bfss_directions: int | None = _opt(None, "ablation: 1 = a single raster scan instead of BFSS's 4 directions")
     spectral_gate: bool = _opt(True, "spectral-gate sub-blocks")
     bridge: bool = _opt(True, "the AMFFB bridge on the skip connections")
+    mlp_ratio: int | None = _opt(
+        None, "hidden width / C of a channel MLP in each block, 0 = none (default: the preset's)"
+    )
     detail_branch: bool = _opt(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
     stem: str | None = _opt(
         None,
@@ -91,6 +94,8 @@ def build(opts: SegTrainOptions) -> torch.nn.Module:
         cfg["channels"] = opts.channels
     if opts.bfss_directions:
         cfg["bfss_directions"] = opts.bfss_directions
+    if opts.mlp_ratio is not None:
+        cfg["mlp_ratio"] = opts.mlp_ratio
     return build_model("mamba-mis", cfg)
 
 
