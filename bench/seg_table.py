@@ -66,7 +66,8 @@ def row(path: Path) -> str:
 
 
 def _is_full_mamba_mis(meta: dict) -> bool:
-    """Every part of Mamba-MIS switched on, with either stem."""
+    """Every part of Mamba-MIS switched on and none of our additions (detail branch, channel MLP), with either
+    stem."""
     cfg = meta["config"]
     return (
         meta["model"] == "mamba-mis"
@@ -74,6 +75,7 @@ def _is_full_mamba_mis(meta: dict) -> bool:
         and cfg["spectral_gate"]
         and cfg["bridge"]
         and not cfg.get("detail_branch")
+        and not cfg.get("mlp_ratio")
     )
 
 

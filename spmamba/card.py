@@ -263,6 +263,8 @@ def seg_network_name(meta: dict, recipe: bool = True) -> str:
     stem = stored_stem(cfg)
     if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
         changes.insert(0, (f"{stem} stem", True))
+    if preset in SEG_PRESETS and cfg.get("mlp_ratio", 0) != SEG_PRESETS[preset].mlp_ratio:
+        changes.append((f"channel MLP ×{cfg.get('mlp_ratio', 0)}" if cfg.get("mlp_ratio") else "no channel MLP", True))
     detail = " + detail branch" if cfg.get("detail_branch") else ""
     return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on) + scaled
 
@@ -279,7 +281,9 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     return (
         f"{name} as built in docs/mamba_mis.md: C {cfg['channels']}, "
         f"{stored_stem(cfg)} stem, encoder depths "
-        f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s); {cost}"
+        f"{cfg['depths']}, d_state {cfg['d_state']}, BFSS in {cfg['bfss_directions']} direction(s)"
+        + (f", a channel MLP (ratio {cfg['mlp_ratio']}) in each block" if cfg.get("mlp_ratio") else "")
+        + f"; {cost}"
     )
 
 

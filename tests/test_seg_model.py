@@ -154,6 +154,7 @@ def test_bridge_keeps_shapes_and_passes_gradients_to_every_level():
         {"bridge": False},
         {"detail_branch": True},
         {"stem": "conv"},
+        {"stem": "conv", "mlp_ratio": 2},
     ],
     ids=str,
 )
@@ -168,9 +169,25 @@ def test_network_and_its_ablations_map_images_to_logits_of_the_same_size(overrid
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
     assert MambaMISConfig.from_dict(cfg.to_dict()) == cfg
-    older = {k: v for k, v in cfg.to_dict().items() if k not in ("detail_branch", "stem")}  # before the options
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("detail_branch", "stem", "mlp_ratio")}
     assert MambaMISConfig.from_dict(older) == MambaMISConfig.from_dict({**older, "stem": "patch"})
-    assert not MambaMISConfig.from_dict(older).detail_branch
+    assert not MambaMISConfig.from_dict(older).detail_branch and MambaMISConfig.from_dict(older).mlp_ratio == 0
+
+
+def test_the_channel_mlp_is_a_residual_sub_block_that_adds_what_its_ratio_says():
+    """``mlp_ratio`` r adds LN + (C -> rC -> C) per block: 2rC² + (r + 3)C weights, and nothing when 0."""
+    from spmamba.seg.mamba_mis import ChannelMLP
+
+    base = MambaMISConfig(image_size=64, channels=4, d_state=4, bridge_dim=4, stem="conv")
+    with_mlp = MambaMIS(MambaMISConfig(**{**base.to_dict(), "mlp_ratio": 2}))
+    blocks = [m for m in with_mlp.modules() if isinstance(m, ChannelMLP)]
+    assert len(blocks) == sum(base.depths) + sum(base.decoder_depths)
+    count = sum(p.numel() for p in with_mlp.parameters()) - sum(p.numel() for p in MambaMIS(base).parameters())
+    widths = [4, 8, 16, 32] + [16, 8, 4]
+    assert count == sum(2 * 2 * c * c + (2 + 3) * c for c in widths)
+    mlp = ChannelMLP(8, 2)
+    x = torch.randn(2, 5, 5, 8)
+    torch.testing.assert_close(mlp(x), x + mlp.mlp(mlp.norm(x)))
 
 
 def test_the_conv_stem_is_checked_and_feeds_the_first_mamba_stage_a_quarter_resolution_map():
