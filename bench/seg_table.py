@@ -14,6 +14,7 @@ typed by hand, so the table cannot disagree with the files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,13 +23,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from spmamba.card import seg_network_name  # noqa: E402
+from spmamba.card import default_seg_recipe, seg_network_name, seg_recipe  # noqa: E402
 from spmamba.data import data_root, segmentation_pairs  # noqa: E402
 from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_signature  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
-from spmamba.seg.checkpoint import load_seg_checkpoint  # noqa: E402
-from spmamba.seg.data import stored_augment, stored_intensity  # noqa: E402
+from spmamba.seg.checkpoint import load_seg_checkpoint, parse_config  # noqa: E402
 from spmamba.seg.mamba_mis import stored_stem  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
@@ -79,24 +79,21 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
-def _recipe(meta: dict) -> tuple[str, str]:
-    """How a network was fed and trained, beyond its architecture: input scaling and augmentation."""
-    return stored_intensity(meta["config"]), stored_augment(meta["training"]["options"])
-
-
 def _other_recipe(meta: dict, base: dict) -> bool:
-    """``meta`` is ``base``'s network, all else equal, trained with percentile-scaled input or left-right flips
-    only where ``base`` had the default recipe (raw input, every orientation)."""
-    same = {k: v for k, v in meta["config"].items() if k != "intensity"} == {
-        k: v for k, v in base["config"].items() if k != "intensity"
-    }
-    return same and meta["model"] == base["model"] and _recipe(base) == ("raw", "dihedral") != _recipe(meta)
+    """``meta`` is ``base``'s network, all else equal, fed or trained otherwise (percentile-scaled input,
+    left-right flips only, another learning rate) where ``base`` had the default recipe."""
+    if meta["model"] != base["model"]:
+        return False
+    network, base_network = (
+        dataclasses.replace(parse_config(m["model"], m["config"]), intensity="raw") for m in (meta, base)
+    )
+    return network == base_network and seg_recipe(base) == default_seg_recipe() != seg_recipe(meta)
 
 
 def _compared(meta: dict, base: dict) -> bool:
     """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same recipe, as ``_against_full``
     allows for a Mamba-MIS base, and the same network with another recipe."""
-    if _recipe(meta) != _recipe(base):
+    if seg_recipe(meta) != seg_recipe(base):
         return _other_recipe(meta, base)
     return base["model"] == "unet" or (meta["model"] == "mamba-mis" and _against_full(meta, base))
 

@@ -242,16 +242,32 @@ ORIENTATIONS = {
 }
 
 
+def seg_recipe(meta: dict) -> tuple[str, str, float]:
+    """How a segmentation network was fed and trained beyond its architecture: input scaling, the
+    orientations augmentation drew, and the peak learning rate."""
+    from .seg.train import SegTrainOptions
+
+    options = meta["training"]["options"]
+    return stored_intensity(meta["config"]), stored_augment(options), options.get("lr", SegTrainOptions.lr)
+
+
+def default_seg_recipe() -> tuple[str, str, float]:
+    from .seg.train import SegTrainOptions
+
+    return "raw", "dihedral", SegTrainOptions.lr
+
+
 def seg_network_name(meta: dict, recipe: bool = True) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
-    other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling other
-    than raw and augmentation other than dihedral."""
+    other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling,
+    augmentation and learning rate where they are not the defaults."""
     cfg = meta["config"]
     scaled = ""
-    if recipe and stored_intensity(cfg) != "raw":
-        scaled += ", percentile-scaled input"
-    if recipe and stored_augment(meta["training"]["options"]) != "dihedral":
-        scaled += ", left-right flips only"
+    if recipe:
+        (intensity, orientations, lr), default = seg_recipe(meta), default_seg_recipe()
+        scaled += ", percentile-scaled input" if intensity != default[0] else ""
+        scaled += ", left-right flips only" if orientations != default[1] else ""
+        scaled += f", lr {lr:g}" if lr != default[2] else ""
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [

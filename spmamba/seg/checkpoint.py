@@ -19,16 +19,21 @@ SEG_FORMAT = "spmamba-seg/1"
 MODELS = {"mamba-mis": (MambaMIS, MambaMISConfig), "unet": (UNet, UNetConfig)}
 
 
-def build_model(kind: str, config: dict) -> torch.nn.Module:
+def parse_config(kind: str, config: dict) -> MambaMISConfig | UNetConfig:
+    """A stored config as the network's config object; fields it lacks (written before they existed) take
+    their defaults, which are what those networks were."""
     if kind not in MODELS:
         raise CheckpointError(f"unknown segmentation model {kind!r}; expected one of {', '.join(MODELS)}")
-    model_cls, cfg_cls = MODELS[kind]
+    cfg_cls = MODELS[kind][1]
     names = {f.name for f in dataclasses.fields(cfg_cls)}
     try:
-        cfg = cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
+        return cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"bad {kind} config: {err}") from err
-    return model_cls(cfg)
+
+
+def build_model(kind: str, config: dict) -> torch.nn.Module:
+    return MODELS[kind][0](parse_config(kind, config))
 
 
 def config_dict(model: torch.nn.Module) -> dict:
