@@ -324,3 +324,16 @@ def test_seg_train_records_the_orientation_rule_and_the_card_names_it(tmp_path):
     assert "--augment horizontal" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
     older = {**meta, "training": {**meta["training"], "options": {}}}  # recorded before the option: dihedral
     assert seg_network_name(older) == "U-Net (C 4)"
+    slower = {**meta, "training": {**meta["training"], "options": {"lr": 1e-3}}}
+    assert seg_network_name(slower) == "U-Net (C 4), lr 0.001"
+
+
+def test_parse_config_gives_fields_a_stored_config_lacks_their_defaults():
+    """Configs written before an option compare equal to today's spelling of the same network."""
+    from spmamba.seg.checkpoint import CheckpointError, parse_config
+
+    today = parse_config("mamba-mis", {"image_size": 64, "stem": "patch", "mlp_ratio": 0, "intensity": "raw"})
+    assert parse_config("mamba-mis", {"image_size": 64}) == today
+    assert parse_config("mamba-mis", {"image_size": 64, "mlp_ratio": 2}) != today
+    with pytest.raises(CheckpointError, match="unknown segmentation model"):
+        parse_config("segformer", {})
