@@ -279,8 +279,7 @@ def seg_network_name(meta: dict, recipe: bool = True) -> str:
     stem = stored_stem(cfg)
     if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
         changes.insert(0, (f"{stem} stem", True))
-    if preset in SEG_PRESETS and cfg.get("mlp_ratio", 0) != SEG_PRESETS[preset].mlp_ratio:
-        changes.append((f"channel MLP ×{cfg.get('mlp_ratio', 0)}" if cfg.get("mlp_ratio") else "no channel MLP", True))
+    changes.append((f"channel MLP ×{cfg.get('mlp_ratio')}", bool(cfg.get("mlp_ratio"))))  # no preset has one
     detail = " + detail branch" if cfg.get("detail_branch") else ""
     return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on) + scaled
 
