@@ -243,15 +243,19 @@ def test_percentile_intensity_makes_a_segmenter_blind_to_the_images_overall_gain
         assert np.abs(raw.probabilities(dark) - raw.probabilities(pixels)).max() > 1e-5  # untrained: small but real
 
 
-def test_seg_train_records_the_intensity_rule_in_the_checkpoint(tmp_path):
+def _train_tiny_unet(tmp_path, seed: int, *flags: str):
+    """One epoch of a 4-channel U-Net at 32 px on six synthetic pairs, with ``flags``: (path, model, meta)."""
     from spmamba.seg.checkpoint import load_seg_checkpoint
 
-    rng = np.random.default_rng(4)
-    _write_pairs(tmp_path / "data", 6, rng)
-    out = tmp_path / "mr.safetensors"
+    _write_pairs(tmp_path / "data", 6, np.random.default_rng(seed))
+    out = tmp_path / "tiny.safetensors"
     args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", "unet", "--image-size", "32"]
-    assert main([*args, "--epochs", "1", "--channels", "4", "--intensity", "percentile"]) == 0
-    model, meta = load_seg_checkpoint(out)
+    assert main([*args, "--epochs", "1", "--channels", "4", *flags]) == 0
+    return (out, *load_seg_checkpoint(out))
+
+
+def test_seg_train_records_the_intensity_rule_in_the_checkpoint(tmp_path):
+    out, model, meta = _train_tiny_unet(tmp_path, 4, "--intensity", "percentile")
     assert model.config.intensity == meta["config"]["intensity"] == "percentile"
     from spmamba.card import _with_stem, command, seg_network_name
     from spmamba.seg.train import SegTrainOptions
@@ -310,15 +314,9 @@ def test_augment_dihedral_draws_what_it_drew_before_the_option():
 
 def test_seg_train_records_the_orientation_rule_and_the_card_names_it(tmp_path):
     from spmamba.card import _with_stem, command, seg_network_name
-    from spmamba.seg.checkpoint import load_seg_checkpoint
     from spmamba.seg.train import SegTrainOptions
 
-    rng = np.random.default_rng(6)
-    _write_pairs(tmp_path / "data", 6, rng)
-    out = tmp_path / "us.safetensors"
-    args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", "unet", "--image-size", "32"]
-    assert main([*args, "--epochs", "1", "--channels", "4", "--augment", "horizontal"]) == 0
-    _, meta = load_seg_checkpoint(out)
+    out, _, meta = _train_tiny_unet(tmp_path, 6, "--augment", "horizontal")
     assert meta["training"]["options"]["augment"] == "horizontal"
     assert seg_network_name(meta) == "U-Net (C 4), left-right flips only"
     assert "--augment horizontal" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
