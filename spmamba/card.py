@@ -252,9 +252,8 @@ def seg_recipe(meta: dict) -> tuple[str, str, float]:
 
 
 def default_seg_recipe() -> tuple[str, str, float]:
-    from .seg.train import SegTrainOptions
-
-    return "raw", "dihedral", SegTrainOptions.lr
+    """The recipe of a run that recorded nothing beyond the defaults (``seg_recipe`` fills each one)."""
+    return seg_recipe({"config": {}, "training": {"options": {}}})
 
 
 def seg_network_name(meta: dict, recipe: bool = True) -> str:
