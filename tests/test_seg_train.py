@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 from spmamba.cli import main
 from spmamba.seg.data import split_pairs
 from spmamba.seg.metrics import dice, hd95, iou
+from spmamba.seg.train import dice_per_image
 
 
 def _hd95_brute(a, b):
@@ -45,6 +46,20 @@ def test_dice_iou_and_the_empty_cases():
     empty = np.zeros_like(a)
     assert dice(empty, empty) == 1.0 and hd95(empty, empty) == 0.0
     assert dice(empty, a) == 0.0 and hd95(empty, a) == pytest.approx(np.hypot(10, 10))  # a missed lesion
+
+
+def test_batched_dice_per_image_matches_the_metrics_dice_on_random_maps():
+    """Training's per-epoch (and bench/seg_fit.py's) Dice, batched in torch, against ``metrics.dice`` image by
+    image: logits above 0 are the prediction; an image with no lesion and no prediction scores 1."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 1, 12, 10, generator=gen)
+    masks = (torch.rand(7, 1, 12, 10, generator=gen) > 0.6).float()
+    logits[3], masks[3] = -1.0, 0.0  # both empty
+    masks[5] = 0.0  # a prediction where there is no lesion
+    net = torch.nn.Identity()
+    got = dice_per_image(net, logits, masks, batch=3)
+    want = [dice(logits[i, 0].numpy() > 0, masks[i, 0].numpy() > 0.5) for i in range(7)]
+    assert got == pytest.approx(want) and got[3] == 1.0 and got[5] == 0.0
 
 
 def _write_pairs(root, n, rng, prefix="case"):

@@ -108,8 +108,9 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _val_dice(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch: int) -> float:
-    """Mean Dice at the model's resolution (the final figures are at each image's own)."""
+def dice_per_image(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch: int) -> list[float]:
+    """Dice of each image at the model's resolution (the final figures are at each image's own); an image with
+    neither a lesion nor a prediction scores 1."""
     model.eval()
     scores = []
     for i in range(0, len(images), batch):
@@ -118,7 +119,7 @@ def _val_dice(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor,
         inter = (pred & truth).sum((1, 2, 3)).float()
         total = (pred.sum((1, 2, 3)) + truth.sum((1, 2, 3))).float()
         scores += torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).tolist()
-    return float(np.mean(scores))
+    return scores
 
 
 def resampling_units(names: list[str]) -> list[np.ndarray]:
@@ -185,7 +186,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
             "epoch": epoch,
             "loss": float(np.mean(losses)),
             "images_per_s": len(images) / secs,
-            "val_dice": _val_dice(model, val_images, val_masks, opts.batch_size),
+            "val_dice": float(np.mean(dice_per_image(model, val_images, val_masks, opts.batch_size))),
         }
         if record["val_dice"] > info["best_dice"]:
             info["best_dice"], info["best_epoch"] = record["val_dice"], epoch
