@@ -37,12 +37,16 @@ def _seed(meta: dict) -> int:
     return meta["training"]["options"].get("seed", 0)
 
 
+def _epochs(meta: dict) -> int:
+    return meta["training"]["epochs"]
+
+
 def _name(meta: dict) -> str:
-    """The network, its input size (the same network is trained at more than one size) and its seed where
-    not the default one (a replicate on another split)."""
+    """The network, its input size (the same network is trained at more than one size), its epochs (and
+    for more than one schedule) and its seed where not the default one (a replicate on another split)."""
     size = meta["config"]["image_size"]
     seed = f", seed {_seed(meta)}" if _seed(meta) else ""
-    return f"{seg_network_name(meta)}, {size}×{size}{seed}"
+    return f"{seg_network_name(meta)}, {size}×{size}, {_epochs(meta)} ep.{seed}"
 
 
 def row(path: Path) -> str:
@@ -79,21 +83,33 @@ def _is_full_mamba_mis(meta: dict) -> bool:
     )
 
 
+def _recipe(meta: dict) -> tuple:
+    """How a network was fed and trained: ``seg_recipe`` and the number of epochs (which has no default:
+    each dataset's command sets it)."""
+    return (*seg_recipe(meta), _epochs(meta))
+
+
 def _other_recipe(meta: dict, base: dict) -> bool:
-    """``meta`` is ``base``'s network, all else equal, fed or trained otherwise (percentile-scaled input,
-    left-right flips only, another learning rate) where ``base`` had the default recipe."""
+    """``meta`` is ``base``'s network, all else equal, fed or trained otherwise in exactly one way: percentile-
+    scaled input, left-right flips only or another learning rate where ``base`` had the default, or a longer
+    schedule than ``base``'s."""
     if meta["model"] != base["model"]:
         return False
     network, base_network = (
         dataclasses.replace(parse_config(m["model"], m["config"]), intensity="raw") for m in (meta, base)
     )
-    return network == base_network and seg_recipe(base) == default_seg_recipe() != seg_recipe(meta)
+    changed = [i for i, (a, b) in enumerate(zip(_recipe(meta), _recipe(base), strict=True)) if a != b]
+    if network != base_network or len(changed) != 1:
+        return False
+    (i,) = changed
+    defaults = default_seg_recipe()
+    return _epochs(meta) > _epochs(base) if i == len(defaults) else _recipe(base)[i] == defaults[i]
 
 
 def _compared(meta: dict, base: dict) -> bool:
-    """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same recipe, as ``_against_full``
-    allows for a Mamba-MIS base, and the same network with another recipe."""
-    if seg_recipe(meta) != seg_recipe(base):
+    """Paired with ``base`` (a U-Net or a full Mamba-MIS): networks with the same recipe and schedule, as
+    ``_against_full`` allows for a Mamba-MIS base, and the same network with one thing in its recipe changed."""
+    if _recipe(meta) != _recipe(base):
         return _other_recipe(meta, base)
     return base["model"] == "unet" or (meta["model"] == "mamba-mis" and _against_full(meta, base))
 
