@@ -42,8 +42,8 @@ def _epochs(meta: dict) -> int:
 
 
 def _name(meta: dict) -> str:
-    """The network, its input size (the same network is trained at more than one size), its epochs (and
-    for more than one schedule) and its seed where not the default one (a replicate on another split)."""
+    """The network, its input size and its epochs (the same network is trained at more than one of each),
+    and its seed where not the default one (a replicate on another split)."""
     size = meta["config"]["image_size"]
     seed = f", seed {_seed(meta)}" if _seed(meta) else ""
     return f"{seg_network_name(meta)}, {size}×{size}, {_epochs(meta)} ep.{seed}"
