@@ -115,18 +115,22 @@ def _compared(meta: dict, base: dict) -> bool:
 
 
 def _against_full(meta: dict, base: dict) -> bool:
-    """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset, stem and size;
-    the full network made larger, in input size (same preset) or in preset (same input), with the same stem;
-    or the conv stem against the patch stem, all else equal."""
+    """Compared with the full Mamba-MIS ``base``: an ablation or addition of the same preset, width, stem and
+    size; the full network made larger in one way, in input size, in width (same preset) or in preset (same
+    input), with the same stem; or the conv stem against the patch stem, all else equal."""
     same_preset = meta["training"]["options"].get("config") == base["training"]["options"].get("config")
     size, base_size = meta["config"]["image_size"], base["config"]["image_size"]
+    width, base_width = meta["config"]["channels"], base["config"]["channels"]
     stems = stored_stem(meta["config"]), stored_stem(base["config"])
+    same = same_preset and size == base_size and width == base_width
     if stems[0] != stems[1]:
-        return _is_full_mamba_mis(meta) and same_preset and size == base_size and stems == ("conv", "patch")
+        return _is_full_mamba_mis(meta) and same and stems == ("conv", "patch")
     if _is_full_mamba_mis(meta):
         larger_preset = meta["training"]["parameters"] > base["training"]["parameters"]
-        return (same_preset and size > base_size) or (size == base_size and not same_preset and larger_preset)
-    return same_preset and size == base_size
+        wider = same_preset and size == base_size and width > base_width
+        taller = same_preset and width == base_width and size > base_size
+        return taller or wider or (size == base_size and not same_preset and larger_preset)
+    return same
 
 
 def paired_gains(paths: list[Path]) -> list[str]:

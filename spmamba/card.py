@@ -257,8 +257,8 @@ def default_seg_recipe() -> tuple[str, str, float]:
 
 
 def seg_network_name(meta: dict, recipe: bool = True) -> str:
-    """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a stem
-    other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling,
+    """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a width
+    or stem other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling,
     augmentation and learning rate where they are not the defaults."""
     cfg = meta["config"]
     scaled = ""
@@ -278,6 +278,8 @@ def seg_network_name(meta: dict, recipe: bool = True) -> str:
     stem = stored_stem(cfg)
     if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
         changes.insert(0, (f"{stem} stem", True))
+    if preset in SEG_PRESETS and cfg.get("channels", SEG_PRESETS[preset].channels) != SEG_PRESETS[preset].channels:
+        changes.insert(0, (f"C {cfg['channels']}", True))
     changes.append((f"channel MLP ×{cfg.get('mlp_ratio')}", bool(cfg.get("mlp_ratio"))))  # no preset has one
     detail = " + detail branch" if cfg.get("detail_branch") else ""
     return f"Mamba-MIS {preset}{detail}" + "".join(f", {o}" for o, on in changes if on) + scaled

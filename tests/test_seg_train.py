@@ -219,6 +219,8 @@ def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_s
     cfg = {"bfss_directions": 4, "spectral_gate": True, "bridge": True}
     meta = {"model": "mamba-mis", "training": {"options": {"config": "cpu-tiny"}}}
     assert seg_network_name({**meta, "config": {**cfg, "stem": "conv"}}) == "Mamba-MIS cpu-tiny"
+    wider = {**meta, "config": {**cfg, "stem": "conv", "channels": 18}}  # the preset's width is 16
+    assert seg_network_name(wider) == "Mamba-MIS cpu-tiny, C 18"
     older = {**meta, "config": {**cfg, "bfss_directions": 1}}  # written before the stem option: no "stem" key
     assert seg_network_name(older) == "Mamba-MIS cpu-tiny, patch stem, single raster scan"
     older["training"] = {"options": {"config": "cpu-tiny", "bfss_directions": 1}, "data_path_name": "ph2"}
