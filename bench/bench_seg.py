@@ -1,6 +1,7 @@
 """Segmentation models side by side: Mamba-MIS (and its ablations) against the U-Net baseline.
 
-Per model: parameters, GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1),
+Per model: parameters (at 256 and at the training size: the spectral gates hold one weight per frequency),
+GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1),
 training images/s at the training size (batch 8, forward + backward + AdamW step), and each as a ratio
 to the U-Net's in the same run.
 
@@ -24,6 +25,7 @@ from spmamba.seg.unet import UNet, UNetConfig  # noqa: E402
 MODELS = {
     "U-Net (C 9)": lambda size: UNet(UNetConfig(image_size=size)),
     "Mamba-MIS cpu-tiny": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size)),
+    "  C 18": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, channels=18)),
     "  single raster scan": lambda size: MambaMIS(
         MambaMISConfig.preset("cpu-tiny", image_size=size, bfss_directions=1)
     ),
@@ -60,6 +62,7 @@ def main() -> None:
         [
             "model",
             "params (M)",
+            f"params @{args.train_size} (M)",
             "GMACs @256",
             "ms / 256² image",
             "vs U-Net",
@@ -75,11 +78,13 @@ def main() -> None:
         x = torch.rand(1, 3, 256, 256)
         with torch.no_grad():
             ms = timeit(lambda m=model, x=x: m(x), repeat=args.repeat, warmup=2)
-        rate = train_rate(make(args.train_size), args.train_size, max(2, args.repeat // 2))
+        trained = make(args.train_size)
+        rate = train_rate(trained, args.train_size, max(2, args.repeat // 2))
         base_ms, base_rate = base_ms or ms, base_rate or rate
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+        params, params_trained = (sum(p.numel() for p in m.parameters()) / 1e6 for m in (model, trained))
         print(
-            f"| {name} | {params:.2f} | {(dense + scans) / 1e9:.2f} | {ms:.0f} | {ms / base_ms:.2f}× | "
+            f"| {name} | {params:.2f} | {params_trained:.2f} | {(dense + scans) / 1e9:.2f} | {ms:.0f} | "
+            f"{ms / base_ms:.2f}× | "
             f"{rate:.1f} | {rate / base_rate:.2f}× |"
         )
 
