@@ -84,8 +84,7 @@ def main() -> None:
         params, params_trained = (sum(p.numel() for p in m.parameters()) / 1e6 for m in (model, trained))
         print(
             f"| {name} | {params:.2f} | {params_trained:.2f} | {(dense + scans) / 1e9:.2f} | {ms:.0f} | "
-            f"{ms / base_ms:.2f}× | "
-            f"{rate:.1f} | {rate / base_rate:.2f}× |"
+            f"{ms / base_ms:.2f}× | {rate:.1f} | {rate / base_rate:.2f}× |"
         )
 
 

@@ -276,9 +276,10 @@ def seg_network_name(meta: dict, recipe: bool = True) -> str:
     ]
     preset = meta["training"]["options"].get("config")
     stem = stored_stem(cfg)
-    if preset in SEG_PRESETS and stem != SEG_PRESETS[preset].stem:
+    own = SEG_PRESETS.get(preset)
+    if own is not None and stem != own.stem:
         changes.insert(0, (f"{stem} stem", True))
-    if preset in SEG_PRESETS and cfg.get("channels", SEG_PRESETS[preset].channels) != SEG_PRESETS[preset].channels:
+    if own is not None and cfg.get("channels", own.channels) != own.channels:
         changes.insert(0, (f"C {cfg['channels']}", True))
     changes.append((f"channel MLP ×{cfg.get('mlp_ratio')}", bool(cfg.get("mlp_ratio"))))  # no preset has one
     detail = " + detail branch" if cfg.get("detail_branch") else ""
