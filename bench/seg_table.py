@@ -150,12 +150,11 @@ def _pairs(metas: list[dict]):
                 yield other, base
 
 
-def paired_gains(paths: list[Path]) -> list[str]:
+def paired_gains(metas: list[dict]) -> list[str]:
     """Per dataset, each network's mean Dice minus the U-Net's on the same validation images, and each
     ablation's (or larger network's) minus the full Mamba-MIS's, with a paired bootstrap 95% interval
     (resampling patients where file names carry them, else images): whether a difference is more than
     the split's chance."""
-    metas = [load_seg_checkpoint(p)[1] for p in paths]
     lines = []
     for other, base in _pairs(metas):
         data = base["training"]["data_path_name"]
@@ -175,11 +174,10 @@ def paired_gains(paths: list[Path]) -> list[str]:
     return lines
 
 
-def across_splits(paths: list[Path]) -> list[str]:
+def across_splits(metas: list[dict]) -> list[str]:
     """Per dataset, the Mamba-MIS − U-Net difference in mean Dice for a pair trained the same way on more than
     one split, averaged over the splits: steadier than any one split's, though the splits overlap, so no
     interval is claimed for it."""
-    metas = [load_seg_checkpoint(p)[1] for p in paths]
     gaps: dict[tuple[str, str, str], dict[int, float]] = {}
     for other, base in _pairs(metas):
         if base["model"] == "unet" and other["model"] == "mamba-mis" and _recipe(other) == _recipe(base):
@@ -198,11 +196,10 @@ def across_splits(paths: list[Path]) -> list[str]:
     return lines
 
 
-def without_near_duplicates(paths: list[Path], root: Path) -> list[str]:
+def without_near_duplicates(metas: list[dict], root: Path) -> list[str]:
     """Per dataset and split, how many validation images have a near-identical image on the training side (the split
     keeps only identical ones apart), and each checkpoint's mean Dice on the others: how much validation
     could be flattered by them."""
-    metas = [load_seg_checkpoint(p)[1] for p in paths]
     lines = []
     for data in dict.fromkeys(m["training"]["data_path_name"] for m in metas):
         if not (root / data / "images").is_dir():
@@ -248,12 +245,13 @@ def main() -> None:
     for path in args.checkpoints:
         print(row(path))
     print()
-    for line in paired_gains(args.checkpoints) + across_splits(args.checkpoints):
+    metas = [load_seg_checkpoint(p)[1] for p in args.checkpoints]
+    for line in paired_gains(metas) + across_splits(metas):
         print(f"- {line}")
     root = data_root(args.data)
     if root is not None:
         print()
-        for line in without_near_duplicates(args.checkpoints, root):
+        for line in without_near_duplicates(metas, root):
             print(f"- {line}")
 
 
