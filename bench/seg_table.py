@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,7 @@ def _name(meta: dict) -> str:
     return f"{_network(meta)}, seed {_seed(meta)}" if _seed(meta) else _network(meta)
 
 
-def row(path: Path) -> str:
-    model, meta = load_seg_checkpoint(path)
+def row(model: torch.nn.Module, meta: dict) -> str:
     t, v = meta["training"], meta["metrics"]["validation"]
     size = meta["config"]["image_size"]
     macs = sum(forward_macs(model, torch.rand(1, 3, size, size)))
@@ -136,7 +136,7 @@ def _against_full(meta: dict, base: dict) -> bool:
     return same
 
 
-def _pairs(metas: list[dict]):
+def _pairs(metas: list[dict]) -> Iterator[tuple[dict, dict]]:
     """(other, base) for every network paired with a U-Net or full Mamba-MIS ``base`` on its dataset and split."""
     for base in (m for m in metas if m["model"] == "unet" or _is_full_mamba_mis(m)):
         data = base["training"]["data_path_name"]
@@ -242,10 +242,11 @@ def main() -> None:
         "| Dice (95% CI) | IoU (95% CI) | HD95 px (95% CI) | val images |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for path in args.checkpoints:
-        print(row(path))
+    loaded = [load_seg_checkpoint(p) for p in args.checkpoints]
+    for model, meta in loaded:
+        print(row(model, meta))
     print()
-    metas = [load_seg_checkpoint(p)[1] for p in args.checkpoints]
+    metas = [meta for _, meta in loaded]
     for line in paired_gains(metas) + across_splits(metas):
         print(f"- {line}")
     root = data_root(args.data)
