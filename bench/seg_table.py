@@ -3,9 +3,9 @@
     python bench/seg_table.py weights/ph2-mambamis-tiny128.safetensors weights/ph2-unet128.safetensors ...
 
 One row per checkpoint: dataset, network (with its ablation switches and input size), parameters, multiply-adds per
-image at its training size, training wall time, best epoch, and validation Dice/IoU/HD95 with bootstrap
-95% intervals. Then, per dataset and seed (a seed is a split), each network's Dice gain over the U-Net,
-and each ablation's over the full Mamba-MIS, on the same images with a paired bootstrap interval
+image at its training size, training wall time, the epoch kept (last, or best by validation), and validation
+Dice/IoU/HD95 with bootstrap 95% intervals. Then, per dataset and seed (a seed is a split), each network's Dice
+gain over the U-Net, and each ablation's over the full Mamba-MIS, on the same images with a paired bootstrap interval
 (resampling patients where file names carry them). Last, where the data folder is here, each split's
 validation images that have a near-identical image in training, and the Dice without them. Nothing is
 typed by hand, so the table cannot disagree with the files.
@@ -30,6 +30,7 @@ from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint, parse_config  # noqa: E402
+from spmamba.seg.data import stored_keep  # noqa: E402
 from spmamba.seg.mamba_mis import stored_stem  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
@@ -63,7 +64,7 @@ def row(model: torch.nn.Module, meta: dict) -> str:
         f"{t['parameters'] / 1e6:.2f}",
         f"{macs / 1e9:.2f}",
         f"{t['train_seconds'] / 60:.0f} ({t['epochs']} ep.)",
-        str(t["best_epoch"]),
+        f"{t.get('kept_epoch', t['best_epoch'])} ({stored_keep(t['options'])})",
         f"**{v['dice']:.3f}** ({v['dice_ci95'][0]:.3f}–{v['dice_ci95'][1]:.3f})",
         f"{v['iou']:.3f} ({v['iou_ci95'][0]:.3f}–{v['iou_ci95'][1]:.3f})",
         f"{v['hd95']:.1f} ({v['hd95_ci95'][0]:.1f}–{v['hd95_ci95'][1]:.1f})",
@@ -238,7 +239,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="data folder (default: $SPMAMBA_DATA or ../shared/data)")
     args = ap.parse_args()
     print(
-        "| data | network | params (M) | GMACs / image at the training size | train min (epochs) | best epoch "
+        "| data | network | params (M) | GMACs / image at the training size | train min (epochs) | epoch kept "
         "| Dice (95% CI) | IoU (95% CI) | HD95 px (95% CI) | val images |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -17,7 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
-from .seg.data import stored_augment, stored_intensity
+from .seg.data import stored_augment, stored_intensity, stored_keep
 from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
@@ -242,31 +242,39 @@ ORIENTATIONS = {
 }
 
 
-def seg_recipe(meta: dict) -> tuple[str, str, float]:
+def seg_recipe(meta: dict) -> tuple[str, str, float, str]:
     """How a segmentation network was fed and trained beyond its architecture: input scaling, the
-    orientations augmentation drew, and the peak learning rate."""
+    orientations augmentation drew, the peak learning rate, and which epoch's weights were kept."""
     from .seg.train import SegTrainOptions
 
     options = meta["training"]["options"]
-    return stored_intensity(meta["config"]), stored_augment(options), options.get("lr", SegTrainOptions.lr)
+    return (
+        stored_intensity(meta["config"]),
+        stored_augment(options),
+        options.get("lr", SegTrainOptions.lr),
+        stored_keep(options),
+    )
 
 
-def default_seg_recipe() -> tuple[str, str, float]:
-    """The recipe of a run that recorded nothing beyond the defaults (``seg_recipe`` fills each one)."""
-    return seg_recipe({"config": {}, "training": {"options": {}}})
+def default_seg_recipe() -> tuple[str, str, float, str]:
+    """The recipe ``spmamba seg train`` follows unless told otherwise."""
+    from .seg.train import SegTrainOptions as o
+
+    return o.intensity, o.augment, o.lr, o.keep
 
 
 def seg_network_name(meta: dict, recipe: bool = True) -> str:
     """A segmentation checkpoint's network in a few words: the U-Net's width, or Mamba-MIS's preset, a width
     or stem other than the preset's, the parts an ablation switched off, and (with ``recipe``) input scaling,
-    augmentation and learning rate where they are not the defaults."""
+    augmentation, learning rate and the epoch kept where they are not the defaults."""
     cfg = meta["config"]
     scaled = ""
     if recipe:
-        (intensity, orientations, lr), default = seg_recipe(meta), default_seg_recipe()
+        (intensity, orientations, lr, keep), default = seg_recipe(meta), default_seg_recipe()
         scaled += ", percentile-scaled input" if intensity != default[0] else ""
         scaled += ", left-right flips only" if orientations != default[1] else ""
         scaled += f", lr {lr:g}" if lr != default[2] else ""
+        scaled += f", {keep} epoch kept" if keep != default[3] else ""
     if meta["model"] == "unet":
         return f"U-Net (C {cfg['channels']}){scaled}"
     changes = [
@@ -304,13 +312,23 @@ def _seg_network(meta: dict, macs: tuple[int, int]) -> str:
     )
 
 
-def _with_stem(meta: dict) -> dict:
-    """The training record with Mamba-MIS's stem spelt out: runs from before ``--stem`` existed were patch-stem,
-    and the option's default (the preset's) is now conv, so their command must say so to reproduce them."""
+def reproducible(meta: dict) -> dict:
+    """The training record with the options whose default changed since older runs spelt out, so that their
+    command reproduces them: Mamba-MIS's stem (runs from before ``--stem`` were patch-stem, the preset's is
+    now conv) and the epoch kept (runs from before ``--keep`` kept the best)."""
     t = meta["training"]
-    if meta["model"] != "mamba-mis":
-        return t
-    return {**t, "options": {**t["options"], "stem": stored_stem(meta["config"])}}
+    spelt = {"keep": stored_keep(t["options"])}
+    if meta["model"] == "mamba-mis":
+        spelt["stem"] = stored_stem(meta["config"])
+    return {**t, "options": {**t["options"], **spelt}}
+
+
+def _kept(training: dict) -> str:
+    """Which epoch's weights a checkpoint holds, and the validation peak where that is not the one kept."""
+    best = training["best_epoch"]
+    if stored_keep(training["options"]) == "best":
+        return f"the best epoch by validation Dice kept ({best}; validation overstates such a pick)"
+    return f"the last epoch kept, fixed before training (validation Dice peaked at epoch {best})"
 
 
 def render_seg_card(path: str | Path) -> str:
@@ -370,11 +388,10 @@ def render_seg_card(path: str | Path) -> str:
             "Training",
             f"{t['epochs']} epochs at {size}×{size}, batch {o['batch_size']}, AdamW lr {o['lr']:g} (cosine), "
             f"weight decay {o['weight_decay']:g}, seed {o['seed']}; augmentation: "
-            f"{ORIENTATIONS[stored_augment(o)]}, mild brightness/contrast jitter; "
-            f"best epoch {t['best_epoch']} by validation Dice",
+            f"{ORIENTATIONS[stored_augment(o)]}, mild brightness/contrast jitter; {_kept(t)}",
         ),
         ("Wall time", f"{t['train_seconds']:,.0f} s ({t['train_seconds'] / 60:.0f} min) on {t['threads']} CPU threads"),
-        ("Command", f"`{command(_with_stem(meta), path.name, 'seg train', SegTrainOptions)}`"),
+        ("Command", f"`{command(reproducible(meta), path.name, 'seg train', SegTrainOptions)}`"),
         ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
         (
             "Output",

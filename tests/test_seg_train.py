@@ -207,7 +207,7 @@ def test_summary_resamples_patients_when_file_names_carry_them():
 
 
 def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_say_so():
-    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.card import command, reproducible, seg_network_name
     from spmamba.seg.train import SegTrainOptions, build
 
     def options(**kw):
@@ -217,14 +217,43 @@ def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_s
     patch = build(options(stem="patch", detail_branch=True)).config
     assert patch.stem == "patch" and patch.detail_branch
     cfg = {"bfss_directions": 4, "spectral_gate": True, "bridge": True}
-    meta = {"model": "mamba-mis", "training": {"options": {"config": "cpu-tiny"}}}
+    meta = {"model": "mamba-mis", "training": {"options": {"config": "cpu-tiny", "keep": "last"}}}
     assert seg_network_name({**meta, "config": {**cfg, "stem": "conv"}}) == "Mamba-MIS cpu-tiny"
     wider = {**meta, "config": {**cfg, "stem": "conv", "channels": 18}}  # the preset's width is 16
     assert seg_network_name(wider) == "Mamba-MIS cpu-tiny, C 18"
     older = {**meta, "config": {**cfg, "bfss_directions": 1}}  # written before the stem option: no "stem" key
-    assert seg_network_name(older) == "Mamba-MIS cpu-tiny, patch stem, single raster scan"
+    assert seg_network_name(older, recipe=False) == "Mamba-MIS cpu-tiny, patch stem, single raster scan"
     older["training"] = {"options": {"config": "cpu-tiny", "bfss_directions": 1}, "data_path_name": "ph2"}
-    assert "--stem patch" in command(_with_stem(older), "old.safetensors", "seg train", SegTrainOptions)
+    assert "--stem patch" in command(reproducible(older), "old.safetensors", "seg train", SegTrainOptions)
+
+
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_path, keep):
+    """The last epoch by default (fixed before training, so validation is not a pick), the best on request;
+    runs from before the option kept the best, and their command says so."""
+    from safetensors.torch import load_file
+
+    from spmamba.card import command, reproducible, seg_network_name
+    from spmamba.seg.checkpoint import load_seg_checkpoint
+    from spmamba.seg.train import SegTrainOptions
+
+    _write_pairs(tmp_path / "data", 10, np.random.default_rng(3))
+    out = tmp_path / "seg.safetensors"
+    args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--image-size", "32", "--channels", "4"]
+    assert main([*args, "--epochs", "3", "--batch-size", "4", "--keep", keep]) == 0
+    model, meta = load_seg_checkpoint(out)
+    t = meta["training"]
+    assert t["kept_epoch"] == (3 if keep == "last" else t["best_epoch"])
+    last = load_file(str(out.with_name("seg.train-state.safetensors")))  # the weights after the last epoch
+    weights = model.state_dict()
+    same = all(torch.equal(last[f"model.{k}"], v) for k, v in weights.items())
+    assert same == (keep == "last" or t["best_epoch"] == 3)
+    assert out.with_name("seg.best-epoch.safetensors").exists() == (keep == "best")
+    spelt = command(reproducible(meta), out.name, "seg train", SegTrainOptions)
+    assert ("--keep best" in spelt) == (keep == "best")
+    assert seg_network_name(meta).endswith(", best epoch kept") == (keep == "best")
+    older = {**meta, "training": {**t, "options": {k: v for k, v in t["options"].items() if k != "keep"}}}
+    assert "--keep best" in command(reproducible(older), out.name, "seg train", SegTrainOptions)
 
 
 def test_seg_train_refuses_a_detail_branch_on_the_conv_stem_with_a_message(tmp_path, capsys):
@@ -274,11 +303,11 @@ def _train_tiny_unet(tmp_path, seed: int, *flags: str):
 def test_seg_train_records_the_intensity_rule_in_the_checkpoint(tmp_path):
     out, model, meta = _train_tiny_unet(tmp_path, 4, "--intensity", "percentile")
     assert model.config.intensity == meta["config"]["intensity"] == "percentile"
-    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.card import command, reproducible, seg_network_name
     from spmamba.seg.train import SegTrainOptions
 
     assert seg_network_name(meta) == "U-Net (C 4), percentile-scaled input"
-    assert "--intensity percentile" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
+    assert "--intensity percentile" in command(reproducible(meta), out.name, "seg train", SegTrainOptions)
 
 
 @pytest.mark.parametrize("orientations", ["dihedral", "horizontal"])
@@ -330,16 +359,16 @@ def test_augment_dihedral_draws_what_it_drew_before_the_option():
 
 
 def test_seg_train_records_the_orientation_rule_and_the_card_names_it(tmp_path):
-    from spmamba.card import _with_stem, command, seg_network_name
+    from spmamba.card import command, reproducible, seg_network_name
     from spmamba.seg.train import SegTrainOptions
 
     out, _, meta = _train_tiny_unet(tmp_path, 6, "--augment", "horizontal")
     assert meta["training"]["options"]["augment"] == "horizontal"
     assert seg_network_name(meta) == "U-Net (C 4), left-right flips only"
-    assert "--augment horizontal" in command(_with_stem(meta), out.name, "seg train", SegTrainOptions)
-    older = {**meta, "training": {**meta["training"], "options": {}}}  # recorded before the option: dihedral
+    assert "--augment horizontal" in command(reproducible(meta), out.name, "seg train", SegTrainOptions)
+    older = {**meta, "training": {**meta["training"], "options": {"keep": "last"}}}  # before --augment: dihedral
     assert seg_network_name(older) == "U-Net (C 4)"
-    slower = {**meta, "training": {**meta["training"], "options": {"lr": 1e-3}}}
+    slower = {**meta, "training": {**meta["training"], "options": {"lr": 1e-3, "keep": "last"}}}
     assert seg_network_name(slower) == "U-Net (C 4), lr 0.001"
 
 

@@ -129,6 +129,14 @@ def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[to
 AUGMENT = ("dihedral", "horizontal")
 
 
+KEEP = ("last", "best")
+
+
+def stored_keep(options: dict) -> str:
+    """A run's recorded rule for the epoch its checkpoint holds: runs from before the option kept the best."""
+    return options.get("keep", "best")
+
+
 def stored_augment(options: dict) -> str:
     """A run's recorded orientation rule: runs from before the option have none, and were dihedral."""
     return options.get("augment", "dihedral")

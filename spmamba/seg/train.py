@@ -1,7 +1,8 @@
 """``spmamba seg train``: supervised training of Mamba-MIS or the U-Net baseline on images/ + masks/.
 
-BCE + soft Dice, AdamW with a cosine schedule, flips/rotations/intensity jitter, the best epoch by mean
-validation Dice, resumable from a train-state file beside the output (no pickles).
+BCE + soft Dice, AdamW with a cosine schedule, flips/rotations/intensity jitter; the checkpoint holds the last
+epoch's weights (or, on request, the epoch with the best validation Dice); resumable from a train-state file beside
+the output (no pickles).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..data import patient_id
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
-from .data import AUGMENT, INTENSITY, augment, load_pairs, split_pairs
+from .data import AUGMENT, INTENSITY, KEEP, augment, load_pairs, split_pairs
 from .inference import Segmenter
 from .mamba_mis import SEG_PRESETS, STEMS
 
@@ -63,6 +64,12 @@ class SegTrainOptions:
         choices=list(AUGMENT),
     )
     epochs: int = _opt(60, "training epochs")
+    keep: str = _opt(
+        "last",
+        "the epoch whose weights the checkpoint holds: last (fixed before training, so validation measures it "
+        "without bias), or best (the best validation Dice of any epoch, which validation then overstates)",
+        choices=list(KEEP),
+    )
     batch_size: int = _opt(8, "images per step")
     lr: float = _opt(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
     weight_decay: float = _opt(1e-2, "AdamW weight decay")
@@ -190,13 +197,15 @@ def train_seg(opts: SegTrainOptions) -> dict:
         }
         if record["val_dice"] > info["best_dice"]:
             info["best_dice"], info["best_epoch"] = record["val_dice"], epoch
-            save_seg_checkpoint(best_path, model, summary="best epoch so far")
+            if opts.keep == "best":
+                save_seg_checkpoint(best_path, model, summary="best epoch so far")
         info["history"].append(record)
         info["epoch"] = epoch
         tqdm.write(json.dumps(record))
         _save_state(state_path, model, opt, sched, info)
 
-    model, _ = load_seg_checkpoint(best_path)
+    if opts.keep == "best":
+        model, _ = load_seg_checkpoint(best_path)
     segmenter = Segmenter(model)
     rows = [{"image": img.name, **segmenter.scores(img, mask)} for img, mask in split.val]
     validation = summarise(rows)
@@ -209,6 +218,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
         "val_images": [img.name for img, _ in split.val],
         "epochs": opts.epochs,
         "best_epoch": info["best_epoch"],
+        "kept_epoch": info["best_epoch"] if opts.keep == "best" else info["epoch"],
         "train_seconds": round(info["train_seconds"], 1),
         "threads": torch.get_num_threads(),
         "history": info["history"],
