@@ -228,7 +228,7 @@ def test_the_presets_conv_stem_is_the_default_and_older_patch_stem_checkpoints_s
 
 
 @pytest.mark.parametrize("keep", ["last", "best"])
-def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_path, keep):
+def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_path, capsys, keep):
     """The last epoch by default (fixed before training, so validation is not a pick), the best on request;
     runs from before the option kept the best, and their command says so."""
     from safetensors.torch import load_file
@@ -254,6 +254,9 @@ def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_p
     assert seg_network_name(meta).endswith(", best epoch kept") == (keep == "best")
     older = {**meta, "training": {**t, "options": {k: v for k, v in t["options"].items() if k != "keep"}}}
     assert "--keep best" in command(reproducible(older), out.name, "seg train", SegTrainOptions)
+    if keep == "last":  # its best epoch was never saved: resuming it to keep the best is refused, not faked
+        assert main([*args, "--epochs", "3", "--batch-size", "4", "--keep", "best", "--resume"]) == 2
+        assert "--keep last" in capsys.readouterr().err
 
 
 def test_seg_train_refuses_a_detail_branch_on_the_conv_stem_with_a_message(tmp_path, capsys):

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checkpoint import CheckpointError
 from ..data import patient_id
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _save_state, seed_everything
@@ -168,6 +169,11 @@ def train_seg(opts: SegTrainOptions) -> dict:
     if opts.resume and state_path.is_file():
         info = _load_state(state_path, model, opt, sched)
     best_path = out.with_name(out.stem + ".best-epoch.safetensors")
+    if opts.keep == "best" and info["epoch"] and not best_path.is_file():
+        raise CheckpointError(
+            f"{state_path.name} is from a run that kept its last epoch, so no best epoch was saved; "
+            "resume it with --keep last"
+        )
     images, masks = load_pairs(split.train, opts.image_size, opts.intensity)
     val_images, val_masks = load_pairs(split.val, opts.image_size, opts.intensity)
     gen = torch.Generator().manual_seed(opts.seed + info["epoch"])
