@@ -30,7 +30,7 @@ from spmamba.datacheck import NEAR_DUPLICATE_R, near_duplicate_pairs, thumbnail_
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.checkpoint import load_seg_checkpoint, parse_config  # noqa: E402
-from spmamba.seg.data import stored_keep  # noqa: E402
+from spmamba.seg.data import stored_keep, stored_kept_epoch  # noqa: E402
 from spmamba.seg.mamba_mis import stored_stem  # noqa: E402
 from spmamba.seg.train import mean_interval, resampling_units  # noqa: E402
 
@@ -64,7 +64,7 @@ def row(model: torch.nn.Module, meta: dict) -> str:
         f"{t['parameters'] / 1e6:.2f}",
         f"{macs / 1e9:.2f}",
         f"{t['train_seconds'] / 60:.0f} ({t['epochs']} ep.)",
-        f"{t.get('kept_epoch', t['best_epoch'])} ({stored_keep(t['options'])})",
+        f"{stored_kept_epoch(t)} ({stored_keep(t['options'])})",
         f"**{v['dice']:.3f}** ({v['dice_ci95'][0]:.3f}–{v['dice_ci95'][1]:.3f})",
         f"{v['iou']:.3f} ({v['iou_ci95'][0]:.3f}–{v['iou_ci95'][1]:.3f})",
         f"{v['hd95']:.1f} ({v['hd95_ci95'][0]:.1f}–{v['hd95_ci95'][1]:.1f})",

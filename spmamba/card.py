@@ -17,7 +17,7 @@ from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
-from .seg.data import stored_augment, stored_intensity, stored_keep
+from .seg.data import stored_augment, stored_intensity, stored_keep, stored_kept_epoch
 from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"
@@ -325,10 +325,10 @@ def reproducible(meta: dict) -> dict:
 
 def _kept(training: dict) -> str:
     """Which epoch's weights a checkpoint holds, and the validation peak where that is not the one kept."""
-    best = training["best_epoch"]
+    kept = stored_kept_epoch(training)
     if stored_keep(training["options"]) == "best":
-        return f"the best epoch by validation Dice kept ({best}; validation overstates such a pick)"
-    return f"the last epoch kept, fixed before training (validation Dice peaked at epoch {best})"
+        return f"the best epoch by validation Dice kept ({kept}; validation overstates such a pick)"
+    return f"the last epoch kept, fixed before training (validation Dice peaked at epoch {training['best_epoch']})"
 
 
 def render_seg_card(path: str | Path) -> str:

@@ -235,6 +235,7 @@ def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_p
 
     from spmamba.card import command, reproducible, seg_network_name
     from spmamba.seg.checkpoint import load_seg_checkpoint
+    from spmamba.seg.data import stored_kept_epoch
     from spmamba.seg.train import SegTrainOptions
 
     _write_pairs(tmp_path / "data", 10, np.random.default_rng(3))
@@ -243,7 +244,7 @@ def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_p
     assert main([*args, "--epochs", "3", "--batch-size", "4", "--keep", keep]) == 0
     model, meta = load_seg_checkpoint(out)
     t = meta["training"]
-    assert t["kept_epoch"] == (3 if keep == "last" else t["best_epoch"])
+    assert t["kept_epoch"] == stored_kept_epoch(t) == (3 if keep == "last" else t["best_epoch"])
     last = load_file(str(out.with_name("seg.train-state.safetensors")))  # the weights after the last epoch
     weights = model.state_dict()
     same = all(torch.equal(last[f"model.{k}"], v) for k, v in weights.items())
@@ -254,6 +255,8 @@ def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_p
     assert seg_network_name(meta).endswith(", best epoch kept") == (keep == "best")
     older = {**meta, "training": {**t, "options": {k: v for k, v in t["options"].items() if k != "keep"}}}
     assert "--keep best" in command(reproducible(older), out.name, "seg train", SegTrainOptions)
+    del older["training"]["kept_epoch"]
+    assert stored_kept_epoch(older["training"]) == t["best_epoch"]
     if keep == "last":  # its best epoch was never saved: resuming it to keep the best is refused, not faked
         assert main([*args, "--epochs", "3", "--batch-size", "4", "--keep", "best", "--resume"]) == 2
         assert "--keep last" in capsys.readouterr().err

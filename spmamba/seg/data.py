@@ -137,6 +137,11 @@ def stored_keep(options: dict) -> str:
     return options.get("keep", "best")
 
 
+def stored_kept_epoch(training: dict) -> int:
+    """The epoch a checkpoint's weights come from: runs from before ``kept_epoch`` was recorded kept the best."""
+    return training.get("kept_epoch", training["best_epoch"])
+
+
 def stored_augment(options: dict) -> str:
     """A run's recorded orientation rule: runs from before the option have none, and were dihedral."""
     return options.get("augment", "dihedral")
