@@ -113,7 +113,6 @@ def render_card(path: str | Path) -> str:
     t, m, cfg = meta["training"], meta["metrics"], meta["model_config"]
     v, cal = m["validation"], meta.get("calibration") or {}
     w = meta["score_weights"]
-    minutes = t.get("train_seconds", 0) / 60
     rows = [
         ("Method", "SP-Mamba (Pan & Lu, ACM MM 2025) as in docs/method.md"),
         (
@@ -141,7 +140,7 @@ def render_card(path: str | Path) -> str:
                 else "the paper's weights"
             ),
         ),
-        ("Wall time", f"{t.get('train_seconds', 0):,.0f} s ({minutes:.0f} min) on {t.get('threads')} CPU threads"),
+        ("Wall time", _wall_time(t)),
         ("Command", f"`{command(t, path.name)}`"),
         ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
         (
@@ -323,6 +322,15 @@ def reproducible(meta: dict) -> dict:
     return {**t, "options": {**t["options"], **spelt}}
 
 
+def _wall_time(training: dict) -> str:
+    """Training time and the machine; older records name no CPU type."""
+    seconds = training.get("train_seconds", 0)
+    text = f"{seconds:,.0f} s ({seconds / 60:.0f} min) on {training.get('threads')} CPU threads"
+    if "cpu" in training:
+        text += f" ({training['cpu']}; torch {training['torch']}, numba {training['numba']})"
+    return text
+
+
 def _kept(training: dict) -> str:
     """Which epoch's weights a checkpoint holds, and the validation peak where that is not the one kept."""
     kept = stored_kept_epoch(training)
@@ -390,7 +398,7 @@ def render_seg_card(path: str | Path) -> str:
             f"weight decay {o['weight_decay']:g}, seed {o['seed']}; augmentation: "
             f"{ORIENTATIONS[stored_augment(o)]}, mild brightness/contrast jitter; {_kept(t)}",
         ),
-        ("Wall time", f"{t['train_seconds']:,.0f} s ({t['train_seconds'] / 60:.0f} min) on {t['threads']} CPU threads"),
+        ("Wall time", _wall_time(t)),
         ("Command", f"`{command(reproducible(meta), path.name, 'seg train', SegTrainOptions)}`"),
         ("Modalities", ", ".join(t.get("modalities") or ()) or "not stated"),
         (

@@ -79,8 +79,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".train-state.safetensors")
+def machine_record() -> dict:
+    """Where a run trained. The numba scan kernels are compiled for this CPU with fast-math, so one command
+    reproduces bit for bit on the same CPU type but rounds differently on another, and the runs drift apart."""
+    import numba
+    from llvmlite import binding
+
+    cpu = numba.config.CPU_NAME or binding.get_host_cpu_name()
+    return {"threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__, "numba": numba.__version__}
+
+
+def _run_paths(out: str) -> tuple[Path, Path, Path]:
+    """The checkpoint, its train state and its best-epoch file, which stay beside it so a run can be resumed or
+    extended. The folder is made now: were it missing, the run would only fail when the first epoch is saved."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    beside = path.with_name
+    return path, beside(path.stem + ".train-state.safetensors"), beside(path.stem + ".best-epoch.safetensors")
 
 
 def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
@@ -159,7 +174,7 @@ def train(opts: TrainOptions) -> dict:
     """Train, select the best epoch on validation AUROC (under the weights :func:`select_weights` picks at
     that epoch), calibrate, write the checkpoint; return metrics."""
     seed_everything(opts.seed)
-    out = Path(opts.out)
+    out, state_path, best_path = _run_paths(opts.out)
     splits = discover(opts.data, seed=opts.seed)
     train_set = subsample(splits.train, opts.max_train, opts.seed)
     val_set = subsample(csv_list(opts.val_list) if opts.val_list else splits.val, opts.max_val, opts.seed)
@@ -172,10 +187,8 @@ def train(opts: TrainOptions) -> dict:
     opt = torch.optim.AdamW(model.parameter_groups(opts.weight_decay), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * opts.epochs))], gamma=0.1)
     info = {"epoch": 0, "history": [], "best_auroc": -1.0, "best_epoch": 0, "train_seconds": 0.0}
-    state_path = _state_path(out)  # this and the best-epoch file stay beside OUT so a run can be extended
     if opts.resume and state_path.is_file():
         info = _load_state(state_path, model, opt, sched)
-    best_path = out.with_name(out.stem + ".best-epoch.safetensors")
 
     images = load_batch(train_set, cfg.image_size)  # decoded once; the official recipe has no augmentation
     cache: list[torch.Tensor] | None = None  # encoder features of every training image
@@ -266,7 +279,7 @@ def train(opts: TrainOptions) -> dict:
         "weight_decay": opts.weight_decay,
         "seed": opts.seed,
         "train_seconds": round(info["train_seconds"], 1),
-        "threads": torch.get_num_threads(),
+        **machine_record(),
         "history": info["history"],
         "options": dataclasses.asdict(opts),
         "modalities": [m.upper() for m in opts.modalities],

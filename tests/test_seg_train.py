@@ -95,7 +95,7 @@ def test_split_keeps_patients_together_and_never_validates_on_a_training_image(t
 def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
     rng = np.random.default_rng(1)
     _write_pairs(tmp_path / "data", 10, rng)
-    out = tmp_path / "seg.safetensors"
+    out = tmp_path / "runs" / "seg.safetensors"  # a folder not made yet: training makes it before epoch 1
     args = ["seg", "train", str(tmp_path / "data"), "--out", str(out), "--model", model, "--image-size", "32"]
     assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4"]) == 0
     meta = json.loads(out.with_suffix(".metrics.json").read_text())
@@ -144,6 +144,11 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
     for key in ("model", "image_size", "channels", "epochs", "batch_size"):
         assert parsed[key] == meta["training"]["options"][key], key
     assert parsed["data"] == str(tmp_path / "data")
+    # the machine is on record (the numba kernels round by CPU type), and the card names it
+    from llvmlite import binding
+
+    assert meta["training"]["cpu"] == binding.get_host_cpu_name()
+    assert f"({meta['training']['cpu']}; torch " in next(r for r in text.splitlines() if r.startswith("| Wall time |"))
 
 
 def test_train_state_restores_every_trainable_weight(tmp_path):

@@ -32,7 +32,7 @@ def test_discover_layout(dataset):
 
 
 def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
-    out = tmp_path / "synthetic-lite0.safetensors"
+    out = tmp_path / "runs" / "synthetic-lite0.safetensors"  # a folder not made yet: training makes it first
     assert (
         main(
             [

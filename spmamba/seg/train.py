@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import CheckpointError
 from ..data import patient_id
 from ..metrics import bootstrap_interval
-from ..train import _load_state, _opt, _save_state, seed_everything
+from ..train import _load_state, _opt, _run_paths, _save_state, machine_record, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
 from .data import AUGMENT, INTENSITY, KEEP, augment, load_pairs, split_pairs
 from .inference import Segmenter
@@ -159,16 +159,14 @@ def summarise(rows: list[dict]) -> dict:
 
 def train_seg(opts: SegTrainOptions) -> dict:
     seed_everything(opts.seed)
-    out = Path(opts.out)
+    out, state_path, best_path = _run_paths(opts.out)
     split = split_pairs(opts.data, opts.val_fraction, opts.seed)
     model = build(opts)
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs, eta_min=opts.lr / 100)
     info = {"epoch": 0, "history": [], "best_dice": -1.0, "best_epoch": 0, "train_seconds": 0.0}
-    state_path = out.with_name(out.stem + ".train-state.safetensors")
     if opts.resume and state_path.is_file():
         info = _load_state(state_path, model, opt, sched)
-    best_path = out.with_name(out.stem + ".best-epoch.safetensors")
     if opts.keep == "best" and info["epoch"] and not best_path.is_file():
         raise CheckpointError(
             f"{state_path.name} is from a run that kept its last epoch, so no best epoch was saved; "
@@ -226,7 +224,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
         "best_epoch": info["best_epoch"],
         "kept_epoch": info["best_epoch"] if opts.keep == "best" else info["epoch"],
         "train_seconds": round(info["train_seconds"], 1),
-        "threads": torch.get_num_threads(),
+        **machine_record(),
         "history": info["history"],
         "options": dataclasses.asdict(opts),
         "modalities": [m.upper() for m in opts.modalities],
