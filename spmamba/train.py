@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
+from llvmlite import binding
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -82,9 +84,6 @@ def seed_everything(seed: int) -> None:
 def machine_record() -> dict:
     """Where a run trained. The numba scan kernels are compiled for this CPU with fast-math, so one command
     reproduces bit for bit on the same CPU type but rounds differently on another, and the runs drift apart."""
-    import numba
-    from llvmlite import binding
-
     cpu = numba.config.CPU_NAME or binding.get_host_cpu_name()
     return {"threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__, "numba": numba.__version__}
 
