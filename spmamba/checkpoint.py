@@ -21,6 +21,8 @@ from .scoring import ScoreWeights
 
 FORMAT = "spmamba-studio/1"
 META_KEY = "spmamba"
+# Files a training run keeps beside its checkpoint (resumable state, best-epoch snapshot): not checkpoints to offer.
+TRAIN_STATE_SUFFIX, BEST_EPOCH_SUFFIX = ".train-state.safetensors", ".best-epoch.safetensors"
 
 
 class CheckpointError(ValueError):

@@ -23,7 +23,7 @@ from llvmlite import binding
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, load_checkpoint, save_checkpoint
 from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
@@ -93,8 +93,7 @@ def _run_paths(out: str) -> tuple[Path, Path, Path]:
     extended. The folder is made now: were it missing, the run would only fail when the first epoch is saved."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    beside = path.with_name
-    return path, beside(path.stem + ".train-state.safetensors"), beside(path.stem + ".best-epoch.safetensors")
+    return path, path.with_name(path.stem + TRAIN_STATE_SUFFIX), path.with_name(path.stem + BEST_EPOCH_SUFFIX)
 
 
 def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .checkpoint import CheckpointError, read_metadata, read_raw_metadata
+from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, CheckpointError, read_metadata, read_raw_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
@@ -20,7 +20,7 @@ def _labelled(folder: Path, read) -> dict[str, str]:
     states and best-epoch snapshots are not offered)."""
     out = {}
     for path in sorted(Path(folder).glob("*.safetensors")):
-        if path.name.endswith((".train-state.safetensors", ".best-epoch.safetensors")):
+        if path.name.endswith((TRAIN_STATE_SUFFIX, BEST_EPOCH_SUFFIX)):
             continue
         try:
             summary = read(path).get("summary") or path.stem
