@@ -3,7 +3,8 @@
 Per model: parameters (at 256 and at the training size: the spectral gates hold one weight per frequency),
 GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1),
 training images/s at the training size (batch 8, forward + backward + AdamW step), and each as a ratio
-to the U-Net's in the same run.
+to the U-Net's in the same run. The Mamba-MIS rows below the shipped network are it with one switch each,
+at its width (C 18), as the LGG ablations were trained.
 
     python bench/bench_seg.py [--threads 2] [--repeat 5] [--train-size 128]
 """
@@ -22,21 +23,22 @@ from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig  # noqa: E402
 from spmamba.seg.train import loss_fn  # noqa: E402
 from spmamba.seg.unet import UNet, UNetConfig  # noqa: E402
 
+SHIPPED = {"channels": 18}  # cpu-tiny as the shipped networks and the LGG ablations are built (docs/mamba_mis.md)
+
+
+def mis(size: int, **switches) -> MambaMIS:
+    """The shipped Mamba-MIS with the given config fields changed."""
+    return MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, **{**SHIPPED, **switches}))
+
+
 MODELS = {
     "U-Net (C 9)": lambda size: UNet(UNetConfig(image_size=size)),
-    "Mamba-MIS cpu-tiny": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size)),
-    "  C 18": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, channels=18)),
-    "  single raster scan": lambda size: MambaMIS(
-        MambaMISConfig.preset("cpu-tiny", image_size=size, bfss_directions=1)
-    ),
-    "  no spectral gate": lambda size: MambaMIS(
-        MambaMISConfig.preset("cpu-tiny", image_size=size, spectral_gate=False)
-    ),
-    "  no bridge": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, bridge=False)),
-    "  patch stem": lambda size: MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=size, stem="patch")),
-    "  patch stem + detail branch": lambda size: MambaMIS(
-        MambaMISConfig.preset("cpu-tiny", image_size=size, stem="patch", detail_branch=True)
-    ),
+    "Mamba-MIS cpu-tiny, C 18 (shipped)": lambda size: mis(size),
+    "  single raster scan": lambda size: mis(size, bfss_directions=1),
+    "  no spectral gate": lambda size: mis(size, spectral_gate=False),
+    "  no bridge": lambda size: mis(size, bridge=False),
+    "  C 16 (the preset's own width)": lambda size: mis(size, channels=16),
+    "  C 16, patch stem": lambda size: mis(size, channels=16, stem="patch"),
     "Mamba-MIS cpu-small": lambda size: MambaMIS(MambaMISConfig.preset("cpu-small", image_size=size)),
 }
 
