@@ -256,7 +256,11 @@ def test_the_checkpoint_holds_the_epoch_keep_names_and_older_runs_say_best(tmp_p
     assert same == (keep == "last" or t["best_epoch"] == 3)
     assert out.with_name("seg.best-epoch.safetensors").exists() == (keep == "best")
     spelt = command(reproducible(meta), out.name, "seg train", SegTrainOptions)
-    assert ("--keep best" in spelt) == (keep == "best")
+    assert ("--keep best" in spelt) == (keep == "best") and "--epochs 3" in spelt
+    at_default = {**meta, "training": {**t, "options": {**t["options"], "epochs": SegTrainOptions.epochs}}}
+    assert f"--epochs {SegTrainOptions.epochs}" in command(
+        reproducible(at_default), out.name, "seg train", SegTrainOptions
+    )
     assert seg_network_name(meta).endswith(", best epoch kept") == (keep == "best")
     older = {**meta, "training": {**t, "options": {k: v for k, v in t["options"].items() if k != "keep"}}}
     assert "--keep best" in command(reproducible(older), out.name, "seg train", SegTrainOptions)
