@@ -7,7 +7,7 @@ fixes its target at import, so each target runs in its own process on the same i
 alone (one SS2D call of the paper's third decoder stage, forward + backward), the shipped Mamba-MIS network
 (``cpu-tiny``, C 18) on one 256x256 image, and its training step at 128x128 (batch 8). The last columns say
 how far the generic build's numbers move from this CPU's build: the network's output on one image and the
-loss after five training steps.
+loss at the fifth training step.
 
     python bench/bench_numba_target.py [--threads 2] [--repeat 20]
 """
@@ -33,13 +33,11 @@ TARGETS = {"this CPU (numba's default)": None, "generic x86-64": "generic"}
 
 def measure(repeat: int, out: Path) -> dict:
     """This process's timings, with the network's output and training losses saved to ``out`` for comparison."""
-    import numba
-    from llvmlite import binding
-
     from bench.bench_scan import inputs
-    from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig
+    from bench.bench_seg import mis
     from spmamba.seg.train import loss_fn
     from spmamba.ssm import selective_scan_fn
+    from spmamba.train import machine_record
 
     xs = inputs(1024, 256)
 
@@ -50,14 +48,14 @@ def measure(repeat: int, out: Path) -> dict:
     scan_ms = timeit(scan_step, repeat=repeat, warmup=2)
 
     torch.manual_seed(0)
-    model = MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=256, channels=18)).eval()
+    model = mis(256).eval()
     image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         output = model(image)
         forward_ms = timeit(lambda: model(image), repeat=repeat, warmup=1)
 
     torch.manual_seed(0)
-    net = MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=128, channels=18)).train()
+    net = mis(128).train()
     opt = torch.optim.AdamW(net.parameters(), 2e-3)
     g = torch.Generator().manual_seed(2)
     x, m = torch.rand(8, 3, 128, 128, generator=g), (torch.rand(8, 1, 128, 128, generator=g) > 0.7).float()
@@ -75,7 +73,7 @@ def measure(repeat: int, out: Path) -> dict:
     train_ms = timeit(train_step, repeat=max(2, repeat // 2), warmup=0)
     torch.save({"output": output, "losses": torch.tensor(losses[:5], dtype=torch.float64)}, out)
     return {
-        "cpu": numba.config.CPU_NAME or binding.get_host_cpu_name(),
+        "cpu": machine_record()["cpu"],
         "scan_ms": scan_ms,
         "forward_ms": forward_ms,
         "train_img_s": 8 / (train_ms / 1e3),
@@ -91,7 +89,7 @@ def main() -> None:
         print(json.dumps(measure(args.repeat, args.child)))
         return
     columns = ["numba target", "CPU name", "scan ms (L 1024, fwd+bwd)", "vs this CPU", "Mamba-MIS ms / 256² image"]
-    columns += ["vs this CPU", "train img/s @128", "vs this CPU", "max |Δ output|", "loss after 5 steps"]
+    columns += ["vs this CPU", "train img/s @128", "vs this CPU", "max |Δ output|", "loss at step 5"]
     start(args.threads, columns)
     base = None
     with tempfile.TemporaryDirectory() as tmp:
