@@ -34,9 +34,8 @@ def _ci(d: dict, key: str) -> str:
 
 def command(training: dict, out_name: str, prog: str = "train", options: type | None = None) -> str:
     """The ``spmamba train`` (or ``spmamba seg train``) command line that reproduces a run: every recorded
-    option that differs from its default, spelt as the parser generated from the options dataclass spells it.
-    The epochs are spelt out even at their default: each dataset's command sets its own schedule, and a reader
-    comparing two cards should not have to know the default."""
+    option that differs from its default (or that its field marks ``spelt``), spelt as the parser generated from
+    the options dataclass spells it."""
     if options is None:
         from .train import TrainOptions as options
     recorded = training.get("options") or {}
@@ -47,7 +46,7 @@ def command(training: dict, out_name: str, prog: str = "train", options: type | 
         value, default = recorded[f.name], f.default
         if isinstance(default, tuple):
             value, default = list(value or ()), list(default)
-        if value == default and f.name != "epochs":
+        if value == default and not f.metadata.get("spelt"):
             continue
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if isinstance(default, bool):

@@ -52,7 +52,8 @@ class TrainOptions:
     data: str = _opt(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
     out: str = _opt(None, "checkpoint to write (.safetensors)")
     config: str = _opt("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
-    epochs: int = _opt(20, "training epochs")
+    # spelt: a card's command names it even at the default, since each dataset's command sets its own schedule
+    epochs: int = _opt(20, "training epochs", spelt=True)
     batch_size: int = _opt(16, "images per step")
     lr: float | None = _opt(None, "learning rate (default 0.005 x batch / 16)")
     weight_decay: float = _opt(1e-4, "AdamW weight decay (biases and 1-D parameters get none)")

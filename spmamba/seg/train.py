@@ -64,7 +64,8 @@ class SegTrainOptions:
         "only, for ultrasound, whose vertical axis is depth)",
         choices=list(AUGMENT),
     )
-    epochs: int = _opt(60, "training epochs")
+    # spelt: a card's command names it even at the default, since each dataset's command sets its own schedule
+    epochs: int = _opt(60, "training epochs", spelt=True)
     keep: str = _opt(
         "last",
         "the epoch whose weights the checkpoint holds: last (fixed before training, so validation measures it "
