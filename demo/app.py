@@ -32,6 +32,7 @@ from spmamba.zoo import list_checkpoints, list_seg_checkpoints, preselect
 
 from . import batch as batch_scoring
 from . import handlers
+from .endpoints import file_endpoint
 from .examples import Example, build_examples, file_digest
 from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
@@ -508,13 +509,8 @@ def analyze_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dic
     return {**report, "notes": analysis.notes}, r.overlay
 
 
-def api(site: Site) -> None:
-    """``/analyze``: the documented endpoint, on hidden components."""
-    file = gr.File(visible=False, type="filepath")
-    checkpoint = gr.Textbox("", visible=False)
-    result = gr.JSON(visible=False)
-    overlay = gr.Image(visible=False, type="numpy")
-    trigger = gr.Button(visible=False)
+def api(site: Site, network: dict) -> None:
+    """``/analyze``: the documented endpoint."""
 
     @user_errors
     def analyze(path, label=""):
@@ -522,14 +518,7 @@ def api(site: Site) -> None:
         trained on the image's modality."""
         return analyze_api(site, path, label or "")
 
-    trigger.click(
-        analyze,
-        [file, checkpoint],
-        [result, overlay],
-        api_name="analyze",
-        concurrency_id="network",
-        concurrency_limit=NETWORK_CONCURRENCY,
-    )
+    file_endpoint(analyze, "analyze", network)
 
 
 def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str, str] | None = None) -> gr.Blocks:
@@ -547,7 +536,7 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
         if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
             segment_tab(seg_checkpoints, user_errors, PRIVATE, network)
         scan_tab(state)
-        api(site)
+        api(site, network)
         if site.checkpoints:
             volume_endpoint(site.checkpoints, user_errors, network)
         if seg_checkpoints:

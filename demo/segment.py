@@ -19,6 +19,7 @@ from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 from spmamba.zoo import preselect
 
+from .endpoints import file_endpoint
 from .handlers import DISPLAY_MAX, load
 from .models import get_segmenter
 
@@ -204,12 +205,7 @@ def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network
 
 
 def segment_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> None:
-    """``/segment``: the documented segmentation endpoint, on hidden components."""
-    file = gr.File(visible=False, type="filepath")
-    checkpoint = gr.Textbox("", visible=False)
-    result = gr.JSON(visible=False)
-    overlay = gr.Image(visible=False, type="numpy")
-    trigger = gr.Button(visible=False)
+    """``/segment``: the documented segmentation endpoint."""
 
     @user_errors
     def segment(path, label=""):
@@ -217,4 +213,4 @@ def segment_endpoint(checkpoints: dict[str, str], user_errors, network: dict) ->
         the one trained on the image's modality (a colour photograph: dermoscopy)."""
         return segment_api(checkpoints, path, label or "")
 
-    trigger.click(segment, [file, checkpoint], [result, overlay], api_name="segment", **network)
+    file_endpoint(segment, "segment", network)
