@@ -97,6 +97,15 @@ def _run_paths(out: str) -> tuple[Path, Path, Path]:
     return path, path.with_name(path.stem + TRAIN_STATE_SUFFIX), path.with_name(path.stem + BEST_EPOCH_SUFFIX)
 
 
+def end_epoch(sched, info: dict, epoch: int, losses: list[float], n_images: int, t0: float) -> dict:
+    """Steps the schedule, adds the epoch's time to the run's and starts the epoch's history record,
+    the same for every trainer so that their logs read alike."""
+    sched.step()
+    secs = time.perf_counter() - t0
+    info["train_seconds"] += secs
+    return {"epoch": epoch, "loss": float(np.mean(losses)), "images_per_s": n_images / secs}
+
+
 def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
     """Top-level modules whose parameters are all frozen (SP-Mamba's pretrained encoder): their weights come
     from the encoder registry, so a train state leaves them out; everything else must be saved."""
@@ -217,15 +226,8 @@ def train(opts: TrainOptions) -> dict:
             losses.append(loss.item())
             seen = (bi + 1) * opts.batch_size
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        sched.step()
-        secs = time.perf_counter() - t0
-        info["train_seconds"] += secs
-        record = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "images_per_s": len(images) / secs,
-            "encoder_cached": bool(opts.feature_cache and not fill),
-        }
+        record = end_epoch(sched, info, epoch, losses, len(images), t0)
+        record["encoder_cached"] = bool(opts.feature_cache and not fill)
         if epoch % opts.val_every == 0 or epoch == opts.epochs:
             maps = maps_for_samples(model, val_set, opts.batch_size)
             _, selection = select_weights(maps, val_labels)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import CheckpointError
 from ..data import patient_id
 from ..metrics import bootstrap_interval
-from ..train import _load_state, _opt, _run_paths, _save_state, machine_record, seed_everything
+from ..train import _load_state, _opt, _run_paths, _save_state, end_epoch, machine_record, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
 from .data import AUGMENT, INTENSITY, KEEP, augment, load_pairs, split_pairs
 from .inference import Segmenter
@@ -191,15 +191,8 @@ def train_seg(opts: SegTrainOptions) -> dict:
             opt.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        sched.step()
-        secs = time.perf_counter() - t0
-        info["train_seconds"] += secs
-        record = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "images_per_s": len(images) / secs,
-            "val_dice": float(np.mean(dice_per_image(model, val_images, val_masks, opts.batch_size))),
-        }
+        record = end_epoch(sched, info, epoch, losses, len(images), t0)
+        record["val_dice"] = float(np.mean(dice_per_image(model, val_images, val_masks, opts.batch_size)))
         if record["val_dice"] > info["best_dice"]:
             info["best_dice"], info["best_epoch"] = record["val_dice"], epoch
             if opts.keep == "best":
