@@ -97,7 +97,9 @@ def _run_paths(out: str) -> tuple[Path, Path, Path]:
     return path, path.with_name(path.stem + TRAIN_STATE_SUFFIX), path.with_name(path.stem + BEST_EPOCH_SUFFIX)
 
 
-def end_epoch(sched, info: dict, epoch: int, losses: list[float], n_images: int, t0: float) -> dict:
+def end_epoch(
+    sched: torch.optim.lr_scheduler.LRScheduler, info: dict, epoch: int, losses: list[float], n_images: int, t0: float
+) -> dict:
     """Steps the schedule, adds the epoch's time to the run's and starts the epoch's history record,
     the same for every trainer so that their logs read alike."""
     sched.step()
