@@ -28,6 +28,7 @@ from spmamba.imaging import ImageLoadError
 from spmamba.inference import default_device, image_modalities
 from spmamba.scan import ORDERS
 from spmamba.ssm import backend_name
+from spmamba.visualize import CONTOUR, OPACITY
 from spmamba.zoo import list_checkpoints, list_seg_checkpoints, preselect
 
 from . import batch as batch_scoring
@@ -228,8 +229,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis (0 sagittal, 1 coronal, 2 axial)")
                 index = gr.Slider(0, 1, 0, step=1, label="Slice", visible=False)
                 go = gr.Button("Analyse again", variant="primary")
-                opacity = gr.Slider(0, 1, 0.45, step=0.05, label="Heat-map opacity", elem_id="opacity")
-                contour = gr.Slider(0.5, 1.01, 0.9, step=0.01, label="Outline above (fraction of map range)")
+                opacity = gr.Slider(0, 1, OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity")
+                contour = gr.Slider(0.5, 1.01, CONTOUR, step=0.01, label="Outline above (fraction of map range)")
                 truth = gr.Checkbox(
                     False,
                     label="Show the ground-truth outline (cyan) to compare with the map",

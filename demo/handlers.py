@@ -17,7 +17,7 @@ from spmamba.data import resize_grey
 from spmamba.imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
 from spmamba.inference import Judgement, score_components
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
-from spmamba.visualize import overlay
+from spmamba.visualize import CONTOUR, OPACITY, overlay, own_range
 
 from .models import get_predictor
 from .render import colour_bar, components_table, score_figure
@@ -126,14 +126,17 @@ def analyze_image(
 
 
 def render(
-    analysis: Analysis, weights: ScoreWeights, opacity: float = 0.45, contour: float = 0.9, show_truth: bool = False
+    analysis: Analysis,
+    weights: ScoreWeights,
+    opacity: float = OPACITY,
+    contour: float = CONTOUR,
+    show_truth: bool = False,
 ) -> Rendered:
     """Re-score the cached maps with ``weights`` and draw them; ``contour`` is the fraction of the map's range
     above which the region is outlined; ``show_truth`` outlines the ground-truth mask where there is one."""
     s = rescore(analysis.maps, weights)
     amap = s.anomaly_map[0].numpy()
-    lo, hi = float(amap.min()), float(amap.max())
-    line = lo + contour * (hi - lo)
+    lo, hi, line = own_range(amap, contour)
     picture = overlay(analysis.display, amap, lo, hi, opacity, line, analysis.truth if show_truth else None)
     total = float(s.total[0])
     parts = {

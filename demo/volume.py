@@ -19,7 +19,7 @@ from skimage.transform import resize
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import image_modalities
 from spmamba.scoring import ScoreWeights
-from spmamba.visualize import overlay
+from spmamba.visualize import overlay_own_range
 from spmamba.volume import Volume, load_volume, save_map_nifti, volume_maps, volume_report
 from spmamba.zoo import preselect
 
@@ -137,9 +137,7 @@ def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.nd
     scale = DISPLAY_MAX / max(grey.shape)
     display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
     s = rescore(type(va.maps)(va.maps.per_scale[k : k + 1], va.maps.prototype[k : k + 1]), weights)
-    amap = s.anomaly_map[0].numpy()
-    lo, hi = float(amap.min()), float(amap.max())
-    picture = overlay(display.astype(np.float32), amap, lo, hi, 0.45, lo + 0.9 * (hi - lo))
+    picture = overlay_own_range(display.astype(np.float32), s.anomaly_map[0].numpy())
     judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta)
     label = va.volume.labels[k] if k < len(va.volume.labels) else str(k)
     text = f"**{label}** ({k + 1} of {len(va.volume)})\n\n" + judgement.text

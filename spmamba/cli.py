@@ -78,7 +78,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .imaging import WINDOW_PRESETS, load_image
     from .inference import Predictor, image_modalities
-    from .visualize import overlay
+    from .visualize import overlay_own_range
     from .zoo import list_checkpoints, preselect
 
     if args.threads:
@@ -112,10 +112,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         report = {"file": name, **p.report(scores, 0, img.meta), "notes": [note] if note else []}
         reports.append(report)
         if args.overlay:
-            amap = scores.anomaly_map[0].numpy()
-            lo, hi = float(amap.min()), float(amap.max())
             out = Path(args.overlay) / (Path(name).name.split(".")[0] + "-overlay.png")
-            Image.fromarray(overlay(img.grey, amap, lo, hi, 0.45, lo + 0.9 * (hi - lo))).save(out)
+            Image.fromarray(overlay_own_range(img.grey, scores.anomaly_map[0].numpy())).save(out)
             report["overlay"] = str(out)
         if not args.json:
             s, pct = report["scores"], report["percentile_among_normal"]
