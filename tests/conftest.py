@@ -47,6 +47,22 @@ def tiny_model() -> SPMamba:
     return SPMamba(tiny_config(), encoder_weights="imagenet").eval()
 
 
+def serve(demo, attempts: int = 3, **options) -> str:
+    """Launch ``demo`` on a free local port and return its URL. Gradio's start-up probe gives up after a single
+    3-second HEAD timeout, which a machine busy with a training run can exceed; retrying the launch retries only
+    that probe, not anything a test asserts."""
+    options = {"prevent_thread_lock": True, "server_name": "127.0.0.1", "quiet": True, **options}
+    for attempt in range(attempts):
+        try:
+            demo.queue().launch(**options)
+            return demo.local_url
+        except ValueError as e:
+            if "localhost is not accessible" not in str(e) or attempt == attempts - 1:
+                raise
+            demo.close()
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
@@ -56,13 +72,5 @@ def app_url(tmp_path_factory):
 
     examples = build_examples(cache=tmp_path_factory.mktemp("examples"))
     demo = build_demo(examples)
-    demo.queue().launch(
-        prevent_thread_lock=True,
-        server_name="127.0.0.1",
-        server_port=None,
-        quiet=True,
-        allowed_paths=allowed_paths(examples),
-        head=PROFILE_CLICK_JS,
-    )
-    yield demo.local_url
+    yield serve(demo, allowed_paths=allowed_paths(examples), head=PROFILE_CLICK_JS)
     demo.close()

@@ -19,7 +19,7 @@ from spmamba import imaging
 from spmamba.imaging import ImageLoadError, load_image
 from spmamba.zoo import list_checkpoints
 from tests import malformed
-from tests.conftest import SHIPPED, needs_checkpoint
+from tests.conftest import SHIPPED, needs_checkpoint, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,7 +293,7 @@ def test_upload_size_limit_is_enforced_with_a_clear_message(tmp_path):
     opts = launch_options(parse_args(["--max-upload-mb", "0.05", "--port", "0"]), [])
     opts.pop("server_port")
     demo = build_demo([])
-    demo.queue().launch(prevent_thread_lock=True, quiet=True, **opts)
+    serve(demo, **opts)
     try:
         big = tmp_path / "big.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)).save(big)

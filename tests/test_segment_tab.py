@@ -11,6 +11,7 @@ from spmamba.imaging import load_image
 from spmamba.seg.checkpoint import save_seg_checkpoint
 from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig
 from spmamba.visualize import TRUTH_OUTLINE
+from tests.conftest import serve
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,9 @@ def test_segment_api_through_the_client(seg_checkpoints, colour_png):
     from demo.app import build_demo
 
     demo = build_demo(examples=[], seg_checkpoints=seg_checkpoints)
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    url = serve(demo)
     try:
-        client = Client(demo.local_url, verbose=False)
+        client = Client(url, verbose=False)
         report, overlay = client.predict(handle_file(colour_png), api_name="/segment")
         assert report["checkpoint"] == "xc" and report["area_mm2"] is None
         assert 0 <= report["lesion_pixels"] <= 60 * 80 and report["notes"] == []
