@@ -187,7 +187,10 @@ class Prepared(NamedTuple):
 
 
 def header(site: Site) -> None:
-    gr.Markdown("# SP-Mamba Studio\nUnsupervised anomaly maps for medical images (Pan & Lu, ACM MM 2025).")
+    gr.Markdown(
+        "# SP-Mamba Studio\nUnsupervised anomaly maps for medical images (SP-Mamba, Pan & Lu, ACM MM 2025) and, "
+        "on the Segment tab, supervised lesion segmentation (Mamba-MIS)."
+    )
     gr.Markdown(BANNER, elem_id="banner")
     device = default_device()
     gr.Markdown(f"Selective-scan backend: **{backend_name(device)}** on {device}.")

@@ -13,6 +13,8 @@ from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, CheckpointError, 
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
+# what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
+MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
 
 
 def _labelled(folder: Path, read) -> dict[str, str]:
@@ -68,7 +70,8 @@ def preselect(
     for modality in wanted:  # in the image's order of likelihood: a NIfTI volume is MR before CT
         for label, path in checkpoints.items():
             if modality in modalities(path):
-                return label, f"Switched to a checkpoint trained on {modality} images."
+                name = f" ({MODALITY_NAMES[modality]})" if modality in MODALITY_NAMES else ""
+                return label, f"Switched to a checkpoint trained on {modality}{name} images."
     trained = modalities(checkpoints[current]) if current in checkpoints else ()
     on = "/".join(trained) if trained else "other"
     return current, (

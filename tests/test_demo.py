@@ -352,7 +352,7 @@ def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
     for modality in ("CT", "MR"):  # the CT checkpoint sorts first, as head-ct does before lgg-flair
         cks[modality.lower()] = relabelled(tmp_path / f"{modality}.safetensors", modalities=[modality])
     assert preselect("CT", cks, "xray") == ("ct", "Switched to a checkpoint trained on CT images.")
-    assert preselect("dx", cks, "ct") == ("xray", "Switched to a checkpoint trained on DX images.")
+    assert preselect("dx", cks, "ct") == ("xray", "Switched to a checkpoint trained on DX (X-ray) images.")
     assert preselect("CT", cks, "ct") == ("ct", "")
     nifti = image_modalities({"format": "NIfTI"})
     assert preselect(nifti, cks, "xray") == ("mr", "Switched to a checkpoint trained on MR images.")

@@ -40,7 +40,7 @@ def test_checkpoint_follows_colour_and_modality(seg_checkpoints, colour_png):
     xc, mr = list(seg_checkpoints)
     assert segment.choose_checkpoint(seg_checkpoints, load_image(colour_png), mr) == (
         xc,
-        "Switched to a checkpoint trained on XC images.",
+        "Switched to a checkpoint trained on XC (colour photograph) images.",
     )
     dicom = load_image(get_testdata_file("MR_small.dcm"))
     assert segment.choose_checkpoint(seg_checkpoints, dicom, xc)[0] == mr
