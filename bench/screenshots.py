@@ -100,17 +100,24 @@ def main() -> None:
         if "segment" in args.only and ph2 and root and (root / "ph2" / "images").is_dir():
             from spmamba.seg.checkpoint import read_seg_metadata
 
-            image = root / "ph2" / "images" / read_seg_metadata(ph2)["training"]["val_images"][0]  # not trained on
-            page.get_by_role("tab", name="Segment").click()
-            page.locator("#seg-upload input[type=file]").set_input_files(str(image))
-            page.wait_for_function(
-                "document.querySelector('#seg-summary').innerText.includes('pixels')", timeout=120_000
-            )
-            page.locator("#seg-truth input[type=file]").set_input_files(str(root / "ph2" / "masks" / image.name))
-            page.wait_for_function("document.querySelector('#seg-summary').innerText.includes('Dice')", timeout=60_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "segment-ph2.png"), full_page=True)
-            print("wrote segment-ph2.png")
+            # validation images only (not trained on), chosen by the checkpoint's own per-image Dice: the median
+            # case for the README, and the worst one beside it, so neither flatters the network
+            ranked = sorted(read_seg_metadata(ph2)["metrics"]["per_image"], key=lambda r: r["dice"])
+            for name, row in (("segment-ph2.png", ranked[len(ranked) // 2]), ("segment-ph2-worst.png", ranked[0])):
+                image = root / "ph2" / "images" / row["image"]
+                page.goto(demo.local_url)
+                page.get_by_role("tab", name="Segment").click()
+                page.locator("#seg-upload input[type=file]").set_input_files(str(image))
+                page.wait_for_function(
+                    "document.querySelector('#seg-summary').innerText.includes('pixels')", timeout=120_000
+                )
+                page.locator("#seg-truth input[type=file]").set_input_files(str(root / "ph2" / "masks" / image.name))
+                page.wait_for_function(
+                    "document.querySelector('#seg-summary').innerText.includes('Dice')", timeout=60_000
+                )
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(out / name), full_page=True)
+                print(f"wrote {name}: {row['image']}, validation Dice {row['dice']:.3f}")
         browser.close()
     demo.close()
 
