@@ -52,15 +52,16 @@ def serve(demo, attempts: int = 3, **options) -> str:
     3-second HEAD timeout, which a machine busy with a training run can exceed; retrying the launch retries only
     that probe, not anything a test asserts."""
     options = {"prevent_thread_lock": True, "server_name": "127.0.0.1", "quiet": True, **options}
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             demo.queue().launch(**options)
             return demo.local_url
         except ValueError as e:
-            if "localhost is not accessible" not in str(e) or attempt == attempts - 1:
+            if "localhost is not accessible" not in str(e):
                 raise
             demo.close()
-    raise AssertionError("unreachable")
+    demo.queue().launch(**options)
+    return demo.local_url
 
 
 @pytest.fixture(scope="session")
