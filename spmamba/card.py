@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .checkpoint import read_metadata, read_raw_metadata
 from .datasets import dataset_info
+from .intensity import stored_intensity
 from .metrics import TARGET_FPR
 from .seg.checkpoint import SEG_FORMAT
-from .seg.data import stored_augment, stored_intensity, stored_keep, stored_kept_epoch
+from .seg.data import stored_augment, stored_keep, stored_kept_epoch
 from .seg.mamba_mis import SEG_PRESETS, stored_stem
 
 GENERATED_END = "<!-- end of the generated part: notes written by people follow -->"

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .imaging import image_suffix, load_image
+from .intensity import scale_intensity
 
 NORMAL_NAMES = ("NORMAL", "good")  # the normal class folder; every other class folder is abnormal
 
@@ -101,9 +102,11 @@ def segmentation_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path | Non
 
 class Splits(NamedTuple):
     train: list[Sample]  # normal only
-    val: list[Sample]  # normal + abnormal, for the threshold, calibration and model selection
+    val: list[Sample]  # in-pool validation: normal + abnormal patients drawn from the training pool
     test: list[Sample]  # may be empty: the official test split is kept elsewhere
     moved_to_val: int = 0  # training images moved to validation because their patient is there
+    shift_val: list[Sample] = []  # another acquisition group (:func:`acquisition_group`); choices are made here
+    shift_rule: str = ""  # which group that is, in words
 
 
 # File-name patient ids: ZhangLab/Kermany (IM-0115-0001, NORMAL2-IM-1234-0001, person12_virus_34) and
@@ -130,11 +133,45 @@ def patient_disjoint(train: list[Sample], val: list[Sample]) -> tuple[list[Sampl
     return kept, moved + val, len(moved)
 
 
+# The held-out acquisition group. ZhangLab's official test normals carry patient numbers below every number of
+# its training pool (an earlier acquisition period), so the pool's lowest-numbered patients of each series
+# stand in for them; TCGA slices are held out by contributing site.
+SHIFT_QUANTILE = 0.15
+TCGA_SHIFT_SITE = "HT"
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def acquisition_group(samples: list[Sample]) -> tuple[set[str], str]:
+    """The patients of ``samples`` held out as another acquisition, and the rule in words. TCGA: every patient
+    of site ``TCGA_SHIFT_SITE``. Numbered series (IM-, NORMAL2-IM-, person): in each series, the patients whose
+    number is at or below the series' ``SHIFT_QUANTILE`` quantile of patient numbers. Empty where file names
+    carry no patient ids."""
+    patients = {patient_id(s.path) for s in samples} - {None}
+    tcga = {p for p in patients if p.startswith("TCGA_")}
+    if tcga:
+        held = {p for p in tcga if p.split("_")[1] == TCGA_SHIFT_SITE}
+        return held, f"every patient of TCGA site {TCGA_SHIFT_SITE} ({len(held)} patients)"
+    series: dict[str, dict[str, int]] = {}
+    for p in patients:
+        m = _NUMBERED.match(p)
+        if m:
+            series.setdefault(m.group(1), {})[p] = int(m.group(2))
+    held, parts = set(), []
+    for prefix, numbers in sorted(series.items()):
+        cut = float(np.quantile(sorted(numbers.values()), SHIFT_QUANTILE))
+        held |= {p for p, n in numbers.items() if n <= cut}
+        parts.append(f"{prefix}{int(cut)}")
+    rule = f"lowest {100 * SHIFT_QUANTILE:g}% of patient numbers in each series (up to {', '.join(parts)})"
+    return held, (rule if held else "")
+
+
 def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) -> Splits:
     """Splits of a dataset root in the ZhangLab (train/NORMAL, val/, test/) or MVTec/BMAD (train/good, test/)
     layout. Without a val/ folder, a seeded ``val_fraction`` of the training normals is held out and the
     abnormal validation images come from ``extra/``, if any. Where file names carry patient ids, training
-    images of validation patients move to validation (:func:`patient_disjoint`)."""
+    images of validation patients move to validation (:func:`patient_disjoint`), and another acquisition
+    group (:func:`acquisition_group`: normals of the pool's training and validation folders, abnormal images
+    of its validation and ``extra/`` folders) leaves both for ``shift_val``."""
     root = Path(root)
     train_dir = _find(root / "train", NORMAL_NAMES)
     if train_dir is None:
@@ -146,17 +183,23 @@ def discover(root: str | os.PathLike, val_fraction: float = 0.1, seed: int = 0) 
         held = set(rng.sample(range(len(train)), max(1, int(len(train) * val_fraction))))
         val = [s for i, s in enumerate(train) if i in held] + val
         train = [s for i, s in enumerate(train) if i not in held]
-    if not any(s.label == 1 for s in val) and (root / "extra").is_dir():
-        val += [s for s in labelled_folder(root / "extra") if s.label == 1]
+    extra = [s for s in labelled_folder(root / "extra") if s.label == 1] if (root / "extra").is_dir() else []
+    if not any(s.label == 1 for s in val):
+        val, extra = val + extra, []
+    held, rule = acquisition_group(train + val + extra)
+    shift = [s for s in train + val + extra if patient_id(s.path) in held]
+    train = [s for s in train if patient_id(s.path) not in held]
+    val = [s for s in val if patient_id(s.path) not in held]
     train, val, moved = patient_disjoint(train, val)
     test = labelled_folder(root / "test") if (root / "test").is_dir() else []
-    return Splits(train, val, test, moved)
+    return Splits(train, val, test, moved, shift, rule)
 
 
-def model_input(grey: np.ndarray, size: int) -> torch.Tensor:
-    """(1, size, size) tensor of an (H, W) grey image in [0, 1], resized with antialiasing: the one
-    resize shared by training, evaluation and the demo, so they feed the model the same pixels."""
-    return resize_grey(grey, (size, size))[None]
+def model_input(grey: np.ndarray, size: int, intensity: str = "raw") -> torch.Tensor:
+    """(1, size, size) tensor of an (H, W) grey image in [0, 1], under the checkpoint's intensity rule and
+    resized with antialiasing: the one preparation shared by training, evaluation and the demo, so they feed
+    the model the same pixels."""
+    return resize_grey(scale_intensity(grey, intensity), (size, size))[None]
 
 
 def resize_grey(grey: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
@@ -166,9 +209,9 @@ def resize_grey(grey: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(img, size=shape, mode="bilinear", antialias=True, align_corners=False)[0, 0]
 
 
-def load_tensor(path: Path, size: int) -> torch.Tensor:
+def load_tensor(path: Path, size: int, intensity: str = "raw") -> torch.Tensor:
     """(1, size, size) grey image in [0, 1] read from ``path``."""
-    return model_input(load_image(path).grey, size)
+    return model_input(load_image(path).grey, size, intensity)
 
 
 def load_mask(path: Path | None, size: int) -> torch.Tensor | None:
@@ -187,8 +230,8 @@ def load_masks(samples: list[Sample], size: int) -> torch.Tensor | None:
     return torch.stack([empty if s.mask is None else load_mask(s.mask, size) for s in samples])
 
 
-def load_batch(samples: list[Sample], size: int) -> torch.Tensor:
-    return torch.stack([load_tensor(s.path, size) for s in samples])
+def load_batch(samples: list[Sample], size: int, intensity: str = "raw") -> torch.Tensor:
+    return torch.stack([load_tensor(s.path, size, intensity) for s in samples])
 
 
 def subsample(samples: list[Sample], n: int | None, seed: int = 0) -> list[Sample]:

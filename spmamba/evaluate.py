@@ -74,31 +74,26 @@ def evaluate(
 
 
 def save_curve(history: list[dict], path: str | Path, title: str) -> None:
-    """Validation AUROC (paper's weights) and training loss per epoch, from a checkpoint's training history."""
+    """Validation AUROC (paper's weights and max-only, on the in-pool and the shift split where recorded) and
+    training loss per epoch, from a checkpoint's training history."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [h for h in history if "val_auroc_paper_weights" in h]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    ax.plot(
-        [h["epoch"] for h in done],
-        [100 * h["val_auroc_paper_weights"] for h in done],
-        "o-",
-        lw=2,
-        label="validation AUROC (paper's weights)",
-    )
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
+    curves = [
+        ("val_auroc_paper_weights", "o-", "in-pool validation, paper's weights"),
+        ("val_auroc_max_only", "o:", "in-pool validation, max-only"),
+        ("shift_auroc_paper_weights", "^-", "shift validation, paper's weights"),
+        ("shift_auroc_max_only", "^:", "shift validation, max-only"),
+    ]
+    for key, style, label in curves:
+        done = [h for h in history if key in h]
+        if done:
+            ax.plot([h["epoch"] for h in done], [100 * h[key] for h in done], style, lw=1.8, label=label)
     ax.set(xlabel="epoch", ylabel="AUROC (%)")
     ax.set_title(title, fontsize=9)
-    if any("val_auroc_chosen" in h for h in done):
-        ax.plot(
-            [h["epoch"] for h in done],
-            [100 * h.get("val_auroc_chosen", h["val_auroc_paper_weights"]) for h in done],
-            "^:",
-            lw=1.5,
-            label="validation AUROC (weights the rule picks)",
-        )
     twin = ax.twinx()
     twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")
     twin.set_ylabel("training loss")

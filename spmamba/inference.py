@@ -51,7 +51,9 @@ def maps_for_samples(
     parts = []
     device = next(model.parameters()).device
     for i in tqdm(range(0, len(samples), batch_size), desc=desc, disable=desc is None, unit="batch", leave=False):
-        m = predict_maps(model, load_batch(samples[i : i + batch_size], model.config.image_size).to(device))
+        m = predict_maps(
+            model, load_batch(samples[i : i + batch_size], model.config.image_size, model.config.intensity).to(device)
+        )
         parts.append(ComponentMaps(m.per_scale.cpu(), m.prototype.cpu()))
     return ComponentMaps(torch.cat([p.per_scale for p in parts]), torch.cat([p.prototype for p in parts]))
 
@@ -118,7 +120,7 @@ class Predictor:
 
     def maps(self, greys: list[np.ndarray]) -> ComponentMaps:
         """Component maps (on the CPU) of (H, W) grey images in [0, 1], in one network call."""
-        x = torch.stack([model_input(g, self.image_size) for g in greys]).to(self.device)
+        x = torch.stack([model_input(g, self.image_size, self.model.config.intensity) for g in greys]).to(self.device)
         m = predict_maps(self.model, x)
         return ComponentMaps(m.per_scale.cpu(), m.prototype.cpu())
 

@@ -28,6 +28,7 @@ from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
 from .inference import maps_for_samples
+from .intensity import INTENSITY
 from .metrics import (
     auroc_gain_interval,
     auroc_interval,
@@ -63,6 +64,14 @@ class TrainOptions:
     max_train: int | None = _opt(None, "seeded subset of training images")
     max_val: int | None = _opt(None, "seeded subset of validation images")
     val_every: int = _opt(1, "validate every N epochs (and after the last)")
+    keep: str = _opt(
+        "last",
+        "which epoch the checkpoint holds: the last (epochs fixed beforehand) or the best on validation",
+        choices=["last", "best"],
+    )
+    intensity: str = _opt(
+        "raw", "per-image intensity rule applied before the model (spmamba.intensity)", choices=list(INTENSITY)
+    )
     val_list: str | None = _opt(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
     encoder_weights: str = _opt("imagenet", "'imagenet' or a local weight file")
     dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
@@ -180,9 +189,30 @@ def select_weights(maps: ComponentMaps, labels: np.ndarray) -> tuple[ScoreWeight
     return WEIGHT_SETTINGS[chosen](), {"chosen": chosen, "rule": rule, "settings": table}
 
 
+def validation_record(model: SPMamba, samples: list, labels: np.ndarray, batch_size: int, prefix: str) -> dict:
+    """One split's AUROC under every weight setting and every score-term ablation, plus the weights the rule
+    picks there, as ``<prefix>_auroc_<name>`` fields of an epoch's history record."""
+    maps = maps_for_samples(model, samples, batch_size)
+    weights, selection = select_weights(maps, labels)
+    record = {f"{prefix}_auroc_{n.replace('-', '_')}": row["auroc"] for n, row in selection["settings"].items()}
+    record[f"{prefix}_auroc_paper_weights"] = record.pop(f"{prefix}_auroc_paper")
+    for name, w in ablation_weights(ScoreWeights.paper()).items():
+        record[f"{prefix}_auroc_terms_{name.replace('+ ', 'with_').replace(' ', '_')}"] = image_metrics(
+            rescore(maps, w).total.numpy(), labels
+        )["auroc"]
+    chosen = selection["chosen"]
+    record[f"{prefix}_weights_chosen"], record[f"{prefix}_auroc_chosen"] = (
+        chosen,
+        selection["settings"][chosen]["auroc"],
+    )
+    return record
+
+
 def train(opts: TrainOptions) -> dict:
-    """Train, select the best epoch on validation AUROC (under the weights :func:`select_weights` picks at
-    that epoch), calibrate, write the checkpoint; return metrics."""
+    """Train for a fixed number of epochs, keep the last (or, with ``keep='best'``, the best epoch on
+    validation AUROC under the weights :func:`select_weights` picks at that epoch), calibrate, write the
+    checkpoint; return metrics. Where the data has another acquisition group (``Splits.shift_val``), every
+    validation is reported on both splits and the score weights are chosen on the shift split."""
     seed_everything(opts.seed)
     out, state_path, best_path = _run_paths(opts.out)
     splits = discover(opts.data, seed=opts.seed)
@@ -191,7 +221,10 @@ def train(opts: TrainOptions) -> dict:
     val_labels = np.array([s.label for s in val_set])
     if len(set(val_labels)) < 2:
         raise ValueError("the validation split needs normal and abnormal images to calibrate the threshold")
-    cfg = SPMambaConfig.preset(opts.config)
+    shift_set = [] if opts.val_list else subsample(splits.shift_val, opts.max_val, opts.seed)
+    shift_labels = np.array([s.label for s in shift_set])
+    choose_set, choose_labels = (shift_set, shift_labels) if len(set(shift_labels)) == 2 else (val_set, val_labels)
+    cfg = dataclasses.replace(SPMambaConfig.preset(opts.config), intensity=opts.intensity)
     model = SPMamba(cfg, encoder_weights=opts.encoder_weights)
     lr = opts.lr if opts.lr is not None else 0.005 * opts.batch_size / 16
     opt = torch.optim.AdamW(model.parameter_groups(opts.weight_decay), lr=lr, betas=(0.9, 0.999))
@@ -200,7 +233,9 @@ def train(opts: TrainOptions) -> dict:
     if opts.resume and state_path.is_file():
         info = _load_state(state_path, model, opt, sched)
 
-    images = load_batch(train_set, cfg.image_size)  # decoded once; the official recipe has no augmentation
+    images = load_batch(
+        train_set, cfg.image_size, cfg.intensity
+    )  # decoded once; the official recipe has no augmentation
     cache: list[torch.Tensor] | None = None  # encoder features of every training image
     gen = torch.Generator().manual_seed(opts.seed + info["epoch"])
     for epoch in range(info["epoch"] + 1, opts.epochs + 1):
@@ -231,28 +266,29 @@ def train(opts: TrainOptions) -> dict:
         record = end_epoch(sched, info, epoch, losses, len(images), t0)
         record["encoder_cached"] = bool(opts.feature_cache and not fill)
         if epoch % opts.val_every == 0 or epoch == opts.epochs:
-            maps = maps_for_samples(model, val_set, opts.batch_size)
-            _, selection = select_weights(maps, val_labels)
-            chosen = selection["chosen"]
-            record.update(
-                {f"val_auroc_{name.replace('-', '_')}": row["auroc"] for name, row in selection["settings"].items()}
-            )
-            record["val_auroc_paper_weights"] = record.pop("val_auroc_paper")
-            record["val_weights_chosen"], record["val_auroc_chosen"] = chosen, selection["settings"][chosen]["auroc"]
-            # The epoch is chosen under the weights the rule picks at that epoch: on data where the rule
-            # leaves the paper's weights (chest X-ray) that is their AUROC, as before; where a setting beats
-            # them beyond chance (brain MRI: the prototype term is noise there) it is that setting's.
-            if record["val_auroc_chosen"] > info["best_auroc"]:
-                info["best_auroc"], info["best_epoch"] = record["val_auroc_chosen"], epoch
+            record.update(validation_record(model, val_set, val_labels, opts.batch_size, "val"))
+            if len(set(shift_labels)) == 2:
+                record.update(validation_record(model, shift_set, shift_labels, opts.batch_size, "shift"))
+            key = "shift" if choose_set is shift_set else "val"
+            record["chosen_on"] = key
+            # With keep='best' the epoch is chosen under the weights the rule picks at that epoch, on the split
+            # that chooses (the shift split where there is one).
+            if opts.keep == "best" and record[f"{key}_auroc_chosen"] > info["best_auroc"]:
+                info["best_auroc"], info["best_epoch"] = record[f"{key}_auroc_chosen"], epoch
                 save_checkpoint(best_path, model, summary="best epoch so far (uncalibrated)")
         info["history"].append(record)
         info["epoch"] = epoch
         tqdm.write(json.dumps(record))
         _save_state(state_path, model, opt, sched, info)
 
-    model, _ = load_checkpoint(best_path, encoder_weights=opts.encoder_weights)
+    if opts.keep == "best":
+        model, _ = load_checkpoint(best_path, encoder_weights=opts.encoder_weights)
+    else:
+        info["best_epoch"] = info["epoch"]
+    model.eval()
+    weights, selection = select_weights(maps_for_samples(model, choose_set, opts.batch_size), choose_labels)
+    selection["split"] = "shift" if choose_set is shift_set else "in-pool"
     maps = maps_for_samples(model, val_set, opts.batch_size)
-    weights, selection = select_weights(maps, val_labels)
     val_scores = rescore(maps, weights).total.numpy()
     calibration = calibrate(val_scores, val_labels)
     validation = image_metrics_with_intervals(val_scores, val_labels, calibration["threshold"])
@@ -264,6 +300,14 @@ def train(opts: TrainOptions) -> dict:
             for name, w in ablation_weights(weights).items()
         },
     }
+    if len(set(shift_labels)) == 2:
+        shift_maps = maps_for_samples(model, shift_set, opts.batch_size)
+        shift_scores = rescore(shift_maps, weights).total.numpy()
+        metrics["shift_validation"] = image_metrics_with_intervals(shift_scores, shift_labels, calibration["threshold"])
+        metrics["shift_ablation_auroc"] = {
+            name: image_metrics(rescore(shift_maps, w).total.numpy(), shift_labels)["auroc"]
+            for name, w in ablation_weights(weights).items()
+        }
     masks = load_masks(val_set, cfg.image_size)
     if masks is not None:
         metrics["validation_pixel"] = pixel_report(rescore(maps, weights).anomaly_map.numpy(), masks.numpy())
@@ -275,6 +319,10 @@ def train(opts: TrainOptions) -> dict:
         "moved_to_val_by_patient": splits.moved_to_val,
         "val_normal": int((val_labels == 0).sum()),
         "val_abnormal": int((val_labels == 1).sum()),
+        "shift_rule": splits.shift_rule if len(shift_set) else "",
+        "shift_normal": int((shift_labels == 0).sum()),
+        "shift_abnormal": int((shift_labels == 1).sum()),
+        "keep": opts.keep,
         "epochs": opts.epochs,
         "best_epoch": info["best_epoch"],
         "batch_size": opts.batch_size,

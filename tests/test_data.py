@@ -29,20 +29,45 @@ def test_patient_disjoint_moves_training_images_of_validation_patients():
     assert not {patient_id(s.path) for s in kept} & {patient_id(s.path) for s in new_val} - {None}
 
 
-def test_discover_is_patient_disjoint(tmp_path):
+def test_discover_is_patient_disjoint_and_holds_out_the_lowest_numbered_patients(tmp_path):
+    """Ten normal patients IM-0001..0010 and ten pneumonia patients: the lowest 15% of each series' numbers
+    (1 and 2) form the shift split, away from training and in-pool validation; IM-0009, which has a
+    validation image, moves to validation as before."""
     img = Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8))
-    for split, cls, name in [
-        ("train", "NORMAL", "IM-0001-0001.png"),
-        ("train", "NORMAL", "IM-0002-0001.png"),
-        ("val", "NORMAL", "IM-0002-0002.png"),
-        ("val", "PNEUMONIA", "person1_virus_1.png"),
-    ]:
+    files = [("train", "NORMAL", f"IM-{i:04d}-0001.png") for i in range(1, 11)]
+    files += [("val", "NORMAL", "IM-0009-0002.png"), ("val", "NORMAL", "IM-0002-0002.png")]
+    files += [("val", "PNEUMONIA", f"person{i}_virus_{i}.png") for i in range(1, 11)]
+    for split, cls, name in files:
         (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
         img.save(tmp_path / split / cls / name)
     s = discover(tmp_path)
-    assert [x.path.name for x in s.train] == ["IM-0001-0001.png"]
-    assert sorted(x.path.name for x in s.val if x.label == 0) == ["IM-0002-0001.png", "IM-0002-0002.png"]
+    assert [x.path.name for x in s.train] == [f"IM-{i:04d}-0001.png" for i in (3, 4, 5, 6, 7, 8, 10)]
+    assert sorted(x.path.name for x in s.val if x.label == 0) == ["IM-0009-0001.png", "IM-0009-0002.png"]
     assert s.moved_to_val == 1
+    assert sorted(x.path.name for x in s.shift_val) == [
+        "IM-0001-0001.png",
+        "IM-0002-0001.png",
+        "IM-0002-0002.png",
+        "person1_virus_1.png",
+        "person2_virus_2.png",
+    ]
+    assert "lowest 15%" in s.shift_rule
+    groups = [{patient_id(x.path) for x in part} for part in (s.train, s.val, s.shift_val)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
+def test_tcga_slices_are_held_out_by_site():
+    from spmamba.data import TCGA_SHIFT_SITE, acquisition_group
+
+    samples = [
+        Sample(Path(f"TCGA_{site}_{n}_19990101_{k}.png"), 0)
+        for site in ("CS", "DU", TCGA_SHIFT_SITE)
+        for n in ("A1", "B2")
+        for k in (1, 2)
+    ]
+    held, rule = acquisition_group(samples)
+    assert held == {f"TCGA_{TCGA_SHIFT_SITE}_A1", f"TCGA_{TCGA_SHIFT_SITE}_B2"} and TCGA_SHIFT_SITE in rule
+    assert acquisition_group([Sample(Path("scan_a.png"), 0)]) == (set(), "")
 
 
 @pytest.mark.parametrize("layout", ["mvtec", "bmad"])

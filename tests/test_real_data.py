@@ -22,12 +22,16 @@ need_weights = needs_checkpoint
 @need_data
 def test_zhanglab_layout_counts_and_patient_disjoint_validation():
     s = discover(ZHANGLAB)
-    # 29 training radiographs belong to 16 patients who also have validation images: they move to validation.
-    assert s.moved_to_val == 29 and len(s.train) == 1249 - 29 and {x.label for x in s.train} == {0}
+    # The shift split: the lowest 15% of patient numbers of each series (normals of train/ and val/, pneumonia
+    # of val/ and extra/), as the official test normals predate the pool.
+    shift = [x.label for x in s.shift_val]
+    assert shift.count(0) == 186 and shift.count(1) == 839 and "IM-241" in s.shift_rule
+    # Of what stays, 27 training radiographs belong to patients with validation images: they move to validation.
+    assert s.moved_to_val == 27 and len(s.train) == 1249 - 27 - 173 and {x.label for x in s.train} == {0}
     labels = [x.label for x in s.val]
-    assert labels.count(0) == 92 + 29 and labels.count(1) == 400
-    train_patients = {patient_id(x.path) for x in s.train}
-    assert None not in train_patients and not train_patients & {patient_id(x.path) for x in s.val}
+    assert labels.count(0) == 106 and labels.count(1) == 314
+    groups = [{patient_id(x.path) for x in part} for part in (s.train, s.val, s.shift_val)]
+    assert None not in groups[0] and not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     assert not s.test  # the official test split is kept outside the repository
 
 

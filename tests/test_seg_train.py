@@ -282,8 +282,8 @@ def test_seg_train_refuses_a_detail_branch_on_the_conv_stem_with_a_message(tmp_p
 def test_percentile_intensity_makes_a_segmenter_blind_to_the_images_overall_gain():
     """MR slices stored darker (one LGG patient) must look the same to a percentile-scaled network;
     a raw one sees them differently. Old configs, without the field, load as raw."""
+    from spmamba.intensity import scale_intensity
     from spmamba.seg.checkpoint import build_model
-    from spmamba.seg.data import scale_intensity
     from spmamba.seg.inference import Segmenter
 
     rng = np.random.default_rng(3)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..intensity import check_intensity
 from ..scoring import upsample_prototype_distance
 from .bottleneck import HalfFPN
 from .decoder import SPSSDecoder
@@ -35,9 +36,11 @@ class SPMambaConfig:
     drop_path: float = 0.2  # decoder stochastic depth, reversed linspace up to this, one rate per SPSS block
     loss_mse_weight: float = 5.0  # the reference config's L2 loss factor (lam)
     loss_epsilon: float = 25.0  # weight of the mean prototype distance
+    intensity: str = "raw"  # per-image input rule (spmamba.intensity), applied by every path that feeds the model
 
     def __post_init__(self):
         self.depths = tuple(self.depths)
+        check_intensity(self.intensity)
         if self.image_size % 32 or (self.image_size // 32) & (self.image_size // 32 - 1):
             raise ValueError(f"image_size must be 32 x a power of two (e.g. 128, 256), got {self.image_size}")
         if self.image_size // 32 < 4 and self.scan_order == "circular_hilbert":

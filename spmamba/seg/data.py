@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data import patient_id, segmentation_pairs
 from ..imaging import load_image
+from ..intensity import scale_intensity
 
 Pair = tuple[Path, Path]
 
@@ -72,33 +73,6 @@ def split_pairs(root: str | Path, val_fraction: float = 0.2, seed: int = 0) -> S
         f"{len(moved)} validation image(s) identical to a training image moved to training"
     )
     return SegSplit(train, val, rule)
-
-
-INTENSITY = ("raw", "percentile")
-PERCENTILE = 99.9
-
-
-def check_intensity(rule: str) -> None:
-    if rule not in INTENSITY:
-        raise ValueError(f"unknown intensity rule {rule!r}; choose one of {', '.join(INTENSITY)}")
-
-
-def stored_intensity(config: dict) -> str:
-    """A stored config's intensity rule: configs written before the option have none, and were raw."""
-    return config.get("intensity", "raw")
-
-
-def scale_intensity(pixels: np.ndarray, rule: str) -> np.ndarray:
-    """``raw`` keeps the stored [0, 1] values; ``percentile`` divides by the image's 99.9th percentile and clips
-    to [0, 1]. MR intensities have no absolute scale: one LGG patient's slices are stored two to five times
-    darker than the others, and a network trained on raw values missed that tumour on every slice. A high
-    percentile rather than the maximum, so a few hot pixels do not set the scale."""
-    check_intensity(rule)
-    pixels = np.asarray(pixels, dtype=np.float32)
-    if rule == "raw":
-        return pixels
-    top = float(np.percentile(pixels, PERCENTILE))
-    return np.clip(pixels / top, 0.0, 1.0) if top > 0 else pixels
 
 
 def model_image(pixels: np.ndarray, size: int, intensity: str = "raw") -> torch.Tensor:

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
+from ..intensity import check_intensity
 from .amffb import AMFFB
 from .bfss import BFSS
-from .data import check_intensity
 from .spectral_gate import SpectralGateLayer
 from .unet import double_conv, up_and_join
 

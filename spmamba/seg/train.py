@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError
 from ..data import patient_id
+from ..intensity import INTENSITY
 from ..metrics import bootstrap_interval
 from ..train import _load_state, _opt, _run_paths, _save_state, end_epoch, machine_record, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
-from .data import AUGMENT, INTENSITY, KEEP, augment, load_pairs, split_pairs
+from .data import AUGMENT, KEEP, augment, load_pairs, split_pairs
 from .inference import Segmenter
 from .mamba_mis import SEG_PRESETS, STEMS
 
@@ -54,8 +55,8 @@ class SegTrainOptions:
     )
     intensity: str = _opt(
         "raw",
-        "input scaling: raw, or percentile (each image divided by its 99.9th percentile; for MR, whose intensities "
-        "have no absolute scale)",
+        "input scaling (spmamba.intensity): raw, or e.g. percentile (each image divided by its 99.9th percentile; "
+        "for MR, whose intensities have no absolute scale)",
         choices=list(INTENSITY),
     )
     augment: str = _opt(

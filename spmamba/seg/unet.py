@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import check_intensity
+from ..intensity import check_intensity
 
 
 @dataclass(frozen=True)
