@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import parser, start  # noqa: E402
 from demo import handlers  # noqa: E402
-from demo.models import get_predictor  # noqa: E402
+from spmamba.pipeline import get_predictor  # noqa: E402
 from spmamba.volume import load_volume, volume_maps, volume_report  # noqa: E402
 from spmamba.zoo import WEIGHTS_DIR  # noqa: E402
 

@@ -25,17 +25,17 @@ from PIL import Image
 from spmamba import imaging
 from spmamba.checkpoint import CheckpointError
 from spmamba.imaging import ImageLoadError
-from spmamba.inference import default_device, image_modalities
+from spmamba.inference import default_device
+from spmamba.pipeline import Pipeline, Route, get_predictor, report
 from spmamba.scan import ORDERS
 from spmamba.ssm import backend_name
 from spmamba.visualize import CONTOUR, OPACITY
-from spmamba.zoo import list_checkpoints, list_seg_checkpoints, preselect
+from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 
 from . import batch as batch_scoring
 from . import handlers
 from .endpoints import file_endpoint
 from .examples import Example, build_examples, file_digest
-from .models import get_predictor
 from .render import maps_figure, scan_figure, walk_step
 from .segment import segment_endpoint, segment_tab
 from .volume import PROFILE_CLICK_JS, volume_endpoint, volume_tab
@@ -118,10 +118,15 @@ def image_info(meta: dict) -> str:
 
 @dataclass
 class Site:
-    """What every tab needs to know: the checkpoints on offer and the examples."""
+    """What every tab needs to know: the checkpoints on offer, the route through them and the examples."""
 
     checkpoints: dict[str, str]  # dropdown label -> path
     examples: list[Example]
+    seg_checkpoints: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.checkpoints, self.seg_checkpoints)
 
     @property
     def labels(self) -> list[str]:
@@ -138,12 +143,6 @@ class Site:
             raise gr.Error(f"Unknown checkpoint {label!r}; choose one of: {', '.join(self.labels)}.")
         return self.checkpoints[label]
 
-    def choose(self, image_meta: dict, label: str | None) -> tuple[str, str]:
-        """The checkpoint for this image, by modality as the page does, and the note to show with it."""
-        label, note = preselect(image_modalities(image_meta), self.checkpoints, label or self.default)
-        self.path(label)
-        return label, note
-
     @functools.cached_property
     def _known(self) -> dict[str, Example]:
         return {file_digest(e.path): e for e in self.examples if e.truth or e.modality}
@@ -157,33 +156,34 @@ class Site:
         except OSError:
             return None
 
-    def prepare(self, path: str | None, options: handlers.ImageOptions, label: str | None, switch: bool = True):
-        """Load the file, choose its checkpoint (by modality unless ``switch`` is off; a dataset example's
-        modality counts as a DICOM's would), and re-window a DICOM CT in the window that checkpoint was trained
-        with when the user asked for none."""
-        image = handlers.load(path, options)
+    def prepare(self, path: str | None, options: handlers.ImageOptions, label: str | None = None, keep: bool = False):
+        """The pipeline's route for this file (``label`` is used only with ``keep``; a dataset example's
+        modality counts as a DICOM's would), loaded with the page's loader, and the example's mask if any."""
+        if label and label not in self.checkpoints:
+            self.path(label)  # the page's own error for an unknown label
         example = self.example(path)
-        meta = image.meta
-        if example and example.modality and "Modality" not in meta:
-            meta = {**meta, "Modality": example.modality}
-        label, note = self.choose(meta, label) if switch else (label, "")
-        self.path(label)
-        window = None
-        if options.window is None:
-            window = get_predictor(self.path(label)).training_window(image.meta)
-            if window:
-                image = handlers.load(path, dataclasses.replace(options, window=imaging.WINDOW_PRESETS[window]))
-        return Prepared(image, label, note, window, example.truth if example else None)
+        ready = self.pipeline.prepare(
+            path,
+            functools.partial(handlers.load, options=options),
+            chosen=label,
+            keep=keep,
+            modality=example.modality if example else None,
+            window=options.window,
+        )
+        return Prepared(ready.image, ready.route, ready.window, example.truth if example else None)
 
 
 class Prepared(NamedTuple):
     """A file made ready for a checkpoint: what the page, the API and their tests start from."""
 
     image: imaging.LoadedImage
-    label: str  # the checkpoint's dropdown label
-    note: str  # why the checkpoint was switched, or why its score means little here
+    route: Route  # the checkpoint, whether the image is like its training images, and notes
     window: str | None  # the CT window preset applied because the checkpoint was trained in it
     truth: Path | None  # the ground-truth mask of a dataset example
+
+    @property
+    def label(self) -> str:
+        return self.route.label
 
 
 def header(site: Site) -> None:
@@ -217,6 +217,12 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     elem_id="examples",
                 )
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint", elem_id="checkpoint")
+                keep = gr.Checkbox(
+                    False,
+                    label="Keep this checkpoint for new images (otherwise each image goes to the checkpoint "
+                    "whose training images it resembles)",
+                    elem_id="keep",
+                )
                 info = gr.Markdown(elem_id="image-info")
                 with gr.Group(visible=False) as dicom_box:
                     preset = gr.Dropdown(
@@ -299,17 +305,20 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         return {**views(analysis, r, shown), bar: r.colour_bar, plot: r.figure, verdict: r.verdict, table: r.table}
 
     @user_errors
-    def analyse(path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, truth_v, shown):
-        """Run the network once for this file and these image options; fill every view."""
+    def analyse(
+        path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, truth_v, shown, keep_v=True
+    ):
+        """Run the network once for this file and these image options; fill every view. The checkpoint shown
+        stays for the same file (``keep_v``); a new file is routed afresh unless the user keeps it."""
         if not path:
             raise gr.Error("Upload an image or pick an example first.")
         options = handlers.ImageOptions(
             handlers.window_for(preset_name, centre_v, width_v), None if index_v is None else int(index_v), int(axis_v)
         )
-        ready = site.prepare(path, options, label)
+        ready = site.prepare(path, options, label, keep=keep_v)
         label = ready.label
         analysis = handlers.analyze_image(
-            ready.image, site.path(label), [ready.note] if ready.note else [], ready.truth
+            ready.image, site.path(label), ready.route.notes, ready.truth, ready.route.in_domain
         )
         w = analysis.weights
         r = handlers.render(analysis, w, opacity_v, contour_v, truth_v)
@@ -337,15 +346,16 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                 value=m.get("slice", m.get("frame", 0)),
                 label=f"Slice along axis {m['axis']}" if nifti else "Frame",
             ),
-            info: image_info(m),
+            info: "\n\n".join(x for x in (image_info(m), ready.route.looks_like) if x),
             truth: gr.update(visible=analysis.truth is not None),
         }
 
-    def fresh(path, label, opacity_v, contour_v, truth_v, shown):
-        """A new file: its own window, the middle slice, the axial axis. A cleared upload clears the cache."""
+    def fresh(path, label, opacity_v, contour_v, truth_v, shown, keep_v):
+        """A new file: routed afresh (the checkpoint stays only while "keep" is on), its own window, the middle
+        slice, the axial axis. A cleared upload clears the cache."""
         if not path:
             return {state: None}
-        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, truth_v, shown)
+        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, truth_v, shown, keep_v)
 
     def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, truth_v, shown):
         """Another axis: start from its middle slice."""
@@ -385,7 +395,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         [state, *results, maps_plot, info, dicom_box, nifti_box, index, truth],
         show_progress="hidden",
         **PRIVATE,
-    ).then(fresh, [upload, model, opacity, contour, truth, view], outputs, **net, **PRIVATE)
+    ).then(fresh, [upload, model, opacity, contour, truth, view, keep], outputs, **net, **PRIVATE)
     gallery.select(pick_example, None, upload, **PRIVATE)
     # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
     go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
@@ -420,16 +430,18 @@ def analyse_tab(site: Site, state: gr.State) -> None:
 
 
 def batch_tab(site: Site) -> None:
-    """Many files or ZIPs scored with one checkpoint's own weights; a sortable table and a CSV."""
+    """Many files or ZIPs, each routed as the Analyse tab routes it; a sortable table and a CSV."""
     with gr.Tab("Batch"):
         gr.Markdown(
-            "Score many images at once with the checkpoint's own weights. ZIP files are opened; "
+            "Score many images at once. Each goes to the checkpoint whose training images it resembles (or to the "
+            "one chosen, when kept); images unlike every training set get no verdict. ZIP files are opened; "
             "files that cannot be read are listed with the reason."
         )
         with gr.Row():
             files = gr.File(file_count="multiple", type="filepath", label="Images or ZIP files", elem_id="batch-files")
             with gr.Column():
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
+                keep = gr.Checkbox(False, label="Use this checkpoint for every file")
                 go = gr.Button("Score all", variant="primary")
                 csv_file = gr.File(label="Scores as CSV")
         table = gr.Dataframe(
@@ -438,15 +450,15 @@ def batch_tab(site: Site) -> None:
             wrap=True,
             label="Scores (click a column header to sort)",
             elem_id="batch-table",
-            column_widths=["22%", "8%", "16%", "10%", "8%", "36%"],
+            column_widths=["18%", "14%", "6%", "7%", "14%", "8%", "7%", "26%"],
         )
 
     @user_errors
-    def score(paths, label, progress=gr.Progress()):
-        rows, csv_path = batch_scoring.score_files(paths, site.path(label), progress)
+    def score(paths, label, keep_v, progress=gr.Progress()):
+        rows, csv_path = batch_scoring.score_files(paths, site.pipeline, site.path(label) if keep_v else None, progress)
         return {table: rows, csv_file: str(csv_path)}
 
-    go.click(score, [files, model], [table, csv_file], concurrency_id="batch", concurrency_limit=1, **PRIVATE)
+    go.click(score, [files, model, keep], [table, csv_file], concurrency_id="batch", concurrency_limit=1, **PRIVATE)
 
 
 SCAN_MODELS = {  # the Scan order tab's model choice: (order, directions)
@@ -505,12 +517,13 @@ def analyze_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dic
 
     With no checkpoint named, it is chosen by the image's modality exactly as the page chooses it.
     """
-    ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, switch=not checkpoint)
-    analysis = handlers.analyze_image(ready.image, site.path(ready.label), [ready.note] if ready.note else [])
+    ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, keep=bool(checkpoint))
+    analysis = handlers.analyze_image(
+        ready.image, site.path(ready.label), ready.route.notes, in_domain=ready.route.in_domain
+    )
     r = handlers.render(analysis, analysis.weights)
     predictor = get_predictor(analysis.checkpoint)
-    report = predictor.report(predictor.score(analysis.maps), 0, analysis.image_meta)
-    return {**report, "notes": analysis.notes}, r.overlay
+    return report(predictor, predictor.score(analysis.maps), ready), r.overlay
 
 
 def api(site: Site, network: dict) -> None:
@@ -526,8 +539,8 @@ def api(site: Site, network: dict) -> None:
 
 
 def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str, str] | None = None) -> gr.Blocks:
-    site = Site(list_checkpoints(), build_examples() if examples is None else examples)
     seg_checkpoints = list_seg_checkpoints() if seg_checkpoints is None else seg_checkpoints
+    site = Site(list_checkpoints(), build_examples() if examples is None else examples, seg_checkpoints)
     network = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY)
     # Uploads and cached maps expire with the session: files after an hour, state after an hour idle.
     with gr.Blocks(title="SP-Mamba Studio", delete_cache=(600, 3600)) as demo:
@@ -536,15 +549,15 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
         analyse_tab(site, state)
         batch_tab(site)
         if site.checkpoints:
-            volume_tab(site.checkpoints, user_errors, PRIVATE, network)
+            volume_tab(site.pipeline, user_errors, PRIVATE, network)
         if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
-            segment_tab(seg_checkpoints, user_errors, PRIVATE, network)
+            segment_tab(site.pipeline, user_errors, PRIVATE, network)
         scan_tab(state)
         api(site, network)
         if site.checkpoints:
-            volume_endpoint(site.checkpoints, user_errors, network)
+            volume_endpoint(site.pipeline, user_errors, network)
         if seg_checkpoints:
-            segment_endpoint(seg_checkpoints, user_errors, network)
+            segment_endpoint(site.pipeline, user_errors, network)
     return demo
 
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from spmamba.imaging import ImageLoadError, LoadedImage, image_suffix, is_zip
+from spmamba.imaging import ImageLoadError, image_suffix, is_zip
+from spmamba.pipeline import Pipeline, Prepared, get_predictor, report
 
 from .handlers import load
-from .models import get_predictor
 
 BATCH_SIZE = 8  # images per network call
 MAX_ZIP_MEMBERS = 2000
@@ -96,13 +96,17 @@ def scratch_dir() -> Path:
     return out_dir
 
 
-BATCH_COLUMNS = ["file", "score", "verdict", "normal percentile", "modality", "message"]
+BATCH_COLUMNS = ["file", "checkpoint", "in domain", "score", "verdict", "normal percentile", "modality", "message"]
 
 
 def score_files(
-    paths: list[str] | None, checkpoint: str, progress: Callable[[float, str], object] | None = None
+    paths: list[str] | None,
+    pipeline: Pipeline,
+    checkpoint: str | None = None,
+    progress: Callable[[float, str], object] | None = None,
 ) -> tuple[list[list], Path]:
-    """Score every image in ``paths`` (ZIPs expanded) with the checkpoint's own weights.
+    """Score every image in ``paths`` (ZIPs expanded), each routed by the pipeline as the Analyse tab routes
+    it (``checkpoint``, when given, is kept for every file), batched per checkpoint.
 
     Returns the table rows (BATCH_COLUMNS) and a CSV of them; unreadable files become rows with a
     message rather than stopping the batch.
@@ -110,40 +114,44 @@ def score_files(
     if not paths:
         raise ImageLoadError("no files were given")
     out_dir = scratch_dir()
-    predictor = get_predictor(checkpoint)
     with tempfile.TemporaryDirectory(prefix="spmamba-zip-") as work:
         items = expand_uploads(list(paths), Path(work))
         rows: list[list] = [[] for _ in items]  # filled in input order
-        pending: list[tuple[int, BatchItem, LoadedImage]] = []
+        pending: dict[str, list[tuple[int, BatchItem, Prepared]]] = {}
 
-        def flush():
-            totals = predictor.score(predictor.maps([img.grey for _, _, img in pending])).total.numpy()
-            for (i, item, img), total in zip(pending, totals, strict=True):
-                j = predictor.judge(float(total), img.meta)
+        def flush(path: str):
+            predictor = get_predictor(path)
+            group = pending.pop(path)
+            scores = predictor.score(predictor.maps([ready.image.grey for _, _, ready in group]))
+            for k, (i, item, ready) in enumerate(group):
+                r = report(predictor, scores, ready, k)
+                pct = r["percentile_among_normal"]
                 rows[i] = [
                     item.name,
-                    round(float(total), 4),
-                    j.headline,
-                    None if j.percentile is None else round(j.percentile, 1),
-                    img.meta.get("Modality", ""),
-                    "",
+                    r["checkpoint"],
+                    r["in_domain"],
+                    round(r["scores"]["total"], 4),
+                    r["verdict"],
+                    None if pct is None else round(pct, 1),
+                    ready.image.meta.get("Modality", ""),
+                    " ".join(r["notes"]),
                 ]
-            pending.clear()
 
         for i, item in enumerate(items):
             if progress is not None:
                 progress(i / max(len(items), 1), f"{i}/{len(items)} images")
             if item.error is None:
                 try:
-                    pending.append((i, item, load(str(item.path))))
+                    ready = pipeline.prepare(str(item.path), load, chosen=checkpoint, keep=bool(checkpoint))
+                    pending.setdefault(ready.route.path, []).append((i, item, ready))
                 except ImageLoadError as err:
                     item.error = str(err).replace(item.path.name, item.name)
             if item.error is not None:
-                rows[i] = [item.name, None, "error", None, "", item.error]
-            if len(pending) == BATCH_SIZE:
-                flush()
-        if pending:
-            flush()
+                rows[i] = [item.name, None, None, None, "error", None, "", item.error]
+            for path in [p for p, group in pending.items() if len(group) == BATCH_SIZE]:
+                flush(path)
+        for path in list(pending):
+            flush(path)
     csv_path = out_dir / "spmamba-batch-scores.csv"
     with open(csv_path, "w", newline="") as fh:
         writer = csv.writer(fh)

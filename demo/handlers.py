@@ -16,10 +16,10 @@ from skimage.transform import resize
 from spmamba.data import resize_grey
 from spmamba.imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
 from spmamba.inference import Judgement, score_components
+from spmamba.pipeline import get_predictor, load_checked
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
 from spmamba.visualize import CONTOUR, OPACITY, overlay, own_range
 
-from .models import get_predictor
 from .render import colour_bar, components_table, score_figure
 
 DISPLAY_MAX = 512  # longest side of the displayed image
@@ -46,9 +46,10 @@ class Analysis:
     image_meta: dict
     notes: list[str] = field(default_factory=list)
     truth: np.ndarray | None = None  # (H, W) bool ground-truth mask at display size, for dataset examples
+    in_domain: bool | None = None  # the pipeline's out-of-domain check: False gives no normal-range verdict
 
     def judge(self, total: float) -> Judgement:
-        return get_predictor(self.checkpoint).judge(total, self.image_meta)
+        return get_predictor(self.checkpoint).judge(total, self.image_meta, self.in_domain)
 
 
 @dataclass
@@ -71,27 +72,13 @@ def window_for(preset: str, centre: float, width: float) -> tuple[float, float] 
     return WINDOW_PRESETS[preset]
 
 
-def load(path: str | None, options: ImageOptions | None = None) -> LoadedImage:
-    """The loader plus the app's own refusal of blank images, which carry nothing to analyse."""
-    if not path:
-        raise ImageLoadError("no file was given")
+def load(
+    path: str | None, options: ImageOptions | None = None, window: tuple[float, float] | None = None
+) -> LoadedImage:
+    """The loader plus the app's own refusal of blank images, which carry nothing to analyse (``window``,
+    when given, replaces the options' own: the pipeline re-loads a CT in its checkpoint's window)."""
     options = options or ImageOptions()
-    img = load_image(
-        path, frame=options.index or 0, slice_index=options.index, axis=options.axis, window=options.window
-    )
-    if np.ptp(img.pixels) == 0:
-        under = " under this window" if options.window else ""
-        frames = int(img.meta.get("frames", 1))
-        if frames > 1:
-            unit = "frame" if img.meta.get("format") == "DICOM" else "page"
-            raise ImageLoadError(
-                f"{Path(path).name}: {unit} {int(img.meta.get('frame', 0)) + 1} of {frames} is blank{under}; "
-                f"choose another {unit} with the Frame slider"
-            )
-        raise ImageLoadError(
-            f"{Path(path).name} is blank{under}: every pixel has the same value, so there is nothing to analyse"
-        )
-    return img
+    return load_checked(path, window or options.window, options.index, options.axis)
 
 
 def analyze(
@@ -102,7 +89,11 @@ def analyze(
 
 
 def analyze_image(
-    img: LoadedImage, checkpoint: str, notes: list[str] | None = None, truth: str | Path | None = None
+    img: LoadedImage,
+    checkpoint: str,
+    notes: list[str] | None = None,
+    truth: str | Path | None = None,
+    in_domain: bool | None = None,
 ) -> Analysis:
     """Run the model once on a loaded image and cache its component maps (and ``truth``, a mask file)."""
     predictor = get_predictor(checkpoint)
@@ -122,6 +113,7 @@ def analyze_image(
         img.meta,
         list(notes or []),
         mask,
+        in_domain,
     )
 
 

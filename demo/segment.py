@@ -7,6 +7,7 @@ the cached probability map.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,24 +16,14 @@ from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from spmamba.imaging import ImageLoadError, LoadedImage, load_image
+from spmamba.pipeline import SEGMENT, Pipeline, get_segmenter
 from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
-from spmamba.zoo import preselect
 
 from .endpoints import file_endpoint
 from .handlers import DISPLAY_MAX, load
-from .models import get_segmenter
 
 FILL = np.array([1.0, 0.35, 0.2])  # the predicted lesion, filled
-
-
-def image_modalities_for_segmentation(meta: dict, colour: bool) -> tuple[str, ...]:
-    """A DICOM's Modality; a colour photograph is taken for dermoscopy (XC); otherwise unknown."""
-    if meta.get("Modality"):
-        return (str(meta["Modality"]).upper(),)
-    if meta.get("format") == "NIfTI":
-        return ("MR",)
-    return ("XC",) if colour else ()
 
 
 @dataclass
@@ -45,6 +36,7 @@ class Segmentation:
     threshold: float  # the checkpoint's own
     image_meta: dict
     notes: list[str] = field(default_factory=list)
+    route: dict = field(default_factory=dict)  # the pipeline's in_domain, domain_percentile, nearest, looks_like
 
 
 def segment_image(image: LoadedImage, checkpoint: str, notes: list[str] | None = None) -> Segmentation:
@@ -120,29 +112,35 @@ def summary_text(m: dict, checkpoint_name: str, notes: list[str]) -> str:
     return "\n\n".join(lines)
 
 
-def choose_checkpoint(checkpoints: dict[str, str], image: LoadedImage, label: str | None) -> tuple[str, str]:
-    """Preselect by modality (or colour for dermoscopy) with the anomaly tab's rule."""
-    if not checkpoints:
+def prepared_segmentation(pipeline: Pipeline, path: str | None, label: str | None, keep: bool) -> Segmentation:
+    """The pipeline's route for this file among the segmentation checkpoints, and its segmentation; an image
+    unlike every segmentation training set is still outlined, with that said first."""
+    if not pipeline.seg_checkpoints:
         raise gr.Error("No segmentation checkpoint is installed: put one in weights/ and restart.")
-    wanted = image_modalities_for_segmentation(image.meta, image.pixels.ndim == 3)
-    label, note = preselect(wanted, checkpoints, label if label in checkpoints else next(iter(checkpoints)))
-    return label, note
+    ready = pipeline.prepare(path, load, family=SEGMENT, chosen=label, keep=keep)
+    notes = list(ready.route.notes)
+    if ready.route.in_domain is False:
+        notes.insert(
+            0,
+            "This image is unlike the training images of every segmentation checkpoint: the outline may mean nothing.",
+        )
+    seg = segment_image(ready.image, ready.route.path, notes)
+    seg.route = ready.route.to_dict()
+    return seg
 
 
-def segment_api(checkpoints: dict[str, str], path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
-    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay."""
-    image = load(path)
-    if checkpoint and checkpoint not in checkpoints:
-        raise gr.Error(f"Unknown segmentation checkpoint {checkpoint!r}; choose one of: {', '.join(checkpoints)}.")
-    label, note = (checkpoint, "") if checkpoint else choose_checkpoint(checkpoints, image, None)
-    seg = segment_image(image, checkpoints[label], [note] if note else [])
+def segment_api(pipeline: Pipeline, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
+    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay. With no checkpoint
+    named, the pipeline routes the image by its content."""
+    seg = prepared_segmentation(pipeline, path, checkpoint or None, keep=bool(checkpoint))
     m = measurements(seg, seg.threshold)
-    report = {"checkpoint": label.split(" — ")[0], **m, "image": image.meta, "notes": seg.notes}
+    report = {"checkpoint": Path(seg.checkpoint).stem, **m, **seg.route, "image": seg.image_meta, "notes": seg.notes}
     return report, draw(seg, seg.threshold, 0.4)
 
 
-def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network: dict) -> None:
+def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -> None:
     """Drop an image, see the mask; threshold and opacity re-draw without the network."""
+    checkpoints = pipeline.seg_checkpoints
     state = gr.State(None, time_to_live=3600)
     with gr.Tab("Segment"):
         gr.Markdown(
@@ -153,6 +151,8 @@ def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network
             with gr.Column(scale=1):
                 upload = gr.File(label="Image: PNG, JPEG, DICOM, NIfTI", type="filepath", elem_id="seg-upload")
                 model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
+                keep = gr.Checkbox(False, label="Keep this checkpoint for new images", elem_id="seg-keep")
+                looks = gr.Markdown(elem_id="seg-looks-like")
                 threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="Threshold (re-applied to the cached map)")
                 opacity = gr.Slider(0, 1, 0.4, step=0.05, label="Fill opacity")
                 truth_file = gr.File(
@@ -177,22 +177,22 @@ def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network
         return {picture: draw(seg, threshold_v, opacity_v, truth), summary: summary_text(m, name, seg.notes)}
 
     @user_errors
-    def run(path, label, opacity_v, truth_path):
+    def run(path, label, opacity_v, truth_path, keep_v=True):
+        """Segment this file: routed afresh when it is new (unless kept), with the chosen checkpoint otherwise."""
         if not path:
-            return {state: None, picture: None, prob: None, summary: ""}
-        image = load(path)
-        label, note = choose_checkpoint(checkpoints, image, label)
-        seg = segment_image(image, checkpoints[label], [note] if note else [])
+            return {state: None, picture: None, prob: None, summary: "", looks: ""}
+        seg = prepared_segmentation(pipeline, path, label, keep_v)
         return {
             state: seg,
-            model: label,
+            looks: seg.route.get("looks_like", ""),
+            model: next(k for k, v in checkpoints.items() if v == seg.checkpoint),
             threshold: seg.threshold,
             prob: probability_image(seg),
             **redraw(seg, seg.threshold, opacity_v, truth_path),
         }
 
-    outputs = [state, model, threshold, prob, picture, summary]
-    upload.change(run, [upload, model, opacity, truth_file], outputs, **network, **private)
+    outputs = [state, model, threshold, prob, picture, summary, looks]
+    upload.change(run, [upload, model, opacity, truth_file, keep], outputs, **network, **private)
     model.input(run, [upload, model, opacity, truth_file], outputs, **network, **private)
     for control in (threshold, opacity, truth_file):
         control.change(
@@ -204,13 +204,13 @@ def segment_tab(checkpoints: dict[str, str], user_errors, private: dict, network
         )
 
 
-def segment_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> None:
+def segment_endpoint(pipeline: Pipeline, user_errors, network: dict) -> None:
     """``/segment``: the documented segmentation endpoint."""
 
     @user_errors
     def segment(path, label=""):
         """Lesion mask measurements as JSON and the mask overlay for one image; the checkpoint defaults to
         the one trained on the image's modality (a colour photograph: dermoscopy)."""
-        return segment_api(checkpoints, path, label or "")
+        return segment_api(pipeline, path, label or "")
 
     file_endpoint(segment, "segment", network)

@@ -17,15 +17,13 @@ import plotly.graph_objects as go
 from skimage.transform import resize
 
 from spmamba.imaging import ImageLoadError
-from spmamba.inference import image_modalities
+from spmamba.pipeline import Pipeline, get_predictor
 from spmamba.scoring import ScoreWeights
 from spmamba.visualize import overlay_own_range
-from spmamba.volume import Volume, load_volume, save_map_nifti, volume_maps, volume_report
-from spmamba.zoo import preselect
+from spmamba.volume import Volume, save_map_nifti, volume_maps, volume_report
 
 from .batch import expand_uploads, scratch_dir
 from .handlers import DISPLAY_MAX, weights_from_sliders
-from .models import get_predictor
 
 # Clicking a point of the profile moves the slice slider (Gradio's plotly component sends no clicks itself).
 PROFILE_CLICK_JS = """
@@ -57,6 +55,7 @@ class VolumeAnalysis:
     checkpoint: str
     weights: ScoreWeights
     notes: list[str] = field(default_factory=list)
+    route: dict = field(default_factory=dict)  # the pipeline's in_domain, domain_percentile, nearest, looks_like
 
 
 def volume_files(paths: list[str], workdir: Path) -> list[str]:
@@ -71,27 +70,30 @@ def volume_files(paths: list[str], workdir: Path) -> list[str]:
 
 def analyse_volume(
     paths: list[str],
-    checkpoints: dict[str, str],
+    pipeline: Pipeline,
     label: str | None,
+    keep: bool = False,
     axis: int = 2,
     volume_index: int = 0,
     progress=None,
 ) -> tuple[VolumeAnalysis, str]:
-    """Load the volume, choose the checkpoint by modality, run every slice through the network once."""
+    """The pipeline's volume route (checkpoint by content, its CT window), every slice through the network once."""
     if not paths:
         raise ImageLoadError("no file was given")
     with tempfile.TemporaryDirectory(prefix="spmamba-volume-") as tmp:  # extracted series files, removed at once
-        volume = load_volume(volume_files(paths, Path(tmp)), axis=axis, volume_index=volume_index)
-    label, note = preselect(image_modalities(volume.meta), checkpoints, label or next(iter(checkpoints)))
-    predictor = get_predictor(checkpoints[label])
-    maps = volume_maps(predictor, volume, progress=progress)
-    notes = [note] if note else []
-    notes += volume.meta.get("notes", [])
-    return VolumeAnalysis(volume, maps, checkpoints[label], predictor.weights, notes), label
+        ready = pipeline.prepare_volume(volume_files(paths, Path(tmp)), label, keep, axis, volume_index)
+    predictor = get_predictor(ready.route.path)
+    maps = volume_maps(predictor, ready.volume, progress=progress)
+    notes = list(ready.route.notes) + ready.volume.meta.get("notes", [])
+    va = VolumeAnalysis(ready.volume, maps, ready.route.path, predictor.weights, notes, ready.route.to_dict())
+    return va, ready.route.label
 
 
 def report(va: VolumeAnalysis, weights: ScoreWeights | None = None) -> dict:
-    return volume_report(get_predictor(va.checkpoint), va.volume, va.maps, weights or va.weights)
+    rep = volume_report(
+        get_predictor(va.checkpoint), va.volume, va.maps, weights or va.weights, va.route.get("in_domain")
+    )
+    return {**rep, **va.route}
 
 
 def profile_figure(rep: dict, current: int | None, calibration: dict | None) -> go.Figure:
@@ -138,7 +140,7 @@ def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.nd
     display = resize(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), anti_aliasing=True)
     s = rescore(type(va.maps)(va.maps.per_scale[k : k + 1], va.maps.prototype[k : k + 1]), weights)
     picture = overlay_own_range(display.astype(np.float32), s.anomaly_map[0].numpy())
-    judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta)
+    judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta, va.route.get("in_domain"))
     label = va.volume.labels[k] if k < len(va.volume.labels) else str(k)
     text = f"**{label}** ({k + 1} of {len(va.volume)})\n\n" + judgement.text
     return picture, "\n\n".join([text] + [f"⚠️ {n}" for n in va.notes])
@@ -164,7 +166,8 @@ def write_csv(rep: dict, folder: Path) -> Path:
     return path
 
 
-def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network: dict) -> None:
+def volume_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -> None:
+    checkpoints = pipeline.checkpoints
     state = gr.State(None, time_to_live=3600)
     with gr.Tab("Volume"):
         gr.Markdown(
@@ -178,6 +181,9 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
                     file_count="multiple", type="filepath", label="Volume or series", elem_id="volume-files"
                 )
                 model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
+                keep = gr.Checkbox(
+                    False, label="Use this checkpoint (otherwise the volume goes to the one it resembles)"
+                )
                 with gr.Row():
                     axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis")
                     vol_index = gr.Number(0, precision=0, minimum=0, label="NIfTI volume (4-D)")
@@ -198,9 +204,15 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
         return weights_from_sliders(va.weights, a, b, g, va.weights.dog_sigma, va.weights.dog_k_sigma)
 
     @user_errors
-    def run(paths, label, axis_v, vol_v, progress=gr.Progress()):
+    def run(paths, label, keep_v, axis_v, vol_v, progress=gr.Progress()):
         va, label = analyse_volume(
-            paths or [], checkpoints, label, int(axis_v), int(vol_v or 0), progress=lambda f: progress(f, desc="slices")
+            paths or [],
+            pipeline,
+            label,
+            keep_v,
+            int(axis_v),
+            int(vol_v or 0),
+            progress=lambda f: progress(f, desc="slices"),
         )
         rep = report(va)
         folder = scratch_dir()
@@ -213,7 +225,7 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
             profile: profile_figure(rep, top, get_predictor(va.checkpoint).calibration),
             index: gr.update(maximum=max(len(va.volume) - 1, 1), value=top),
             picture: picture_v,
-            verdict: text,
+            verdict: "\n\n".join(x for x in (va.route.get("looks_like"), text) if x),
             csv_file: str(write_csv(rep, folder)),
             map_file: str(save_map_nifti(va.volume, va.maps, w, folder / "anomaly_map.nii.gz"))
             if va.volume.affine is not None
@@ -237,7 +249,7 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
         }
 
     outputs = [state, model, profile, index, picture, verdict, csv_file, map_file, alpha, beta, gamma]
-    go_btn.click(run, [files, model, axis, vol_index], outputs, **network, **private)
+    go_btn.click(run, [files, model, keep, axis, vol_index], outputs, **network, **private)
     # user moves only (.input): the values the run itself sets must not trigger a redraw with stale inputs
     for control in (index, alpha, beta, gamma):
         control.input(
@@ -245,16 +257,13 @@ def volume_tab(checkpoints: dict[str, str], user_errors, private: dict, network:
         )
 
 
-def volume_api(checkpoints: dict[str, str], paths: list[str] | None, checkpoint: str = "") -> dict:
+def volume_api(pipeline: Pipeline, paths: list[str] | None, checkpoint: str = "") -> dict:
     """The /analyze_volume endpoint as a plain function: per-slice scores and the index of the highest."""
-    if checkpoint and checkpoint not in checkpoints:
-        raise gr.Error(f"Unknown checkpoint {checkpoint!r}; choose one of: {', '.join(checkpoints)}.")
-    chosen = {checkpoint: checkpoints[checkpoint]} if checkpoint else checkpoints
-    va, _ = analyse_volume(list(paths or []), chosen, checkpoint or None)
+    va, _ = analyse_volume(list(paths or []), pipeline, checkpoint or None, keep=bool(checkpoint))
     return {**report(va), "notes": va.notes}
 
 
-def volume_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> None:
+def volume_endpoint(pipeline: Pipeline, user_errors, network: dict) -> None:
     files = gr.File(visible=False, file_count="multiple", type="filepath")
     checkpoint = gr.Textbox("", visible=False)
     result = gr.JSON(visible=False)
@@ -265,6 +274,6 @@ def volume_endpoint(checkpoints: dict[str, str], user_errors, network: dict) -> 
         """Per-slice scores of a NIfTI volume, a multi-frame DICOM or the files of one DICOM series (or a ZIP of
         them), and the index of the highest-scoring slice; the checkpoint defaults to the one trained on the
         volume's modality."""
-        return volume_api(checkpoints, paths, label or "")
+        return volume_api(pipeline, paths, label or "")
 
     trigger.click(analyze_volume, [files, checkpoint], result, api_name="analyze_volume", **network)

@@ -76,18 +76,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .imaging import WINDOW_PRESETS, load_image
-    from .inference import Predictor, image_modalities
+    from .imaging import ImageLoadError
+    from .pipeline import Pipeline, get_predictor, report
     from .visualize import overlay_own_range
-    from .zoo import list_checkpoints, preselect
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    available = {args.checkpoint: args.checkpoint} if args.checkpoint else list_checkpoints()
-    if not available:
+    pipe = Pipeline({args.checkpoint: args.checkpoint} if args.checkpoint else None, {})
+    if not pipe.checkpoints:
         print("no checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
         return 2
-    predictors: dict[str, Predictor] = {}
     reports, failed = [], 0
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
@@ -95,35 +93,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.series:
         volumes.append([f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))])
     for files in volumes:
-        report = _predict_volume(files, available, predictors, args)
-        failed += report is None
-        reports += [report] if report else []
+        rep = _predict_volume(files, pipe, args)
+        failed += rep is None
+        reports += [rep] if rep else []
     singles = [] if args.series else [f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))]
-    for name, img in read_images(singles):
-        if img is None:
+    for name in singles:
+        try:
+            ready = pipe.prepare(name, chosen=args.checkpoint, keep=bool(args.checkpoint))
+        except ImageLoadError as err:
+            print(f"{name}: cannot be read: {err}", file=sys.stderr)
             failed += 1
             continue
-        label, note = preselect(image_modalities(img.meta), available, next(iter(available)))
-        p = predictors.setdefault(label, Predictor(available[label]))
-        if window := p.training_window(img.meta):
-            img = load_image(name, window=WINDOW_PRESETS[window])
-        maps = p.maps([img.grey])
-        scores = p.score(maps)
-        report = {"file": name, **p.report(scores, 0, img.meta), "notes": [note] if note else []}
-        reports.append(report)
+        p = get_predictor(ready.route.path)
+        scores = p.score(p.maps([ready.image.grey]))
+        rep = {"file": name, **report(p, scores, ready)}
+        reports.append(rep)
         if args.overlay:
             out = Path(args.overlay) / (Path(name).name.split(".")[0] + "-overlay.png")
-            Image.fromarray(overlay_own_range(img.grey, scores.anomaly_map[0].numpy())).save(out)
-            report["overlay"] = str(out)
+            Image.fromarray(overlay_own_range(ready.image.grey, scores.anomaly_map[0].numpy())).save(out)
+            rep["overlay"] = str(out)
         if not args.json:
-            s, pct = report["scores"], report["percentile_among_normal"]
+            s, pct = rep["scores"], rep["percentile_among_normal"]
             place = f", higher than {pct:.0f}% of normal validation images" if pct is not None else ""
-            print(f"{name}: score {s['total']:.4g} — {report['verdict']}{place} [{report['checkpoint']}]")
+            print(f"{name}: score {s['total']:.4g} — {rep['verdict']}{place} [{rep['checkpoint']}]")
+            if rep["looks_like"]:
+                print(f"  {rep['looks_like']}")
             print(
                 f"  reconstruction {s['reconstruction']:.4g} · prototype distance {s['prototype']:.4g} · "
                 f"concentration {s['concentration']:.4g} · contrast {s['contrast']:.4g}"
             )
-            for n in report["notes"]:
+            for n in rep["notes"]:
                 print(f"  note: {n}")
     if args.json:
         print(json.dumps(reports, indent=2))
@@ -171,6 +170,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domain(args: argparse.Namespace) -> int:
+    """Describe each checkpoint's training images in the shared embedding and store that in the checkpoint."""
+    import numpy as np
+
+    from .checkpoint import read_raw_metadata
+    from .data import data_root
+    from .domain import dataset_images, describe, write_domain
+
+    data = args.data or data_root()
+    if data is None:
+        print("no data folder: pass --data or set SPMAMBA_DATA", file=sys.stderr)
+        return 2
+    described: dict[tuple, object] = {}  # checkpoints of one dataset and family share a description
+    for path in args.checkpoints:
+        meta = read_raw_metadata(path)
+        key = (meta["format"], meta.get("training", {}).get("data_path_name"))
+        if key not in described:
+            described[key] = describe(*dataset_images(meta, data))
+        dom = described[key]
+        write_domain(path, dom)
+        print(
+            f"{Path(path).name}: {dom.n_train} training images, limit {dom.limit:.2f} "
+            f"(validation median {float(np.median(dom.val_distances)):.2f})"
+        )
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from .card import GENERATED_END, render_card
 
@@ -192,37 +218,28 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
-def read_images(names: list[str]):
-    """Yield (name, LoadedImage) for each file in turn, or (name, None) after reporting on stderr why it
-    cannot be read: the one wording for every command that reads image files."""
-    from .imaging import ImageLoadError, load_image
-
-    for name in names:
-        try:
-            yield name, load_image(name)
-        except ImageLoadError as err:
-            print(f"{name}: cannot be read: {err}", file=sys.stderr)
-            yield name, None
-
-
-def _predict_volume(files: list[str], available: dict, predictors: dict, args: argparse.Namespace) -> dict | None:
+def _predict_volume(files: list[str], pipe, args: argparse.Namespace) -> dict | None:
     """One volume (a NIfTI file, or the DICOM files of one series): per-slice scores and the highest slice,
     printed unless ``--json``; None when it cannot be read."""
     from .imaging import ImageLoadError
-    from .inference import Predictor, image_modalities
-    from .volume import load_volume, save_map_nifti, volume_maps, volume_report
-    from .zoo import preselect
+    from .pipeline import get_predictor
+    from .volume import save_map_nifti, volume_maps, volume_report
 
     name = files[0] if len(files) == 1 else f"series of {len(files)} files"
     try:
-        volume = load_volume(files)
+        ready = pipe.prepare_volume(files, chosen=args.checkpoint, keep=bool(args.checkpoint))
     except ImageLoadError as err:
         print(f"{name}: cannot be read: {err}", file=sys.stderr)
         return None
-    label, note = preselect(image_modalities(volume.meta), available, next(iter(available)))
-    p = predictors.setdefault(label, Predictor(available[label]))
+    volume, route = ready.volume, ready.route
+    p = get_predictor(route.path)
     maps = volume_maps(p, volume)
-    report = {"file": name, **volume_report(p, volume, maps), "notes": [note] if note else []}
+    report = {
+        "file": name,
+        **volume_report(p, volume, maps, in_domain=route.in_domain),
+        **route.to_dict(),
+        "notes": route.notes + volume.meta.get("notes", []),
+    }
     if args.overlay and volume.affine is not None:
         out = Path(args.overlay) / (Path(files[0]).name.split(".")[0] + "-anomaly-map.nii.gz")
         report["map"] = str(save_map_nifti(volume, maps, p.weights, out))
@@ -330,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .seg.cli import add_seg_parser
 
     add_seg_parser(sub, add_options)
+
+    dom = sub.add_parser(
+        "domain",
+        help="store what each checkpoint's training images look like (for routing and the out-of-domain check)",
+    )
+    dom.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    dom.add_argument(
+        "--data", default=None, help="dataset folder holding the checkpoints' datasets; default $SPMAMBA_DATA"
+    )
+    dom.set_defaults(func=cmd_domain)
 
     card = sub.add_parser("card", help="write a checkpoint's Hugging Face model card from its metadata")
     card.add_argument("checkpoint")

@@ -138,20 +138,21 @@ class Predictor:
             return None
         return bool(set(wanted) & set(self.modalities))
 
-    def report(self, scores: Scores, i: int, image_meta: dict) -> dict:
+    def report(self, scores: Scores, i: int, image_meta: dict, in_domain: bool | None = None) -> dict:
         """Image ``i`` of ``scores`` as the API and ``spmamba predict --json`` give it."""
         total = float(scores.total[i])
         return {
             "checkpoint": self.name,
             "scores": score_components(scores, i),
             "threshold": (self.calibration or {}).get("threshold"),
-            **self.judge(total, image_meta).to_dict(),
+            **self.judge(total, image_meta, in_domain).to_dict(),
             "score_weights": self.weights.to_dict(),
             "image": image_meta,
         }
 
-    def judge(self, total: float, image_meta: dict | None = None) -> Judgement:
-        """Plain-language placement of a score against the validation calibration; never a diagnosis."""
+    def judge(self, total: float, image_meta: dict | None = None, in_domain: bool | None = None) -> Judgement:
+        """Plain-language placement of a score against the validation calibration; never a diagnosis. An image
+        unlike the training images (``in_domain`` False, from :mod:`spmamba.pipeline`) gets no placement."""
         match = self.trained_on(image_meta or {})
         cal = self.calibration
         if not np.isfinite(total):  # never let a failed computation read as "within the normal range"
@@ -172,6 +173,12 @@ class Predictor:
                 f"is a {shown} image, so its score ({total:.3g}) is not placed against a normal range."
             )
             return Judgement(total, None, None, match, headline, text)
+        if in_domain is False:
+            text = (
+                "**This image is unlike the images this model was trained on**, so its score "
+                f"({total:.3g}) is not placed against a normal range: the model cannot judge it."
+            )
+            return Judgement(total, None, None, match, "unlike the training images", text)
         if not cal:
             return Judgement(
                 total,

@@ -36,16 +36,19 @@ class Volume:
         return len(self.slices)
 
 
-def load_volume(paths: list[str | os.PathLike], axis: int = 2, volume_index: int = 0) -> Volume:
-    """One NIfTI file, one multi-frame DICOM, or the files of one DICOM series, as a :class:`Volume`."""
+def load_volume(
+    paths: list[str | os.PathLike], axis: int = 2, volume_index: int = 0, window: tuple[float, float] | None = None
+) -> Volume:
+    """One NIfTI file, one multi-frame DICOM, or the files of one DICOM series, as a :class:`Volume`; DICOM
+    slices in ``window`` (centre, width) when given, as the single-image loader applies it."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise ImageLoadError("no file was given")
     if len(paths) == 1 and paths[0].name.lower().endswith((".nii", ".nii.gz")):
         return _nifti_volume(paths[0], axis, volume_index)
     if len(paths) == 1:
-        return _multiframe(paths[0])
-    return dicom_series(paths)
+        return _multiframe(paths[0], window)
+    return dicom_series(paths, window)
 
 
 def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
@@ -87,8 +90,8 @@ def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
     return Volume(slices, meta, canonical.affine, [f"slice {i}" for i in range(len(slices))])
 
 
-def _multiframe(path: Path) -> Volume:
-    first = load_image(path)
+def _multiframe(path: Path, window: tuple[float, float] | None = None) -> Volume:
+    first = load_image(path, window=window)
     frames = int(first.meta.get("frames", 1))
     if frames < 2:
         raise ImageLoadError(
@@ -97,7 +100,7 @@ def _multiframe(path: Path) -> Volume:
         )
     if frames > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
-    slices = [first.grey] + [load_image(path, frame=i).grey for i in range(1, frames)]
+    slices = [first.grey] + [load_image(path, frame=i, window=window).grey for i in range(1, frames)]
     meta = {"format": "DICOM", "source": "multi-frame DICOM", "slices": frames, "Modality": first.meta.get("Modality")}
     return Volume(slices, meta, None, [f"frame {i}" for i in range(frames)])
 
@@ -139,7 +142,7 @@ def _series_file(path: Path) -> _SeriesFile:
     )
 
 
-def dicom_series(paths: list[Path]) -> Volume:
+def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -> Volume:
     """The files of one DICOM series as a volume in anatomical order; refuses what would mislead."""
     if len(paths) > MAX_SLICES:
         raise ImageLoadError(f"{len(paths)} files; a series may have at most {MAX_SLICES} slices")
@@ -181,7 +184,7 @@ def dicom_series(paths: list[Path]) -> Volume:
         notes.append("ordered by InstanceNumber: gaps cannot be checked without positions")
     else:
         raise ImageLoadError("the files give neither slice positions nor instance numbers; their order is unknown")
-    images = [load_image(f.path) for f in files]
+    images = [load_image(f.path, window=window) for f in files]
     meta = {
         "format": "DICOM",
         "source": "DICOM series",
@@ -206,7 +209,11 @@ def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progr
 
 
 def volume_report(
-    predictor: Predictor, volume: Volume, maps: ComponentMaps, weights: ScoreWeights | None = None
+    predictor: Predictor,
+    volume: Volume,
+    maps: ComponentMaps,
+    weights: ScoreWeights | None = None,
+    in_domain: bool | None = None,
 ) -> dict:
     """Per-slice scores and components, the checkpoint's threshold, and the most anomalous slice with the
     page's verdict for it: what ``/analyze_volume`` and ``spmamba predict VOLUME`` return."""
@@ -218,8 +225,9 @@ def volume_report(
     finite = np.where(np.isfinite(totals), totals, -np.inf)
     top = int(np.argmax(finite))
     meta = {**volume.meta}
-    judgement = predictor.judge(float(totals[top]), meta)
-    threshold = (predictor.calibration or {}).get("threshold") if judgement.modality_match is not False else None
+    judgement = predictor.judge(float(totals[top]), meta, in_domain)
+    placed = judgement.modality_match is not False and in_domain is not False
+    threshold = (predictor.calibration or {}).get("threshold") if placed else None
     rows = []
     for i in range(len(volume)):
         label = volume.labels[i] if i < len(volume.labels) else str(i)

@@ -16,12 +16,12 @@ from pydicom.data import get_testdata_file
 
 from demo import batch, handlers
 from demo.examples import build_examples
-from demo.models import get_predictor
 from demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
 from spmamba import inference
 from spmamba.cli import main
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import image_modalities
+from spmamba.pipeline import get_predictor
 from spmamba.zoo import list_checkpoints, preselect
 from tests import malformed
 from tests.conftest import SHIPPED, needs_checkpoint

@@ -239,8 +239,8 @@ def test_the_demo_refuses_untrusted_checkpoints(tmp_path):
     from safetensors.torch import save_file
 
     from demo.app import user_errors
-    from demo.models import get_predictor
     from spmamba.checkpoint import CheckpointError
+    from spmamba.pipeline import get_predictor
 
     marker = Path(tempfile.gettempdir()) / "spmamba_demo_pickle_ran"
     marker.unlink(missing_ok=True)

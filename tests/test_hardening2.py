@@ -35,7 +35,7 @@ def test_a_nan_score_is_never_called_normal():
 
     if not SHIPPED.is_file():
         pytest.skip("needs the shipped checkpoint")
-    from demo.models import get_predictor
+    from spmamba.pipeline import get_predictor
 
     j = get_predictor(str(SHIPPED)).judge(float("nan"), {})
     assert isinstance(j, Judgement) and j.above is None and j.percentile is None

@@ -9,9 +9,9 @@ import pydicom
 import pytest
 
 from demo import handlers
-from demo.models import get_predictor
 from spmamba.data import data_root
 from spmamba.imaging import ImageLoadError, load_image
+from spmamba.pipeline import get_predictor
 from spmamba.volume import load_volume, map_volume, save_map_nifti, volume_maps, volume_report
 from tests.conftest import SHIPPED, needs_checkpoint
 from tests.malformed import write_dicom

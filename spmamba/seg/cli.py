@@ -69,28 +69,51 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
 def cmd_seg_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..cli import read_images
-    from .inference import Segmenter
+    from ..imaging import ImageLoadError
+    from ..pipeline import SEGMENT, Pipeline, get_segmenter
 
-    segmenter = Segmenter.load(args.checkpoint)
+    files, checkpoint = list(args.files), args.checkpoint
+    if files and files[0].endswith(".safetensors"):  # the older spelling: the checkpoint first
+        checkpoint, files = files[0], files[1:]
+    pipe = Pipeline({}, {checkpoint: checkpoint} if checkpoint else None)
+    if not pipe.seg_checkpoints:
+        print("no segmentation checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
-    for name, img in read_images(args.files):
-        if img is None:
+    for name in files:
+        try:
+            ready = pipe.prepare(name, family=SEGMENT, chosen=checkpoint, keep=bool(checkpoint))
+        except ImageLoadError as err:
+            print(f"{name}: cannot be read: {err}", file=sys.stderr)
             failed += 1
             continue
-        prob = segmenter.probabilities(img.pixels)
+        segmenter = get_segmenter(ready.route.path)
+        prob = segmenter.probabilities(ready.image.pixels)
         mask = prob >= segmenter.threshold
-        result = {"file": name, "lesion_pixels": int(mask.sum()), "share_of_image": float(mask.mean())}
+        result = {
+            "file": name,
+            "checkpoint": Path(ready.route.path).stem,
+            "lesion_pixels": int(mask.sum()),
+            "share_of_image": float(mask.mean()),
+            **ready.route.to_dict(),
+            "notes": ready.route.notes,
+        }
         if out:
             path = out / (Path(name).name.split(".")[0] + "-mask.png")
             Image.fromarray(mask.astype(np.uint8) * 255).save(path)
             result["mask"] = str(path)
         results.append(result)
         if not args.json:
-            print(f"{name}: lesion {result['lesion_pixels']} px ({100 * result['share_of_image']:.1f}% of the image)")
+            print(
+                f"{name}: lesion {result['lesion_pixels']} px ({100 * result['share_of_image']:.1f}% of the image) "
+                f"[{result['checkpoint']}]"
+            )
+            for line in [result["looks_like"], *result["notes"]]:
+                if line:
+                    print(f"  {line}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -108,9 +131,11 @@ def add_seg_parser(sub, add_options) -> None:
     ev.add_argument("folder", help="folder with images/ and masks/ (same file names)")
     ev.add_argument("--json", default=None, help="write per-image and mean figures here")
     ev.set_defaults(func=cmd_seg_evaluate)
-    pr = seg.add_parser("predict", help="segment image files; lesion area; optional mask PNGs")
-    pr.add_argument("checkpoint")
-    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr = seg.add_parser(
+        "predict", help="segment image files (each routed to the checkpoint it resembles); lesion area; mask PNGs"
+    )
+    pr.add_argument("files", nargs="+", metavar="FILE", help="image files (an older spelling puts a checkpoint first)")
+    pr.add_argument("--checkpoint", default=None, help="use this checkpoint for every file")
     pr.add_argument("--out", default=None, metavar="DIR", help="write each mask PNG here")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_seg_predict)
