@@ -114,17 +114,11 @@ def summary_text(m: dict, checkpoint_name: str, notes: list[str]) -> str:
 
 def prepared_segmentation(pipeline: Pipeline, path: str | None, label: str | None, keep: bool) -> Segmentation:
     """The pipeline's route for this file among the segmentation checkpoints, and its segmentation; an image
-    unlike every segmentation training set is still outlined, with that said first."""
+    unlike every segmentation training set is still outlined, and the route's ``looks_like`` says so."""
     if not pipeline.seg_checkpoints:
         raise gr.Error("No segmentation checkpoint is installed: put one in weights/ and restart.")
     ready = pipeline.prepare(path, load, family=SEGMENT, chosen=label, keep=keep)
-    notes = list(ready.route.notes)
-    if ready.route.in_domain is False:
-        notes.insert(
-            0,
-            "This image is unlike the training images of every segmentation checkpoint: the outline may mean nothing.",
-        )
-    seg = segment_image(ready.image, ready.route.path, notes)
+    seg = segment_image(ready.image, ready.route.path, ready.route.notes)
     seg.route = ready.route.to_dict()
     return seg
 
@@ -174,7 +168,8 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -
         truth = load_truth_mask(truth_path, seg.prob.shape)
         m = measurements(seg, threshold_v, truth)
         name = next((k for k, v in checkpoints.items() if v == seg.checkpoint), seg.checkpoint).split(" — ")[0]
-        return {picture: draw(seg, threshold_v, opacity_v, truth), summary: summary_text(m, name, seg.notes)}
+        unlike = [seg.route["looks_like"]] if seg.route.get("in_domain") is False else []
+        return {picture: draw(seg, threshold_v, opacity_v, truth), summary: summary_text(m, name, unlike + seg.notes)}
 
     @user_errors
     def run(path, label, opacity_v, truth_path, keep_v=True):
