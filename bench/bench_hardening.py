@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import free_port, proc_mib, reset_peak, start_server  # noqa: E402
 from demo import batch, handlers  # noqa: E402
 from spmamba import imaging  # noqa: E402
+from spmamba.pipeline import Pipeline  # noqa: E402
 from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
 
@@ -119,7 +120,7 @@ def main() -> None:
             zips = malformed.zip_cases(tmp / "zips", valid)
             tried = clear = 0
             for archive, expected in zips.values():
-                got, _ = batch.score_files([str(archive)], checkpoint)
+                got, _ = batch.score_files([str(archive)], Pipeline({"x": checkpoint}, {}), checkpoint)
                 for (fragment, message), row in zip(expected, got, strict=True):
                     tried += 1
                     clear += row[0].endswith(fragment) and (

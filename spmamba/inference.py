@@ -175,8 +175,8 @@ class Predictor:
             return Judgement(total, None, None, match, headline, text)
         if in_domain is False:
             text = (
-                "**This image is unlike the images this model was trained on**, so its score "
-                f"({total:.3g}) is not placed against a normal range: the model cannot judge it."
+                f"**This image is unlike the images this model was trained on.** Score {total:.3g} is not placed "
+                "against a normal range: the model cannot judge this image."
             )
             return Judgement(total, None, None, match, "unlike the training images", text)
         if not cal:

@@ -249,7 +249,7 @@ class Pipeline:
                 )
         else:
             preferred = [f for f in fits if set(wanted) & set(f.entry.modalities)]
-            if preferred and preferred[0].ratio <= 1:
+            if preferred and (preferred[0].ratio <= 1 or nearest.ratio > 1):
                 pick = preferred[0]
             elif nearest.ratio <= 1:
                 pick = nearest
@@ -259,9 +259,11 @@ class Pipeline:
                         "it was routed by its content."
                     )
             else:
-                pick = preferred[0] if preferred else nearest
+                pick = nearest
         if chosen and pick.entry.label != chosen and not keep:
-            notes.append(f"Switched to the checkpoint trained on {pick.entry.dataset} images.")
+            by = next((m for m in wanted if m in pick.entry.modalities), None)
+            shown = f"{by}{f' ({MODALITY_NAMES[by]})' if by in MODALITY_NAMES else ''}" if by else pick.entry.dataset
+            notes.append(f"Switched to a checkpoint trained on {shown} images.")
         inside = pick.ratio <= 1
         if inside:
             looks = f"Looks like: {pick.entry.dataset}, typical of the training images."

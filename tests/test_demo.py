@@ -19,12 +19,20 @@ from demo.examples import build_examples
 from demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
 from spmamba import inference
 from spmamba.cli import main
+from spmamba.data import data_root
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import image_modalities
-from spmamba.pipeline import get_predictor
+from spmamba.pipeline import Pipeline, get_predictor
 from spmamba.zoo import list_checkpoints, preselect
 from tests import malformed
 from tests.conftest import SHIPPED, needs_checkpoint
+
+DATA = data_root()
+
+
+def first_image(folder: Path) -> Path:
+    return sorted(folder.iterdir())[0]
+
 
 pytestmark = needs_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,8 +134,14 @@ def test_api_analyze_end_to_end(png, app_url):
     client = Client(app_url, verbose=False)
     result, overlay = client.predict(handle_file(png), api_name="/analyze")  # no checkpoint argument needed
     assert np.isfinite(result["scores"]["total"]) and overlay
-    assert isinstance(result["above_threshold"], bool) and 0 <= result["percentile_among_normal"] <= 100
-    assert result["checkpoint"] == SHIPPED.stem and result["modality_match"] is None
+    # a synthetic texture is no radiograph: routed to its nearest checkpoint, said to be unlike its training images
+    assert result["in_domain"] is False and result["above_threshold"] is None and result["modality_match"] is None
+    assert result["looks_like"].startswith("Unlike any training set") and result["nearest_checkpoint"]
+    if DATA is not None:  # a real chest X-ray is placed against the normal range
+        xray = first_image(DATA / "zhanglab" / "val" / "PNEUMONIA")
+        real, _ = client.predict(handle_file(str(xray)), api_name="/analyze")
+        assert real["checkpoint"] == SHIPPED.stem and real["in_domain"] is True
+        assert isinstance(real["above_threshold"], bool) and 0 <= real["percentile_among_normal"] <= 100
     chest = next(k for k, v in list_checkpoints().items() if v == str(SHIPPED))  # named: no switch to a CT model
     ct, _ = client.predict(handle_file(get_testdata_file("CT_small.dcm")), chest, api_name="/analyze")
     assert ct["image"]["Modality"] == "CT" and ct["modality_match"] is False
@@ -160,9 +174,13 @@ def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
     assert printed[0] == SHIPPED.stem and float(printed[1]) > 0  # checkpoint, score, ...
 
 
-def test_predict_cli_says_what_the_page_says(png, analysis, capsys):
+def test_predict_cli_says_what_the_page_says(png, capsys):
+    from demo.app import Site
+
     assert main(["predict", png, "--json", "--checkpoint", str(SHIPPED)]) == 0
     (report,) = json.loads(capsys.readouterr().out)
+    ready = Site({"chest": str(SHIPPED)}, []).prepare(png, handlers.ImageOptions(), "chest", keep=True)
+    analysis = handlers.analyze_image(ready.image, str(SHIPPED), in_domain=ready.route.in_domain)
     page = handlers.render(analysis, analysis.weights)
     for key in ("total", "reconstruction", "prototype", "concentration", "contrast"):
         assert report["scores"][key] == pytest.approx(page.scores[key], rel=1e-5)
@@ -174,12 +192,12 @@ def test_predict_cli_says_what_the_page_says(png, analysis, capsys):
 
 
 def test_warm_up_loads_and_runs_the_default_checkpoint():
-    from demo import models
     from demo.app import warm_up
+    from spmamba import pipeline
 
-    models._load.cache_clear()
+    pipeline._predictor.cache_clear()
     warm_up({"x": str(SHIPPED)}).join()
-    assert models._load.cache_info().currsize == 1
+    assert pipeline._predictor.cache_info().currsize == 1
     warm_up({"bad": "/no/such/file.safetensors"}).join()  # a failure is logged, never raised
 
 
@@ -261,7 +279,7 @@ def test_batch_scores_files_and_zips_in_order(png, tmp_path):
         },
     )
     ct = get_testdata_file("CT_small.dcm")
-    rows, csv_path = batch.score_files([png, z, ct], str(SHIPPED))
+    rows, csv_path = batch.score_files([png, z, ct], Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
     names = [r[0] for r in rows]
     assert names == [
         "chest.png",
@@ -271,21 +289,22 @@ def test_batch_scores_files_and_zips_in_order(png, tmp_path):
         "CT_small.dcm",
     ]
     by = dict(zip(names, rows, strict=True))
-    assert by["chest.png"][1] == pytest.approx(by["study.zip: a/b/deep.png"][1], rel=1e-6)  # same image
-    assert by["chest.png"][1] == pytest.approx(
+    assert by["chest.png"][3] == pytest.approx(by["study.zip: a/b/deep.png"][3], rel=1e-6)  # same image
+    assert by["chest.png"][3] == pytest.approx(
         handlers.render(handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores[
             "total"
         ],
         rel=1e-4,
     )
-    assert "unsafe path" in by["study.zip: ../../evil.png"][5]
+    assert "unsafe path" in by["study.zip: ../../evil.png"][7]
     assert (
-        by["study.zip: notes.txt"][2] == "error"
-        and "study.zip: notes.txt is not an image" in by["study.zip: notes.txt"][5]
+        by["study.zip: notes.txt"][4] == "error"
+        and "study.zip: notes.txt is not an image" in by["study.zip: notes.txt"][7]
     )
-    assert by["chest.png"][2].endswith("normal range") and by["chest.png"][3] is not None
-    assert by["CT_small.dcm"][4] == "CT" and by["CT_small.dcm"][2].startswith("cannot judge")
-    assert by["CT_small.dcm"][3] is None  # no percentile among normals of another modality
+    # the synthetic texture is no chest X-ray: scored, and said to be unlike the training images
+    assert by["chest.png"][4] == "unlike the training images" and by["chest.png"][2] is False
+    assert by["CT_small.dcm"][6] == "CT" and by["CT_small.dcm"][4].startswith("cannot judge")
+    assert by["CT_small.dcm"][5] is None  # no percentile among normals of another modality
     assert not (tmp_path.parent / "evil.png").exists()
     with open(csv_path) as fh:
         table = list(csv.reader(fh))
@@ -301,15 +320,15 @@ def test_batch_batches_match_single_images(png, tmp_path, monkeypatch):
         Image.fromarray(np.clip(a + 30 * i, 0, 255).astype(np.uint8)).save(p)
         files.append(str(p))
     monkeypatch.setattr(batch, "BATCH_SIZE", 2)
-    rows, _ = batch.score_files(files, str(SHIPPED))
+    rows, _ = batch.score_files(files, Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
     for f, row in zip(files, rows, strict=True):
         a = handlers.analyze(f, str(SHIPPED))
-        assert row[1] == pytest.approx(handlers.render(a, a.weights).scores["total"], rel=1e-4, abs=1e-4)
+        assert row[3] == pytest.approx(handlers.render(a, a.weights).scores["total"], rel=1e-4, abs=1e-4)
 
 
 def test_batch_refuses_an_empty_request():
     with pytest.raises(ImageLoadError, match="no files"):
-        batch.score_files([], str(SHIPPED))
+        batch.score_files([], Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
 
 
 def test_examples_gallery_builds_from_packages_and_folders(tmp_path, png):
@@ -378,7 +397,7 @@ def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_
     upload.parent.mkdir()
     upload.write_bytes((tmp_path / "slice.png").read_bytes())
     ready = site.prepare(str(upload), handlers.ImageOptions(), "xray")
-    assert ready.label == "mr" and ready.note == "Switched to a checkpoint trained on MR images."
+    assert ready.label == "mr" and ready.route.notes == ["Switched to a checkpoint trained on MR images."]
     assert ready.truth == tmp_path / "slice-mask.png"
     a = handlers.analyze_image(ready.image, mr, truth=ready.truth)
     assert a.truth.shape == a.display.shape and a.truth.sum() > 0

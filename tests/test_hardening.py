@@ -17,6 +17,7 @@ from PIL import Image
 from demo import batch, handlers
 from spmamba import imaging
 from spmamba.imaging import ImageLoadError, load_image
+from spmamba.pipeline import Pipeline
 from spmamba.zoo import list_checkpoints
 from tests import malformed
 from tests.conftest import SHIPPED, needs_checkpoint, serve
@@ -67,14 +68,14 @@ def test_every_case_through_the_api_and_the_tab_then_still_serving(corpus, app_u
 def test_zip_archives_nested_traversal_mixed_corrupt(tmp_path):
     png = next(c.path for c in malformed.build(tmp_path / "c") if c.name == "16-bit PNG")
     for name, (archive, expected) in malformed.zip_cases(tmp_path / "zips", png).items():
-        rows, _ = batch.score_files([str(archive)], str(SHIPPED))
+        rows, _ = batch.score_files([str(archive)], Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
         assert len(rows) == len(expected), name
         for (fragment, message), row in zip(expected, rows, strict=True):
             assert row[0].endswith(fragment), (name, row)
             if message is None:
-                assert row[2].endswith("normal range") and np.isfinite(row[1]), (name, row)
+                assert row[4] != "error" and np.isfinite(row[3]), (name, row)
             else:
-                assert row[2] == "error" and message in row[5], (name, row)
+                assert row[4] == "error" and message in row[7], (name, row)
     assert not list(tmp_path.rglob("outside.png")) and not Path("/abs/path.png").exists()
 
 
@@ -210,7 +211,7 @@ def test_patient_identifiers_never_leave_the_file(app_url, label, tmp_path, capf
     outputs.append(malformed.answer(lambda: client.predict(malformed.handle(bad), label, api_name="/analyze")))
     outputs.append(malformed.answer(lambda: client.predict(*malformed.ui_inputs(bad, label), api_name="/ui_analyse")))
     assert outputs[-1][0] is False and "damaged or truncated" in outputs[-1][1]
-    rows, csv_path = batch.score_files([str(good), str(bad)], str(SHIPPED))
+    rows, csv_path = batch.score_files([str(good), str(bad)], Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
     texts = [repr(outputs), repr(rows), csv_path.read_text(), caplog.text, "".join(capfd.readouterr())]
     for needle in needles:
         for text in texts:

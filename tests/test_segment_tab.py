@@ -36,14 +36,19 @@ def colour_png(tmp_path_factory):
     return str(path)
 
 
-def test_checkpoint_follows_colour_and_modality(seg_checkpoints, colour_png):
+def test_without_stored_domains_the_checkpoint_follows_the_modality_unless_kept(seg_checkpoints):
+    """Checkpoints written before domains: an MR DICOM goes to the MR checkpoint from the dermoscopy one the
+    dropdown shows, and stays with the dermoscopy one only when the user keeps it (content routing with stored
+    domains: tests/test_pipeline.py)."""
+    from spmamba.pipeline import SEGMENT, Pipeline
+
     xc, mr = list(seg_checkpoints)
-    assert segment.choose_checkpoint(seg_checkpoints, load_image(colour_png), mr) == (
-        xc,
-        "Switched to a checkpoint trained on XC (colour photograph) images.",
-    )
+    pipe = Pipeline({}, seg_checkpoints)
     dicom = load_image(get_testdata_file("MR_small.dcm"))
-    assert segment.choose_checkpoint(seg_checkpoints, dicom, xc)[0] == mr
+    route = pipe.route(dicom, SEGMENT, chosen=xc)
+    assert route.label == mr and route.notes == ["Switched to a checkpoint trained on MR images."]
+    assert route.in_domain is None  # nothing stored to say how typical the image is
+    assert pipe.route(dicom, SEGMENT, chosen=xc, keep=True).label == xc
 
 
 def test_threshold_redraws_from_the_cached_map_and_measures_in_mm(seg_checkpoints, monkeypatch):
