@@ -1,4 +1,5 @@
-"""The Batch tab: many files or ZIPs in, one row per image out, with a CSV of the rows."""
+"""The Batch tab: many files or ZIPs in, each routed by ``spmamba.pipeline`` as the Analyse tab routes it,
+one row per image out, with a CSV of the rows. Handlers first, the tab's layout and wiring last."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import gradio as gr
+
 from spmamba.imaging import ImageLoadError, image_suffix, is_zip
 from spmamba.pipeline import Pipeline, Prepared, get_predictor, report
 
 from .handlers import load
+from .site import PRIVATE, Site, user_errors
 
 BATCH_SIZE = 8  # images per network call
 MAX_ZIP_MEMBERS = 2000
@@ -158,3 +162,35 @@ def score_files(
         writer.writerow(BATCH_COLUMNS)
         writer.writerows(rows)
     return rows, csv_path
+
+
+def batch_tab(site: Site) -> None:
+    """Many files or ZIPs, each routed as the Analyse tab routes it; a sortable table and a CSV."""
+    with gr.Tab("Batch"):
+        gr.Markdown(
+            "Score many images at once. Each goes to the checkpoint whose training images it resembles (or to the "
+            "one chosen, when kept); images unlike every training set get no verdict. ZIP files are opened; "
+            "files that cannot be read are listed with the reason."
+        )
+        with gr.Row():
+            files = gr.File(file_count="multiple", type="filepath", label="Images or ZIP files", elem_id="batch-files")
+            with gr.Column():
+                model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
+                keep = gr.Checkbox(False, label="Use this checkpoint for every file")
+                go = gr.Button("Score all", variant="primary")
+                csv_file = gr.File(label="Scores as CSV")
+        table = gr.Dataframe(
+            headers=BATCH_COLUMNS,
+            interactive=False,
+            wrap=True,
+            label="Scores (click a column header to sort)",
+            elem_id="batch-table",
+            column_widths=["18%", "14%", "6%", "7%", "14%", "8%", "7%", "26%"],
+        )
+
+    @user_errors
+    def score(paths, label, keep_v, progress=gr.Progress()):
+        rows, csv_path = score_files(paths, site.pipeline, site.path(label) if keep_v else None, progress)
+        return {table: rows, csv_file: str(csv_path)}
+
+    go.click(score, [files, model, keep], [table, csv_file], concurrency_id="batch", concurrency_limit=1, **PRIVATE)

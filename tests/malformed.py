@@ -598,7 +598,7 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
 
     from gradio_client import Client
 
-    from demo.app import ANALYSE_CLIENT_OUTPUTS, REDRAW_CLIENT_OUTPUTS
+    from demo.analyse import ANALYSE_CLIENT_OUTPUTS, REDRAW_CLIENT_OUTPUTS
 
     def session(path: Path) -> dict:
         client = Client(url, verbose=False)

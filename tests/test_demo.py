@@ -175,7 +175,7 @@ def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
 
 
 def test_predict_cli_says_what_the_page_says(png, capsys):
-    from demo.app import Site
+    from demo.site import Site
 
     assert main(["predict", png, "--json", "--checkpoint", str(SHIPPED)]) == 0
     (report,) = json.loads(capsys.readouterr().out)
@@ -381,8 +381,8 @@ def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
 def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_path):
     """A brain MRI example is a PNG: the page knows it by its bytes (Gradio serves a copy), switches to the
     MR checkpoint as a DICOM with Modality MR would, and outlines its mask only when asked."""
-    from demo.app import Site
     from demo.examples import Example
+    from demo.site import Site
     from spmamba.visualize import TRUTH_OUTLINE
     from tests.conftest import write_synthetic
 
@@ -413,7 +413,7 @@ def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_
 
 
 def test_ct_checkpoint_reads_dicom_ct_in_its_training_window(tmp_path, capsys):
-    from demo.app import Site
+    from demo.site import Site
 
     ct = get_testdata_file("CT_small.dcm")
     head = relabelled(tmp_path / "ct.safetensors", modalities=["CT"], dicom_window="brain")

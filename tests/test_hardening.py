@@ -239,7 +239,7 @@ def test_the_demo_refuses_untrusted_checkpoints(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from demo.app import user_errors
+    from demo.site import user_errors
     from spmamba.checkpoint import CheckpointError
     from spmamba.pipeline import get_predictor
 
@@ -308,7 +308,8 @@ def test_upload_size_limit_is_enforced_with_a_clear_message(tmp_path):
 def test_queue_concurrency_is_set_per_kind_of_work(app_url):
     import torch
 
-    from demo.app import NETWORK_CONCURRENCY, build_demo
+    from demo.app import build_demo
+    from demo.site import NETWORK_CONCURRENCY
 
     demo = build_demo([])
     limits = {}
@@ -331,7 +332,7 @@ def test_the_pixel_limit_does_not_leak_into_pillow(monkeypatch, tmp_path):
 def test_unforeseen_errors_are_reported_without_their_message(caplog):
     import gradio as gr
 
-    from demo.app import user_errors
+    from demo.site import user_errors
 
     @user_errors
     def crash(path):

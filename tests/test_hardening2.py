@@ -163,7 +163,7 @@ def test_planted_header_text_does_not_reach_the_metadata(tmp_path):
 def test_user_errors_are_not_printed_to_the_server_log():
     import gradio as gr
 
-    from demo.app import user_errors
+    from demo.site import user_errors
 
     @user_errors
     def fails():
@@ -247,7 +247,8 @@ def test_analyze_with_an_unknown_checkpoint_label_says_so():
     import gradio as gr
     from pydicom.data import get_testdata_file
 
-    from demo.app import Site, analyze_api
+    from demo.analyse import analyze_api
+    from demo.site import Site
     from tests.conftest import SHIPPED
 
     site = Site({"chest": str(SHIPPED)}, [])

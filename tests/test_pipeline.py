@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from demo import batch, handlers
-from demo.app import Site, analyze_api
+from demo.analyse import analyze_api
 from demo.segment import segment_api
+from demo.site import Site
 from demo.volume import volume_api
 from spmamba.cli import main as cli
 from spmamba.data import data_root

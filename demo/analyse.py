@@ -1,0 +1,299 @@
+"""The Analyse tab, top to bottom as the page shows it, and ``/analyze``: a file goes through
+``spmamba.pipeline`` (checkpoint by content, its window, the out-of-domain check), the network runs once, and the
+sliders re-score the cached maps."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from spmamba import imaging
+from spmamba.pipeline import get_predictor, report
+from spmamba.visualize import CONTOUR, OPACITY
+
+from . import handlers
+from .endpoints import file_endpoint
+from .render import maps_figure
+from .site import NETWORK_CONCURRENCY, PRIVATE, Site, image_info, user_errors
+
+# What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
+ANALYSE_CLIENT_OUTPUTS = (
+    "picture",
+    "compare",
+    "bar",
+    "plot",
+    "verdict",
+    "table",
+    "maps_plot",
+    "alpha",
+    "beta",
+    "gamma",
+    "dog_low",
+    "dog_high",
+    "model",
+    "preset",
+    "axis",
+    "index",
+    "info",
+    "truth",
+)
+REDRAW_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table")
+
+
+def analyse_tab(site: Site, state: gr.State) -> None:
+    """Upload or pick an image, see its anomaly map and score; sliders re-score the cached maps live."""
+    view = gr.State("overlay")
+    with gr.Tab("Analyse"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(
+                    label="Image: PNG, JPEG, TIFF, DICOM (.dcm or none), NIfTI (.nii/.nii.gz)",
+                    type="filepath",
+                    elem_id="upload",
+                )
+                gallery = gr.Gallery(
+                    [(str(e.thumb), e.caption) for e in site.examples],
+                    label="Examples",
+                    columns=3,
+                    height=250,
+                    allow_preview=False,
+                    interactive=False,
+                    elem_id="examples",
+                )
+                model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint", elem_id="checkpoint")
+                keep = gr.Checkbox(
+                    False,
+                    label="Keep this checkpoint for new images (otherwise each image goes to the checkpoint "
+                    "whose training images it resembles)",
+                    elem_id="keep",
+                )
+                info = gr.Markdown(elem_id="image-info")
+                with gr.Group(visible=False) as dicom_box:
+                    preset = gr.Dropdown(
+                        list(imaging.WINDOW_PRESETS),
+                        value="auto",
+                        label="DICOM window (CT presets in HU)",
+                        elem_id="window",
+                    )
+                    with gr.Row():
+                        centre = gr.Slider(-1200, 3000, 40, step=10, label="Window centre")
+                        width = gr.Slider(1, 4000, 400, step=10, label="Window width")
+                with gr.Group(visible=False) as nifti_box:
+                    axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis (0 sagittal, 1 coronal, 2 axial)")
+                index = gr.Slider(0, 1, 0, step=1, label="Slice", visible=False)
+                go = gr.Button("Analyse again", variant="primary")
+                opacity = gr.Slider(0, 1, OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity")
+                contour = gr.Slider(0.5, 1.01, CONTOUR, step=0.01, label="Outline above (fraction of map range)")
+                truth = gr.Checkbox(
+                    False,
+                    label="Show the ground-truth outline (cyan) to compare with the map",
+                    visible=False,
+                    elem_id="truth",
+                )
+                with gr.Accordion("Score weights (re-scored live from cached maps)", open=True):
+                    alpha = gr.Slider(0, 2, 1.0, step=0.05, label="α prototype")
+                    beta = gr.Slider(-0.2, 0.2, -0.025, step=0.005, label="β concentration", elem_id="beta")
+                    gamma = gr.Slider(0, 5000, 400, step=10, label="γ contrast")
+                    dog_low = gr.Slider(0.3, 3, 0.6, step=0.1, label="Contrast: difference-of-Gaussians low σ")
+                    dog_high = gr.Slider(0.6, 6, 1.2, step=0.1, label="Contrast: difference-of-Gaussians high σ")
+                    reset_btn = gr.Button("Reset to the checkpoint's weights")
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Overlay") as overlay_tab:
+                        picture = gr.Image(
+                            label="Anomaly map over the image (bright = unusual)", type="numpy", elem_id="overlay"
+                        )
+                    with gr.Tab("Before / after") as compare_tab:
+                        compare = gr.ImageSlider(label="Image ⟷ anomaly map", type="numpy", elem_id="compare")
+                    with gr.Tab("Component maps"):
+                        maps_plot = gr.Plot(label="Cached maps the sliders combine", elem_id="maps")
+                bar = gr.HTML()
+                verdict = gr.Markdown(elem_id="verdict")
+                plot = gr.Plot(label="Score components")
+                table = gr.Markdown(elem_id="components")
+
+    weight_sliders = [alpha, beta, gamma, dog_low, dog_high]
+    named = dict(
+        picture=picture,
+        compare=compare,
+        bar=bar,
+        plot=plot,
+        verdict=verdict,
+        table=table,
+        maps_plot=maps_plot,
+        alpha=alpha,
+        beta=beta,
+        gamma=gamma,
+        dog_low=dog_low,
+        dog_high=dog_high,
+        model=model,
+        preset=preset,
+        axis=axis,
+        index=index,
+        info=info,
+        truth=truth,
+    )
+    # Clients receive the named outputs in this order; the state and the layout groups are not sent.
+    outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS), dicom_box, nifti_box]
+    results = [named[n] for n in REDRAW_CLIENT_OUTPUTS]
+
+    def views(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
+        """The overlay on every event; the before/after pair only while it is shown. The overlay is not left
+        to the tab's select event: a click on its tab while results were arriving could be lost, leaving
+        the main picture empty under a fresh verdict."""
+        if shown == "compare":
+            return {picture: r.overlay, compare: ((analysis.display * 255).astype(np.uint8), r.overlay)}
+        return {picture: r.overlay}
+
+    def drawn(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
+        return {**views(analysis, r, shown), bar: r.colour_bar, plot: r.figure, verdict: r.verdict, table: r.table}
+
+    @user_errors
+    def analyse(
+        path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, truth_v, shown, keep_v=True
+    ):
+        """Run the network once for this file and these image options; fill every view. The checkpoint shown
+        stays for the same file (``keep_v``); a new file is routed afresh unless the user keeps it."""
+        if not path:
+            raise gr.Error("Upload an image or pick an example first.")
+        options = handlers.ImageOptions(
+            handlers.window_for(preset_name, centre_v, width_v), None if index_v is None else int(index_v), int(axis_v)
+        )
+        ready = site.prepare(path, options, label, keep=keep_v)
+        label = ready.label
+        analysis = handlers.analyze_image(
+            ready.image, site.path(label), ready.route.notes, ready.truth, ready.route.in_domain
+        )
+        w = analysis.weights
+        r = handlers.render(analysis, w, opacity_v, contour_v, truth_v)
+        m = analysis.image_meta
+        nifti, frames = m.get("format") == "NIfTI", int(m.get("frames", 1))
+        grey_dicom = m.get("format") == "DICOM" and m.get("PhotometricInterpretation", "").startswith("MONOCHROME")
+        depth = m.get("slices", 1) if nifti else frames
+        return {
+            state: analysis,
+            **drawn(analysis, r, shown),
+            maps_plot: maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy()),
+            alpha: w.alpha,
+            beta: w.beta,
+            gamma: w.gamma,
+            dog_low: w.dog_sigma,
+            dog_high: w.dog_k_sigma,
+            model: label,
+            preset: ready.window or preset_name,
+            axis: int(axis_v),
+            dicom_box: gr.update(visible=grey_dicom),
+            nifti_box: gr.update(visible=nifti),
+            index: gr.update(
+                visible=depth > 1,
+                maximum=max(depth - 1, 1),
+                value=m.get("slice", m.get("frame", 0)),
+                label=f"Slice along axis {m['axis']}" if nifti else "Frame",
+            ),
+            info: "\n\n".join(x for x in (image_info(m), ready.route.looks_like) if x),
+            truth: gr.update(visible=analysis.truth is not None),
+        }
+
+    def fresh(path, label, opacity_v, contour_v, truth_v, shown, keep_v):
+        """A new file: routed afresh (the checkpoint stays only while "keep" is on), its own window, the middle
+        slice, the axial axis. A cleared upload clears the cache."""
+        if not path:
+            return {state: None}
+        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, truth_v, shown, keep_v)
+
+    def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, truth_v, shown):
+        """Another axis: start from its middle slice."""
+        return analyse(path, label, preset_name, centre_v, width_v, axis_v, None, opacity_v, contour_v, truth_v, shown)
+
+    def cleared():
+        """A new file first clears the previous one's results, so a failed upload never shows stale maps."""
+        return {
+            **{c: None for c in [state, *results, maps_plot, info]},
+            **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index, truth)},
+        }
+
+    @user_errors
+    def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, truth_v, shown):
+        if analysis is None:  # nothing analysed yet (or a new file is loading): leave the page as it is
+            return {c: gr.skip() for c in results}
+        w = handlers.weights_from_sliders(analysis.weights, alpha_v, beta_v, gamma_v, low_v, high_v)
+        return drawn(analysis, handlers.render(analysis, w, opacity_v, contour_v, truth_v), shown)
+
+    def reset(analysis):
+        w = analysis.weights if analysis is not None else handlers.ScoreWeights()
+        return {alpha: w.alpha, beta: w.beta, gamma: w.gamma, dog_low: w.dog_sigma, dog_high: w.dog_k_sigma}
+
+    def pick_example(evt: gr.SelectData):
+        return str(site.examples[evt.index].path)
+
+    def apply_preset(preset_name, centre_v, width_v):
+        window = imaging.WINDOW_PRESETS.get(preset_name)
+        return {centre: window[0], width: window[1]} if window else {centre: centre_v, width: width_v}
+
+    inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, truth, view]
+    # Progress and errors show on the picture only (plus the error's own message), not on every output.
+    net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture)
+    upload.change(
+        cleared,
+        None,
+        [state, *results, maps_plot, info, dicom_box, nifti_box, index, truth],
+        show_progress="hidden",
+        **PRIVATE,
+    ).then(fresh, [upload, model, opacity, contour, truth, view, keep], outputs, **net, **PRIVATE)
+    gallery.select(pick_example, None, upload, **PRIVATE)
+    # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
+    go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
+    model.input(analyse, inputs, outputs, **net, **PRIVATE)
+    index.release(analyse, inputs, outputs, **net, **PRIVATE)
+    axis.input(
+        new_axis, [upload, model, preset, centre, width, axis, opacity, contour, truth, view], outputs, **net, **PRIVATE
+    )
+    preset.input(apply_preset, [preset, centre, width], [centre, width], **PRIVATE).then(
+        analyse, inputs, outputs, **net, **PRIVATE
+    )
+    for s in (centre, width):
+        s.release(lambda: "custom", None, preset, **PRIVATE).then(analyse, inputs, outputs, **net, **PRIVATE)
+
+    sliders = [*weight_sliders, opacity, contour, truth]
+    for i, s in enumerate(sliders):
+        s.change(
+            redraw,
+            [state, *sliders, view],
+            results,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            concurrency_id="render",
+            concurrency_limit=4,
+            **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else PRIVATE),
+        )
+    for tab, name in ((overlay_tab, "overlay"), (compare_tab, "compare")):
+        tab.select(lambda n=name: n, None, view, **PRIVATE).then(
+            redraw, [state, *sliders, view], results, show_progress="hidden", **PRIVATE
+        )
+    reset_btn.click(reset, state, weight_sliders, **PRIVATE)
+
+
+def analyze_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
+    """The /analyze endpoint as a plain function: scores as JSON and the anomaly-map overlay for one image.
+
+    With no checkpoint named, it is chosen by the image's modality exactly as the page chooses it.
+    """
+    ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, keep=bool(checkpoint))
+    analysis = handlers.analyze_image(
+        ready.image, site.path(ready.label), ready.route.notes, in_domain=ready.route.in_domain
+    )
+    r = handlers.render(analysis, analysis.weights)
+    predictor = get_predictor(analysis.checkpoint)
+    return report(predictor, predictor.score(analysis.maps), ready), r.overlay
+
+
+def api(site: Site, network: dict) -> None:
+    """``/analyze``: the documented endpoint."""
+
+    @user_errors
+    def analyze(path, label=""):
+        """Scores as JSON and the anomaly-map overlay for one image; the checkpoint defaults to the one
+        trained on the image's modality."""
+        return analyze_api(site, path, label or "")
+
+    file_endpoint(analyze, "analyze", network)

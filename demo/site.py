@@ -1,0 +1,148 @@
+"""What every tab shares: the checkpoints and the route through them (:class:`Site`, over
+:mod:`spmamba.pipeline`), the one error wrapper, and the facts of the page (banner, safe metadata, concurrency)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import gradio as gr
+
+from spmamba import imaging
+from spmamba.checkpoint import CheckpointError
+from spmamba.imaging import ImageLoadError
+from spmamba.inference import default_device
+from spmamba.pipeline import Pipeline, Route
+
+from . import handlers
+from .examples import Example, file_digest
+
+BANNER = (
+    "**Research use only — not for diagnosis.** Scores say how unusual an image is for a model trained on "
+    "normal images of one dataset; they are not a clinical finding."
+)
+SAFE_META = (
+    "format",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+    "PhotometricInterpretation",
+    "frames",
+    "window",
+    "shape",
+    "size",
+)
+NETWORK_CONCURRENCY = 2 if default_device() == "cuda" else 1  # one CPU forward already uses every core
+PRIVATE = dict(api_visibility="private")
+# What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
+
+log = logging.getLogger("spmamba.demo")
+
+
+def user_errors(fn):
+    """Every failure reaches the user as one clear sentence and the server keeps serving.
+
+    Unforeseen errors are logged by type and code location only: their messages may quote file
+    names or header values, which can identify a patient.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as err:
+            err.print_exception = False  # Gradio would print the message, and with it any file name, to the log
+            raise
+        except (ImageLoadError, CheckpointError) as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        except Exception as err:
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)
+            raise gr.Error(
+                f"Something went wrong while processing this request ({type(err).__name__}). "
+                "The app is still running: try again or with another file.",
+                print_exception=False,
+            ) from None
+
+    return wrapper
+
+
+def image_info(meta: dict) -> str:
+    """Acquisition facts only; the loader never passes identifiers, and this shows a fixed whitelist."""
+    parts = [f"{k}: {meta[k]}" for k in SAFE_META if k in meta]
+    return "Image — " + " · ".join(parts) if parts else ""
+
+
+@dataclass
+class Site:
+    """What every tab needs to know: the checkpoints on offer, the route through them and the examples."""
+
+    checkpoints: dict[str, str]  # dropdown label -> path
+    examples: list[Example]
+    seg_checkpoints: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.checkpoints, self.seg_checkpoints)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.checkpoints)
+
+    @property
+    def default(self) -> str | None:
+        return self.labels[0] if self.checkpoints else None
+
+    def path(self, label: str) -> str:
+        if label not in self.checkpoints:
+            if not self.checkpoints:
+                raise gr.Error("No checkpoint is installed: put a .safetensors checkpoint in weights/ and restart.")
+            raise gr.Error(f"Unknown checkpoint {label!r}; choose one of: {', '.join(self.labels)}.")
+        return self.checkpoints[label]
+
+    @functools.cached_property
+    def _known(self) -> dict[str, Example]:
+        return {file_digest(e.path): e for e in self.examples if e.truth or e.modality}
+
+    def example(self, path: str | None) -> Example | None:
+        """The dataset example this file is (Gradio serves a copy, so it is recognised by its bytes)."""
+        if not path or not self._known:
+            return None
+        try:
+            return self._known.get(file_digest(path))
+        except OSError:
+            return None
+
+    def prepare(self, path: str | None, options: handlers.ImageOptions, label: str | None = None, keep: bool = False):
+        """The pipeline's route for this file (``label`` is used only with ``keep``; a dataset example's
+        modality counts as a DICOM's would), loaded with the page's loader, and the example's mask if any."""
+        if label and label not in self.checkpoints:
+            self.path(label)  # the page's own error for an unknown label
+        example = self.example(path)
+        ready = self.pipeline.prepare(
+            path,
+            functools.partial(handlers.load, options=options),
+            chosen=label,
+            keep=keep,
+            modality=example.modality if example else None,
+            window=options.window,
+        )
+        return Prepared(ready.image, ready.route, ready.window, example.truth if example else None)
+
+
+class Prepared(NamedTuple):
+    """A file made ready for a checkpoint: what the page, the API and their tests start from."""
+
+    image: imaging.LoadedImage
+    route: Route  # the checkpoint, whether the image is like its training images, and notes
+    window: str | None  # the CT window preset applied because the checkpoint was trained in it
+    truth: Path | None  # the ground-truth mask of a dataset example
+
+    @property
+    def label(self) -> str:
+        return self.route.label
