@@ -136,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = evaluate(args.checkpoint, args.folder, args.batch_size, args.json, args.roc, args.encoder_weights)
+    r = evaluate(args.checkpoint, args.folder, args.batch_size, args.json, args.roc, args.encoder_weights, args.csv)
     im = r["image"]
     print(f"{r['n_normal']} normal, {r['n_abnormal']} abnormal images; score weights {r['score_weights']}")
 
@@ -336,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint")
     ev.add_argument("folder", help="folder with NORMAL/ and PNEUMONIA/ (or good/ and Ungood/) sub-folders")
     ev.add_argument("--batch-size", type=int, default=16)
-    ev.add_argument("--json", default=None, help="write the full results here")
+    ev.add_argument("--json", default=None, help="write the full results here, every image's score included")
+    ev.add_argument(
+        "--csv", default=None, help="write every image's score and components here (file, label, total, ...)"
+    )
     ev.add_argument(
         "--roc", default=None, help="write ROC and precision-recall curves (image; pixel where masks exist) PNG here"
     )

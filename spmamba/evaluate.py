@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_masks
-from .inference import Predictor
+from .inference import Predictor, score_components
 from .metrics import image_metrics, image_metrics_with_intervals, pixel_report
 from .scoring import ablation_weights, rescore
 
@@ -35,7 +35,10 @@ def evaluate(
     json_out: str | Path | None = None,
     roc_out: str | Path | None = None,
     encoder_weights: str = "imagenet",
+    csv_out: str | Path | None = None,
 ) -> dict:
+    """Metrics of ``checkpoint`` on ``folder``, with every image's score and components (``per_image``: the
+    JSON holds them; ``csv_out`` writes them as a table), so methods can be compared image by image."""
     predictor = Predictor(checkpoint, encoder_weights=encoder_weights)
     samples = evaluation_samples(folder)
     labels = np.array([s.label for s in samples])
@@ -62,6 +65,18 @@ def evaluate(
     if calibration:
         normal = scores.total.numpy()[labels == 0]
         result["normal_flagged_rate"] = float((normal >= calibration["threshold"]).mean())
+    threshold = calibration.get("threshold")
+    result["per_image"] = [
+        {
+            "file": s.path.name,
+            "label": int(s.label),
+            **score_components(scores, i),
+            "above_threshold": None if threshold is None else bool(scores.total[i] >= threshold),
+        }
+        for i, s in enumerate(samples)
+    ]
+    if csv_out:
+        write_rows(result["per_image"], csv_out)
     masks = load_masks(samples, predictor.image_size)
     pixel = None if masks is None else (scores.anomaly_map.numpy(), masks.numpy())
     if pixel is not None:
@@ -71,6 +86,17 @@ def evaluate(
     if roc_out:
         save_roc(scores.total.numpy(), labels, roc_out, f"{Path(checkpoint).stem} on {Path(folder).name}", pixel)
     return result
+
+
+def write_rows(rows: list[dict], path: str | Path) -> Path:
+    """Rows of dicts as a CSV with their keys as the header."""
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
 
 
 def save_curve(history: list[dict], path: str | Path, title: str) -> None:

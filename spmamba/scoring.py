@@ -96,6 +96,57 @@ def component_maps(features, reconstructions, prototype_distance: torch.Tensor, 
     return ComponentMaps(per_scale, upsample_prototype_distance(prototype_distance, size))
 
 
+@dataclass
+class MapNorm:
+    """What is normal *at each position*: the mean and spread of every component map over the training
+    normals (PaDiM's per-position statistics, reduced to one value per map and pixel). A map is compared with
+    them as a standardised deviation, so a place that is always hard to reconstruct (a clavicle, the skull
+    base) stops dominating the score of every image."""
+
+    per_scale_mean: torch.Tensor  # (S, H, W)
+    per_scale_std: torch.Tensor
+    prototype_mean: torch.Tensor  # (H, W)
+    prototype_std: torch.Tensor
+
+    FLOOR = 0.1  # the spread is floored at this share of its median over the map: a near-constant pixel is no signal
+
+    @classmethod
+    def fit(cls, batches) -> MapNorm:
+        """Statistics of ComponentMaps batches, accumulated in float64 (the training set need not fit at once)."""
+        n, sums = 0, None
+        for m in batches:
+            parts = (m.per_scale.double(), m.prototype.double())
+            if sums is None:
+                sums = [torch.zeros_like(p[0]) for p in parts for _ in range(2)]
+            for j, p in enumerate(parts):
+                sums[2 * j] += p.sum(0)
+                sums[2 * j + 1] += (p * p).sum(0)
+            n += parts[0].shape[0]
+        if not n:
+            raise ValueError("map statistics need at least one training image")
+        out = []
+        for s, ss in ((sums[0], sums[1]), (sums[2], sums[3])):
+            mean = s / n
+            std = (ss / n - mean * mean).clamp_min(0).sqrt()
+            std = std.clamp_min(cls.FLOOR * float(std.median()) + 1e-12)
+            out += [mean.float(), std.float()]
+        return cls(*out)
+
+    def apply(self, maps: ComponentMaps) -> ComponentMaps:
+        return ComponentMaps(
+            (maps.per_scale - self.per_scale_mean) / self.per_scale_std,
+            (maps.prototype - self.prototype_mean) / self.prototype_std,
+        )
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"map_norm.{f.name}": getattr(self, f.name).contiguous() for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> MapNorm | None:
+        names = [f"map_norm.{f.name}" for f in dataclasses.fields(cls)]
+        return cls(*(tensors[k] for k in names)) if all(k in tensors for k in names) else None
+
+
 def _pad_index(n: int, r: int, mode: str, device) -> torch.Tensor:
     """Indices of scipy.ndimage's padding: 'reflect' (d c b a | a b c d | d c b a) or 'nearest'
     (a a | a b c d | d d)."""

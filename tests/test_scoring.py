@@ -110,3 +110,25 @@ def test_ablation_of_max_only_weights_adds_the_papers_terms():
     assert ab["all four"] == ScoreWeights.paper() and ab["+ prototype"].alpha == 1.0
     ref = ablation_weights(ScoreWeights.reference())
     assert ref["all four"] == ScoreWeights.reference()  # other weights keep their own values
+
+
+def test_map_norm_matches_numpy_statistics_and_standardises_its_own_maps():
+    """Accumulated in batches, the per-position mean and spread equal numpy's over the whole set; applied to
+    the maps it was fitted on, each position has mean 0 and spread 1 (where the floor is not reached)."""
+    from spmamba.scoring import ComponentMaps, MapNorm
+
+    g = torch.Generator().manual_seed(0)
+    scale = torch.rand(1, 3, 6, 5, generator=g) + 0.5  # every pixel its own spread
+    maps = ComponentMaps(torch.rand(20, 3, 6, 5, generator=g) * scale, torch.rand(20, 6, 5, generator=g) * 2)
+    norm = MapNorm.fit(ComponentMaps(maps.per_scale[i : i + 7], maps.prototype[i : i + 7]) for i in range(0, 20, 7))
+    ref = maps.per_scale.double().numpy()
+    np.testing.assert_allclose(norm.per_scale_mean.numpy(), ref.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.per_scale_std.numpy(), ref.std(0), rtol=1e-4)
+    np.testing.assert_allclose(norm.prototype_std.numpy(), maps.prototype.double().numpy().std(0), rtol=1e-4)
+    z = norm.apply(maps)
+    np.testing.assert_allclose(z.per_scale.mean(0).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(z.per_scale.std(0, unbiased=False).numpy(), 1, rtol=1e-4)
+    back = MapNorm.from_tensors(norm.tensors())
+    assert torch.equal(back.prototype_mean, norm.prototype_mean) and MapNorm.from_tensors({}) is None
+    flat = MapNorm.fit([ComponentMaps(torch.ones(3, 1, 4, 4), torch.ones(3, 4, 4))])
+    assert torch.isfinite(flat.apply(ComponentMaps(torch.ones(1, 1, 4, 4), torch.ones(1, 4, 4))).per_scale).all()

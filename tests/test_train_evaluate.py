@@ -1,5 +1,6 @@
 """The whole path on a tiny synthetic dataset: train, resume, calibrate, evaluate (seconds, no real data)."""
 
+import csv
 import json
 import re
 
@@ -71,8 +72,9 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     assert meta["summary"].startswith("synthetic")
     assert meta["training"]["modalities"] == ["CR", "DX"]  # recorded from --modality; the demo preselects by them
 
-    roc, js = tmp_path / "roc.png", tmp_path / "eval.json"
-    assert main(["evaluate", str(out), str(dataset / "test"), "--roc", str(roc), "--json", str(js)]) == 0
+    roc, js, table = tmp_path / "roc.png", tmp_path / "eval.json", tmp_path / "eval.csv"
+    args = ["evaluate", str(out), str(dataset / "test"), "--roc", str(roc), "--json", str(js), "--csv", str(table)]
+    assert main(args) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     m = re.fullmatch(r"AUROC=([\d.]+) ACC=([\d.]+) F1=([\d.]+)", last)
     assert m, last
@@ -81,6 +83,19 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     assert result["image"]["threshold"] == pytest.approx(cal["threshold"])
     assert set(result["ablation_auroc"]) == {"max only", "+ prototype", "+ contrast", "+ concentration", "all four"}
     assert roc.stat().st_size > 1000
+    # every image's score and components, in the JSON and the CSV alike; the summary is computed from them
+    per = result["per_image"]
+    assert len(per) == result["n_normal"] + result["n_abnormal"] and {r["label"] for r in per} == {0, 1}
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score([r["label"] for r in per], [r["total"] for r in per]) == pytest.approx(
+        result["image"]["auroc"]
+    )
+    with open(table) as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["file"] for r in csv_rows] == [r["file"] for r in per]
+    assert [float(r["total"]) for r in csv_rows] == pytest.approx([r["total"] for r in per])
+    assert {"reconstruction", "prototype", "concentration", "contrast", "above_threshold"} <= set(csv_rows[0])
     # the dataset root works too (its test/ folder is used), and so does a CSV list of the same images
     assert main(["evaluate", str(out), str(dataset)]) == 0
     rows = [f"{p.relative_to(dataset)},{int(p.parent.name != 'NORMAL')}" for p in sorted(dataset.glob("test/*/*.png"))]
