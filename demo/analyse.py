@@ -14,7 +14,7 @@ from spmamba.visualize import CONTOUR, OPACITY
 from . import handlers
 from .endpoints import file_endpoint
 from .render import maps_figure
-from .site import NETWORK_CONCURRENCY, PRIVATE, Site, image_info, user_errors
+from .site import DEFAULT_WINDOW, NETWORK_CONCURRENCY, PRIVATE, Site, image_info, user_errors, weight_slider
 
 # What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
 ANALYSE_CLIENT_OUTPUTS = (
@@ -36,6 +36,8 @@ ANALYSE_CLIENT_OUTPUTS = (
     "index",
     "info",
     "truth",
+    "centre",
+    "width",
 )
 REDRAW_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table")
 
@@ -76,12 +78,12 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                         elem_id="window",
                     )
                     with gr.Row():
-                        centre = gr.Slider(-1200, 3000, 40, step=10, label="Window centre")
-                        width = gr.Slider(1, 4000, 400, step=10, label="Window width")
+                        centre = gr.Slider(-1200, 3000, DEFAULT_WINDOW[0], step=10, label="Window centre")
+                        width = gr.Slider(1, 4000, DEFAULT_WINDOW[1], step=10, label="Window width")
                 with gr.Group(visible=False) as nifti_box:
                     axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis (0 sagittal, 1 coronal, 2 axial)")
                 index = gr.Slider(0, 1, 0, step=1, label="Slice", visible=False)
-                go = gr.Button("Analyse again", variant="primary")
+                go = gr.Button("Analyse", variant="primary")
                 opacity = gr.Slider(0, 1, OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity")
                 contour = gr.Slider(0.5, 1.01, CONTOUR, step=0.01, label="Outline above (fraction of map range)")
                 truth = gr.Checkbox(
@@ -91,11 +93,11 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     elem_id="truth",
                 )
                 with gr.Accordion("Score weights (re-scored live from cached maps)", open=True):
-                    alpha = gr.Slider(0, 2, 1.0, step=0.05, label="α prototype")
-                    beta = gr.Slider(-0.2, 0.2, -0.025, step=0.005, label="β concentration", elem_id="beta")
-                    gamma = gr.Slider(0, 5000, 400, step=10, label="γ contrast")
-                    dog_low = gr.Slider(0.3, 3, 0.6, step=0.1, label="Contrast: difference-of-Gaussians low σ")
-                    dog_high = gr.Slider(0.6, 6, 1.2, step=0.1, label="Contrast: difference-of-Gaussians high σ")
+                    alpha = weight_slider("alpha")
+                    beta = weight_slider("beta", elem_id="beta")
+                    gamma = weight_slider("gamma")
+                    dog_low = weight_slider("dog_sigma")
+                    dog_high = weight_slider("dog_k_sigma")
                     reset_btn = gr.Button("Reset to the checkpoint's weights")
             with gr.Column(scale=2):
                 with gr.Tabs():
@@ -132,6 +134,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         index=index,
         info=info,
         truth=truth,
+        centre=centre,
+        width=width,
     )
     # Clients receive the named outputs in this order; the state and the layout groups are not sent.
     outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS), dicom_box, nifti_box]
@@ -170,6 +174,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         nifti, frames = m.get("format") == "NIfTI", int(m.get("frames", 1))
         grey_dicom = m.get("format") == "DICOM" and m.get("PhotometricInterpretation", "").startswith("MONOCHROME")
         depth = m.get("slices", 1) if nifti else frames
+        # the sliders show the window the image was read in, the checkpoint's own included
+        shown_window = imaging.WINDOW_PRESETS[ready.window] if ready.window else (centre_v, width_v)
         return {
             state: analysis,
             **drawn(analysis, r, shown),
@@ -181,6 +187,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
             dog_high: w.dog_k_sigma,
             model: label,
             preset: ready.window or preset_name,
+            centre: shown_window[0],
+            width: shown_window[1],
             axis: int(axis_v),
             dicom_box: gr.update(visible=grey_dicom),
             nifti_box: gr.update(visible=nifti),
@@ -199,7 +207,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         slice, the axial axis. A cleared upload clears the cache."""
         if not path:
             return {state: None}
-        return analyse(path, label, "auto", 40, 400, 2, None, opacity_v, contour_v, truth_v, shown, keep_v)
+        return analyse(path, label, "auto", *DEFAULT_WINDOW, 2, None, opacity_v, contour_v, truth_v, shown, keep_v)
 
     def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, truth_v, shown):
         """Another axis: start from its middle slice."""

@@ -18,6 +18,7 @@ from spmamba.checkpoint import CheckpointError
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import default_device
 from spmamba.pipeline import Pipeline, Route
+from spmamba.scoring import ScoreWeights
 
 from . import handlers
 from .examples import Example, file_digest
@@ -146,3 +147,20 @@ class Prepared(NamedTuple):
     @property
     def label(self) -> str:
         return self.route.label
+
+
+# The weight sliders of the Analyse and Volume tabs: range, step and label; the value is ScoreWeights' own.
+WEIGHT_SLIDERS = {
+    "alpha": (0, 2, 0.05, "α prototype"),
+    "beta": (-0.2, 0.2, 0.005, "β concentration"),
+    "gamma": (0, 5000, 10, "γ contrast"),
+    "dog_sigma": (0.3, 3, 0.1, "Contrast: difference-of-Gaussians low σ"),
+    "dog_k_sigma": (0.6, 6, 0.1, "Contrast: difference-of-Gaussians high σ"),
+}
+DEFAULT_WINDOW = imaging.WINDOW_PRESETS["soft tissue"]  # the centre/width sliders before a DICOM sets them
+
+
+def weight_slider(name: str, **options) -> gr.Slider:
+    """One score-weight slider at the default weights (the paper's), so the page and the library agree."""
+    lo, hi, step, label = WEIGHT_SLIDERS[name]
+    return gr.Slider(lo, hi, getattr(ScoreWeights(), name), step=step, label=label, **options)

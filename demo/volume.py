@@ -24,6 +24,7 @@ from spmamba.volume import Volume, save_map_nifti, volume_maps, volume_report
 
 from .batch import expand_uploads, scratch_dir
 from .handlers import DISPLAY_MAX, weights_from_sliders
+from .site import weight_slider
 
 # Clicking a point of the profile moves the slice slider (Gradio's plotly component sends no clicks itself).
 PROFILE_CLICK_JS = """
@@ -189,9 +190,9 @@ def volume_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) ->
                     vol_index = gr.Number(0, precision=0, minimum=0, label="NIfTI volume (4-D)")
                 go_btn = gr.Button("Score the volume", variant="primary")
                 with gr.Accordion("Score weights (re-score every slice from cached maps)", open=False):
-                    alpha = gr.Slider(0, 2, 1.0, step=0.05, label="α prototype")
-                    beta = gr.Slider(-0.2, 0.2, -0.025, step=0.005, label="β concentration")
-                    gamma = gr.Slider(0, 5000, 400, step=10, label="γ contrast")
+                    alpha = weight_slider("alpha")
+                    beta = weight_slider("beta")
+                    gamma = weight_slider("gamma")
                 csv_file = gr.File(label="Per-slice scores (CSV)")
                 map_file = gr.File(label="Anomaly map as NIfTI, aligned with the input")
             with gr.Column(scale=2):

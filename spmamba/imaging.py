@@ -9,6 +9,8 @@ with a sentence a clinician can act on. Metadata never holds patient identifiers
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import warnings
@@ -106,6 +108,21 @@ def _sniff(path: Path, head: bytes) -> str:
     return "raster"
 
 
+@contextlib.contextmanager
+def quiet_headers():
+    """pydicom's warnings quote header values (an invalid number can be a record number planted in a numeric
+    tag): inside this block none is shown or logged, so no header value reaches the server's log."""
+    log = logging.getLogger("pydicom")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def load_image(
     path: str | os.PathLike,
     *,
@@ -128,7 +145,8 @@ def load_image(
         raise ImageLoadError(f"{path.name} is a ZIP archive, not one image; score archives in the Batch tab")
     try:
         if kind == "dicom":
-            return _load_dicom(path, head, frame, window)
+            with quiet_headers():
+                return _load_dicom(path, head, frame, window)
         if kind == "nifti":
             return _load_nifti(path, slice_index, axis)
         return _load_raster(path, head, frame)
@@ -257,7 +275,6 @@ _DICOM_SAFE = (
     "Columns",
     "BitsStored",
     "ViewPosition",
-    "Manufacturer",
 )
 
 
@@ -295,8 +312,9 @@ def declared_bytes(path: str | os.PathLike) -> int | None:
         if kind == "dicom":
             import pydicom
 
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-            return max(_dicom_pixel_bytes(ds), _inflated_size(path) or 0)
+            with quiet_headers():
+                ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+                return max(_dicom_pixel_bytes(ds), _inflated_size(path) or 0)
         if kind == "nifti":
             import nibabel as nib
 

@@ -17,7 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .imaging import ImageLoadError, _check_declared, _check_size, _normalise, load_image, nifti_voxel_bytes
+from .imaging import (
+    ImageLoadError,
+    _check_declared,
+    _check_size,
+    _normalise,
+    load_image,
+    nifti_voxel_bytes,
+    quiet_headers,
+)
 from .inference import Predictor, score_components
 from .scoring import ComponentMaps, ScoreWeights
 
@@ -115,6 +123,11 @@ class _SeriesFile:
 
 
 def _series_file(path: Path) -> _SeriesFile:
+    with quiet_headers():  # the header is read, and its values converted, with pydicom's warnings silenced
+        return _read_series_file(path)
+
+
+def _read_series_file(path: Path) -> _SeriesFile:
     import pydicom
 
     try:
@@ -132,14 +145,11 @@ def _series_file(path: Path) -> _SeriesFile:
             position = float(ipp @ normal)
     except (AttributeError, TypeError, ValueError):
         position = None
-    instance = ds.get("InstanceNumber")
-    return _SeriesFile(
-        path,
-        str(ds.get("SeriesInstanceUID", "")),
-        position,
-        int(instance) if instance not in (None, "") else None,
-        (int(ds.Rows), int(ds.Columns)),
-    )
+    try:
+        instance = int(ds.get("InstanceNumber"))
+    except (TypeError, ValueError):  # absent, empty or not a number: the file gives no instance number
+        instance = None
+    return _SeriesFile(path, str(ds.get("SeriesInstanceUID", "")), position, instance, (int(ds.Rows), int(ds.Columns)))
 
 
 def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -> Volume:

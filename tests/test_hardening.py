@@ -142,7 +142,15 @@ def test_atheris_fuzzes_the_loader():
     pytest.importorskip("atheris", reason="atheris is not installed (x86-64 Linux wheels only)")
     runs = os.environ.get("SPMAMBA_ATHERIS_RUNS", "10000")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "fuzz_loader.py"), f"-runs={runs}"],
+        # libFuzzer reads the process's peak RSS, which Linux carries across fork and exec from this pytest
+        # process (models loaded by earlier tests); one allocation is still capped at libFuzzer's default 2 GB.
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fuzz_loader.py"),
+            f"-runs={runs}",
+            "-rss_limit_mb=16384",
+            "-malloc_limit_mb=2048",
+        ],
         capture_output=True,
         text=True,
         timeout=600,
