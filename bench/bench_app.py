@@ -101,7 +101,7 @@ def main() -> None:
                 lambda p=path: client.predict(handle_file(p), api_name="/analyze"), repeat=args.repeat, warmup=1
             )
             local = timeit(
-                lambda p=path: handlers.render(a := handlers.analyze(p, checkpoint), a.weights),
+                lambda p=path: handlers.render(a := handlers.analyse(p, checkpoint), a.weights),
                 repeat=args.repeat,
                 warmup=1,
             )

@@ -135,7 +135,7 @@ def main() -> None:
             wall = time.perf_counter() - t
             own = 0
             for r, p in zip(sorted(results, key=lambda r: r["image"]), sorted(images), strict=True):
-                a = handlers.analyze(str(p), checkpoint)
+                a = handlers.analyse(str(p), checkpoint)
                 own += abs(r["total"] - handlers.render(a, a.weights).scores["total"]) < 1e-4 * abs(r["total"])
             print()
             print(

@@ -43,7 +43,7 @@ def main() -> None:
 
         def one_by_one():
             for i in range(args.slices):
-                a = handlers.analyze(str(path), args.checkpoint, handlers.ImageOptions(index=i, axis=2))
+                a = handlers.analyse(str(path), args.checkpoint, handlers.ImageOptions(index=i, axis=2))
                 handlers.render(a, a.weights)
 
         timings = {}

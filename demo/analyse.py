@@ -165,7 +165,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         )
         ready = site.prepare(path, options, label, keep=keep_v)
         label = ready.label
-        analysis = handlers.analyze_image(
+        analysis = handlers.analyse_image(
             ready.image, site.path(label), ready.route.notes, ready.truth, ready.route.in_domain
         )
         w = analysis.weights
@@ -281,13 +281,13 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     reset_btn.click(reset, state, weight_sliders, **PRIVATE)
 
 
-def analyze_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
+def analyse_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
     """The /analyze endpoint as a plain function: scores as JSON and the anomaly-map overlay for one image.
 
     With no checkpoint named, it is chosen by the image's modality exactly as the page chooses it.
     """
     ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, keep=bool(checkpoint))
-    analysis = handlers.analyze_image(
+    analysis = handlers.analyse_image(
         ready.image, site.path(ready.label), ready.route.notes, in_domain=ready.route.in_domain
     )
     r = handlers.render(analysis, analysis.weights)
@@ -302,6 +302,6 @@ def api(site: Site, network: dict) -> None:
     def analyze(path, label=""):
         """Scores as JSON and the anomaly-map overlay for one image; the checkpoint defaults to the one
         trained on the image's modality."""
-        return analyze_api(site, path, label or "")
+        return analyse_api(site, path, label or "")
 
     file_endpoint(analyze, "analyze", network)

@@ -81,7 +81,7 @@ def warm_up(checkpoints: dict[str, str]) -> threading.Thread:
                     png = Path(tmp) / "warm.png"
                     yy, xx = np.mgrid[:256, :256] / 256
                     Image.fromarray((127 + 100 * np.sin(9 * xx) * np.cos(7 * yy)).astype(np.uint8)).save(png)
-                    analysis = handlers.analyze(str(png), next(iter(checkpoints.values())))
+                    analysis = handlers.analyse(str(png), next(iter(checkpoints.values())))
                 gr.Image(type="numpy").postprocess(handlers.render(analysis, analysis.weights).overlay)
         except Exception as err:  # the page must come up even if warming fails; requests will say why
             log.warning("warm-up failed: %s", type(err).__name__)

@@ -1,6 +1,6 @@
 """The Analyse tab's handlers as plain functions: testable without a server.
 
-``analyze`` runs the network once and returns an :class:`Analysis` kept in the
+``analyse`` runs the network once and returns an :class:`Analysis` kept in the
 session's ``gr.State``; ``render`` re-weights and redraws from that cache only.
 """
 
@@ -81,14 +81,14 @@ def load(
     return load_checked(path, window or options.window, options.index, options.axis)
 
 
-def analyze(
+def analyse(
     path: str | None, checkpoint: str, options: ImageOptions | None = None, notes: list[str] | None = None
 ) -> Analysis:
     """Load the file, run the model once, cache the component maps."""
-    return analyze_image(load(path, options), checkpoint, notes)
+    return analyse_image(load(path, options), checkpoint, notes)
 
 
-def analyze_image(
+def analyse_image(
     img: LoadedImage,
     checkpoint: str,
     notes: list[str] | None = None,

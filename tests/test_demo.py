@@ -48,7 +48,7 @@ def png(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analysis(png):
-    return handlers.analyze(png, str(SHIPPED))
+    return handlers.analyse(png, str(SHIPPED))
 
 
 def test_checkpoint_list_has_summaries():
@@ -105,7 +105,7 @@ def test_no_normal_range_verdict_for_a_modality_the_model_was_not_trained_on():
 def test_bad_upload_raises_the_loader_error(tmp_path):
     (tmp_path / "x.dcm").write_text("not dicom")
     with pytest.raises(ImageLoadError, match="DICOM"):
-        handlers.analyze(str(tmp_path / "x.dcm"), str(SHIPPED))
+        handlers.analyse(str(tmp_path / "x.dcm"), str(SHIPPED))
 
 
 @pytest.mark.parametrize("order", ["circular_hilbert", "raster"])
@@ -180,7 +180,7 @@ def test_predict_cli_says_what_the_page_says(png, capsys):
     assert main(["predict", png, "--json", "--checkpoint", str(SHIPPED)]) == 0
     (report,) = json.loads(capsys.readouterr().out)
     ready = Site({"chest": str(SHIPPED)}, []).prepare(png, handlers.ImageOptions(), "chest", keep=True)
-    analysis = handlers.analyze_image(ready.image, str(SHIPPED), in_domain=ready.route.in_domain)
+    analysis = handlers.analyse_image(ready.image, str(SHIPPED), in_domain=ready.route.in_domain)
     page = handlers.render(analysis, analysis.weights)
     for key in ("total", "reconstruction", "prototype", "concentration", "contrast"):
         assert report["scores"][key] == pytest.approx(page.scores[key], rel=1e-5)
@@ -211,9 +211,9 @@ def test_window_presets_and_custom_window():
 
 def test_dicom_window_changes_the_analysed_image():
     ct = get_testdata_file("CT_small.dcm")
-    auto = handlers.analyze(ct, str(SHIPPED))
-    lung = handlers.analyze(ct, str(SHIPPED), handlers.ImageOptions(window=(-600, 1500)))
-    bone = handlers.analyze(ct, str(SHIPPED), handlers.ImageOptions(window=(400, 1800)))
+    auto = handlers.analyse(ct, str(SHIPPED))
+    lung = handlers.analyse(ct, str(SHIPPED), handlers.ImageOptions(window=(-600, 1500)))
+    bone = handlers.analyse(ct, str(SHIPPED), handlers.ImageOptions(window=(400, 1800)))
     assert auto.image_meta["Modality"] == "CT"
     assert not np.allclose(lung.display, bone.display)
     assert not torch.equal(lung.maps.per_scale, bone.maps.per_scale)  # the network saw a different image
@@ -223,12 +223,12 @@ def test_nifti_axis_and_slice_options():
     import nibabel.testing
 
     vol = str(Path(nibabel.testing.data_path) / "example4d.nii.gz")
-    a = handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=3, axis=2))
-    b = handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=None, axis=0))
+    a = handlers.analyse(vol, str(SHIPPED), handlers.ImageOptions(index=3, axis=2))
+    b = handlers.analyse(vol, str(SHIPPED), handlers.ImageOptions(index=None, axis=0))
     assert (a.image_meta["slice"], a.image_meta["axis"]) == (3, 2)
     assert b.image_meta["axis"] == 0 and b.image_meta["slice"] == b.image_meta["slices"] // 2
     with pytest.raises(ImageLoadError, match="slice 99 does not exist"):
-        handlers.analyze(vol, str(SHIPPED), handlers.ImageOptions(index=99, axis=2))
+        handlers.analyse(vol, str(SHIPPED), handlers.ImageOptions(index=99, axis=2))
 
 
 def test_modality_preselection_keeps_a_fitting_checkpoint_and_warns_otherwise():
@@ -243,7 +243,7 @@ def test_modality_preselection_keeps_a_fitting_checkpoint_and_warns_otherwise():
 
 
 def test_notes_reach_the_verdict(png):
-    a = handlers.analyze(png, str(SHIPPED), notes=["trained on other images"])
+    a = handlers.analyse(png, str(SHIPPED), notes=["trained on other images"])
     assert "⚠️ trained on other images" in handlers.render(a, a.weights).verdict
 
 
@@ -291,7 +291,7 @@ def test_batch_scores_files_and_zips_in_order(png, tmp_path):
     by = dict(zip(names, rows, strict=True))
     assert by["chest.png"][3] == pytest.approx(by["study.zip: a/b/deep.png"][3], rel=1e-6)  # same image
     assert by["chest.png"][3] == pytest.approx(
-        handlers.render(handlers.analyze(png, str(SHIPPED)), handlers.analyze(png, str(SHIPPED)).weights).scores[
+        handlers.render(handlers.analyse(png, str(SHIPPED)), handlers.analyse(png, str(SHIPPED)).weights).scores[
             "total"
         ],
         rel=1e-4,
@@ -322,7 +322,7 @@ def test_batch_batches_match_single_images(png, tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "BATCH_SIZE", 2)
     rows, _ = batch.score_files(files, Pipeline({"chest": str(SHIPPED)}, {}), str(SHIPPED))
     for f, row in zip(files, rows, strict=True):
-        a = handlers.analyze(f, str(SHIPPED))
+        a = handlers.analyse(f, str(SHIPPED))
         assert row[3] == pytest.approx(handlers.render(a, a.weights).scores["total"], rel=1e-4, abs=1e-4)
 
 
@@ -399,7 +399,7 @@ def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_
     ready = site.prepare(str(upload), handlers.ImageOptions(), "xray")
     assert ready.label == "mr" and ready.route.notes == ["Switched to a checkpoint trained on MR images."]
     assert ready.truth == tmp_path / "slice-mask.png"
-    a = handlers.analyze_image(ready.image, mr, truth=ready.truth)
+    a = handlers.analyse_image(ready.image, mr, truth=ready.truth)
     assert a.truth.shape == a.display.shape and a.truth.sum() > 0
     cyan = np.array(TRUTH_OUTLINE) * 255
 

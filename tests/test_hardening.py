@@ -44,11 +44,11 @@ def test_corpus_is_broad(corpus):
 def test_every_case_is_answered_by_the_handlers(corpus):
     for case in corpus:
         if case.expect is None:
-            a = handlers.analyze(str(case.path), str(SHIPPED))
+            a = handlers.analyse(str(case.path), str(SHIPPED))
             assert np.isfinite(handlers.render(a, a.weights).scores["total"]), case.name
         else:
             with pytest.raises(ImageLoadError) as err:
-                handlers.analyze(str(case.path), str(SHIPPED))
+                handlers.analyse(str(case.path), str(SHIPPED))
             assert case.expect in str(err.value), (case.name, str(err.value))
 
 
@@ -169,7 +169,7 @@ def test_eight_concurrent_sessions_each_get_their_own_scores(app_url, label, tmp
     beta = 0.15
     expected = {}
     for p in images:
-        a = handlers.analyze(str(p), str(SHIPPED))
+        a = handlers.analyse(str(p), str(SHIPPED))
         expected[p.name] = (
             handlers.render(a, a.weights).scores["total"],
             handlers.render(a, dataclasses.replace(a.weights, beta=beta)).scores["total"],

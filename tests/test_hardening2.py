@@ -279,13 +279,13 @@ def test_analyze_with_an_unknown_checkpoint_label_says_so():
     import gradio as gr
     from pydicom.data import get_testdata_file
 
-    from demo.analyse import analyze_api
+    from demo.analyse import analyse_api
     from demo.site import Site
     from tests.conftest import SHIPPED
 
     site = Site({"chest": str(SHIPPED)}, [])
     with pytest.raises(gr.Error, match="Unknown checkpoint 'no-such-model'; choose one of: chest"):
-        analyze_api(site, get_testdata_file("CT_small.dcm"), "no-such-model")
+        analyse_api(site, get_testdata_file("CT_small.dcm"), "no-such-model")
 
 
 # Families: every PhotometricInterpretation pydicom ships a sample of

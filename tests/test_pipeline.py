@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from demo import batch, handlers
-from demo.analyse import analyze_api
+from demo.analyse import analyse_api
 from demo.segment import segment_api
 from demo.site import Site
 from demo.volume import volume_api
@@ -110,7 +110,7 @@ def test_an_image_unlike_every_training_set_gets_no_verdict(tmp_path, site):
     Image.fromarray(data.astronaut()).save(photo)
     Image.fromarray(data.page()).save(page)
     for path in (photo, page):
-        rep, _ = analyze_api(site, str(path))
+        rep, _ = analyse_api(site, str(path))
         assert rep["in_domain"] is False and rep["above_threshold"] is None
         assert rep["percentile_among_normal"] is None and rep["verdict"] == "unlike the training images"
         assert rep["looks_like"].startswith("Unlike any training set")
@@ -163,7 +163,7 @@ def test_the_same_files_get_the_same_answer_on_every_path(tmp_path, site, capsys
         return (r["checkpoint"], round(r["scores"]["total"], 4), r["verdict"], r["in_domain"])
 
     library = [key(site.pipeline.analyse(f)) for f in (brain, dicom)]
-    api = [key(analyze_api(site, f)[0]) for f in (brain, dicom)]
+    api = [key(analyse_api(site, f)[0]) for f in (brain, dicom)]
     assert library == api
     rows, _ = batch.score_files([brain, dicom], site.pipeline)
     assert [(r[1], r[3], r[4], r[2]) for r in rows] == library

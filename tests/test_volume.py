@@ -100,7 +100,7 @@ def test_per_slice_scores_equal_single_slice_scores(tmp_path):
     assert seen[-1] == 1.0 and len(seen) == 3  # 12 slices in batches of 5
     report = volume_report(predictor, vol, maps)
     for i in (2, 5, 6, 9):  # the first and last slices are blank, which the page refuses alone
-        single = handlers.analyze(str(tmp_path / "v.nii.gz"), str(SHIPPED), handlers.ImageOptions(index=i, axis=2))
+        single = handlers.analyse(str(tmp_path / "v.nii.gz"), str(SHIPPED), handlers.ImageOptions(index=i, axis=2))
         alone = handlers.render(single, single.weights).scores["total"]
         assert report["per_slice"][i]["total"] == pytest.approx(alone, rel=1e-4, abs=1e-5)
     totals = [np.nan if r["total"] is None else r["total"] for r in report["per_slice"]]
@@ -213,7 +213,7 @@ def test_an_lgg_patient_rebuilt_as_a_nifti_volume_scores_as_its_slices(tmp_path)
         png = load_image(mine[k].path).grey  # the same picture, stretched to [0, 1] as every NIfTI slice is
         assert np.corrcoef(vol.slices[k].ravel(), png.ravel())[0, 1] > 0.9999
         options = handlers.ImageOptions(index=k, axis=2)
-        alone = handlers.analyze(str(tmp_path / f"{pid}.nii.gz"), str(SHIPPED), options)
+        alone = handlers.analyse(str(tmp_path / f"{pid}.nii.gz"), str(SHIPPED), options)
         assert report["per_slice"][k]["total"] == pytest.approx(
             handlers.render(alone, alone.weights).scores["total"], rel=1e-4, abs=1e-5
         )
