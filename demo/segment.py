@@ -167,7 +167,7 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -
             return {picture: gr.skip(), summary: gr.skip()}
         truth = load_truth_mask(truth_path, seg.prob.shape)
         m = measurements(seg, threshold_v, truth)
-        name = next((k for k, v in checkpoints.items() if v == seg.checkpoint), seg.checkpoint).split(" — ")[0]
+        name = Path(seg.checkpoint).stem
         unlike = [seg.route["looks_like"]] if seg.route.get("in_domain") is False else []
         return {picture: draw(seg, threshold_v, opacity_v, truth), summary: summary_text(m, name, unlike + seg.notes)}
 

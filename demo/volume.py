@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from skimage.transform import resize
 
-from spmamba.imaging import ImageLoadError
+from spmamba.imaging import NIFTI_SUFFIXES, ImageLoadError
 from spmamba.pipeline import Pipeline, get_predictor
 from spmamba.scoring import ScoreWeights
 from spmamba.visualize import overlay_own_range
@@ -44,7 +44,7 @@ setInterval(() => {
 }, 500);
 </script>
 """
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".zip")
+VOLUME_SUFFIXES = (*NIFTI_SUFFIXES, ".dcm", ".zip")
 
 
 @dataclass

@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .imaging import ImageLoadError
+    from .imaging import ImageLoadError, is_nifti
     from .pipeline import Pipeline, get_predictor, report
     from .visualize import overlay_own_range
 
@@ -89,14 +89,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     reports, failed = [], 0
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
-    volumes = [[f] for f in args.files if f.lower().endswith((".nii", ".nii.gz"))]
+    volumes = [[f] for f in args.files if is_nifti(f)]
     if args.series:
-        volumes.append([f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))])
+        volumes.append([f for f in args.files if not is_nifti(f)])
     for files in volumes:
         rep = _predict_volume(files, pipe, args)
         failed += rep is None
         reports += [rep] if rep else []
-    singles = [] if args.series else [f for f in args.files if not f.lower().endswith((".nii", ".nii.gz"))]
+    singles = [] if args.series else [f for f in args.files if not is_nifti(f)]
     for name in singles:
         try:
             ready = pipe.prepare(name, chosen=args.checkpoint, keep=bool(args.checkpoint))

@@ -32,7 +32,12 @@ WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
     "brain": (40.0, 80.0),
     "custom": None,
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".nii", ".nii.gz")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", *NIFTI_SUFFIXES)
+
+
+def is_nifti(name: str | os.PathLike) -> bool:
+    return str(name).lower().endswith(NIFTI_SUFFIXES)
 
 
 def image_suffix(name: str) -> str:
@@ -101,7 +106,7 @@ def _safe_reason(err: BaseException, path: Path) -> str:
 
 def _sniff(path: Path, head: bytes) -> str:
     name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
+    if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(".dcm") or (len(head) >= 132 and head[128:132] == b"DICM"):
         return "dicom"

@@ -22,6 +22,7 @@ from .imaging import (
     _check_declared,
     _check_size,
     _normalise,
+    is_nifti,
     load_image,
     nifti_voxel_bytes,
     quiet_headers,
@@ -52,7 +53,7 @@ def load_volume(
     paths = [Path(p) for p in paths]
     if not paths:
         raise ImageLoadError("no file was given")
-    if len(paths) == 1 and paths[0].name.lower().endswith((".nii", ".nii.gz")):
+    if len(paths) == 1 and is_nifti(paths[0].name):
         return _nifti_volume(paths[0], axis, volume_index)
     if len(paths) == 1:
         return _multiframe(paths[0], window)
