@@ -17,7 +17,7 @@ from spmamba import imaging
 from spmamba.checkpoint import CheckpointError
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import default_device
-from spmamba.pipeline import Pipeline, Route
+from spmamba.pipeline import ANOMALY, NONE_INSTALLED, Pipeline, Route
 from spmamba.scoring import ScoreWeights
 
 from . import handlers
@@ -100,11 +100,16 @@ class Site:
         return self.labels[0] if self.checkpoints else None
 
     def path(self, label: str) -> str:
-        if label not in self.checkpoints:
-            if not self.checkpoints:
-                raise gr.Error("No checkpoint is installed: put a .safetensors checkpoint in weights/ and restart.")
-            raise gr.Error(f"Unknown checkpoint {label!r}; choose one of: {', '.join(self.labels)}.")
-        return self.checkpoints[label]
+        """The checkpoint file of a dropdown label (or a stem or path), with the pipeline's own refusal."""
+        try:
+            found = self.pipeline.label_of(ANOMALY, label)
+        except ImageLoadError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        if found is None:
+            raise gr.Error(
+                NONE_INSTALLED if not self.checkpoints else "Choose a checkpoint first.", print_exception=False
+            )
+        return self.checkpoints[found]
 
     @functools.cached_property
     def _known(self) -> dict[str, Example]:

@@ -27,9 +27,10 @@ from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
 from .inference import Predictor, default_device, image_modalities
 from .seg.inference import Segmenter
 from .volume import Volume, load_volume
-from .zoo import MODALITY_NAMES, list_checkpoints, list_seg_checkpoints
+from .zoo import LABEL_SEP, MODALITY_NAMES, list_checkpoints, list_seg_checkpoints
 
 ANOMALY, SEGMENT = "anomaly", "segment"
+NONE_INSTALLED = "No checkpoint is installed: put a .safetensors checkpoint in weights/ and restart."
 
 _loading = threading.Lock()  # a warm-up and a first request must not load the same file twice
 
@@ -199,9 +200,9 @@ class Pipeline:
             if name in (label, path, Path(path).stem, Path(path).name):
                 return label
         if not offered:
-            raise ImageLoadError("no checkpoint is installed: put a .safetensors checkpoint in weights/")
-        names = ", ".join(Path(p).stem for p in offered.values())
-        raise ImageLoadError(f"unknown checkpoint {name!r}; choose one of: {names}")
+            raise ImageLoadError(NONE_INSTALLED)
+        names = ", ".join(label.split(LABEL_SEP)[0] for label in offered)
+        raise ImageLoadError(f"Unknown checkpoint {name!r}; choose one of: {names}.")
 
     def fits(self, family: str, pixels: np.ndarray) -> list[_Fit]:
         """Every checkpoint of ``family`` that stores a domain, nearest first (ties keep the offered order,
@@ -228,7 +229,7 @@ class Pipeline:
         ``keep``; ``modality`` stands in for a Modality the file does not carry (a dataset example's)."""
         offered = self.offered(family)
         if not offered:
-            raise ImageLoadError("no checkpoint is installed: put a .safetensors checkpoint in weights/")
+            raise ImageLoadError(NONE_INSTALLED)
         chosen = self.label_of(family, chosen)
         meta = image.meta if not modality or "Modality" in image.meta else {**image.meta, "Modality": modality}
         wanted = image_modalities(meta)

@@ -12,6 +12,7 @@ from pathlib import Path
 from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, CheckpointError, read_metadata, read_raw_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+LABEL_SEP = " — "  # a dropdown label: the file's stem, this, its card's one-line summary
 DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
 # what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
 MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
@@ -28,7 +29,7 @@ def _labelled(folder: Path, read) -> dict[str, str]:
             summary = read(path).get("summary") or path.stem
         except CheckpointError:
             continue
-        out[f"{path.stem} — {summary}"] = str(path)
+        out[f"{path.stem}{LABEL_SEP}{summary}"] = str(path)
     return out
 
 
