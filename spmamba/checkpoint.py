@@ -23,6 +23,9 @@ FORMAT = "spmamba-studio/1"
 META_KEY = "spmamba"
 # Files a training run keeps beside its checkpoint (resumable state, best-epoch snapshot): not checkpoints to offer.
 TRAIN_STATE_SUFFIX, BEST_EPOCH_SUFFIX = ".train-state.safetensors", ".best-epoch.safetensors"
+# Tensors a checkpoint may carry beside the model's: its domain (spmamba.domain) and the training normals'
+# map statistics (spmamba.scoring.MapNorm); the model loaders pass over them.
+EXTRA_PREFIXES = ("domain.", "map_norm.")
 
 
 class CheckpointError(ValueError):
@@ -80,7 +83,7 @@ def read_raw_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def read_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors of ``expected``'s keys, refusing a file whose keys or shapes differ from the model's."""
     with safe_open(str(path), framework="pt") as f:
-        keys = {k for k in f.keys() if not k.startswith("domain.")}  # spmamba.domain's, read by it alone
+        keys = {k for k in f.keys() if not k.startswith(EXTRA_PREFIXES)}  # read by their own modules
         missing = sorted(set(expected) - keys)
         unexpected = sorted(keys - set(expected))
         if missing or unexpected:
@@ -136,6 +139,20 @@ def save_checkpoint(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={META_KEY: json.dumps(meta)})
     return meta
+
+
+def add_to_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Store extra tensors (replacing those of the same prefix) and metadata fields in an existing checkpoint of
+    either family, keeping every other tensor and field as it was."""
+    path = Path(path)
+    full = read_raw_metadata(path)
+    prefixes = tuple({k.split(".", 1)[0] + "." for k in tensors})
+    with safe_open(str(path), framework="pt") as f:
+        kept = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(prefixes)}
+    full.update(meta)
+    save_file(
+        {**kept, **{k: v.contiguous() for k, v in tensors.items()}}, str(path), metadata={META_KEY: json.dumps(full)}
+    )
 
 
 def load_checkpoint(

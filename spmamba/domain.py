@@ -118,21 +118,10 @@ def describe(train: list[np.ndarray], val: list[np.ndarray]) -> Domain:
 
 
 def write_domain(path: str | os.PathLike, domain: Domain) -> None:
-    """Store ``domain`` in an existing checkpoint (anomaly or segmentation), keeping every other tensor and
-    metadata field as it was."""
-    import json
+    """Store ``domain`` in an existing checkpoint (anomaly or segmentation)."""
+    from .checkpoint import add_to_checkpoint
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from .checkpoint import META_KEY, read_raw_metadata
-
-    path = Path(path)
-    meta = read_raw_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(TENSOR_PREFIX)}
-    meta["domain"] = domain.meta()
-    save_file({**tensors, **domain.tensors()}, str(path), metadata={META_KEY: json.dumps(meta)})
+    add_to_checkpoint(path, domain.tensors(), {"domain": domain.meta()})
 
 
 MAX_TRAIN, MAX_VAL = 600, 400  # seeded subsets: enough for a 304-dimensional shrinkage covariance and its limit

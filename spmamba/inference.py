@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint
 from .data import Sample, load_batch, model_input
 from .imaging import WINDOW_PRESETS
 from .model import SPMamba
-from .scoring import ComponentMaps, Scores, ScoreWeights, component_maps, rescore
+from .scoring import ComponentMaps, MapNorm, Scores, ScoreWeights, component_maps, rescore
 
 NOT_DIAGNOSIS = "This measures how unusual the image is for the model, not whether disease is present."
 
@@ -56,6 +56,16 @@ def maps_for_samples(
         )
         parts.append(ComponentMaps(m.per_scale.cpu(), m.prototype.cpu()))
     return ComponentMaps(torch.cat([p.per_scale for p in parts]), torch.cat([p.prototype for p in parts]))
+
+
+def load_map_norm(path: Path, meta: dict) -> MapNorm | None:
+    """The training normals' map statistics, when the checkpoint scores standardised maps with them."""
+    if not (meta.get("map_norm") or {}).get("in_use"):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return MapNorm.from_tensors({k: f.get_tensor(k) for k in f.keys() if k.startswith("map_norm.")})
 
 
 def score_components(scores: Scores, i: int = 0) -> dict[str, float]:
@@ -101,6 +111,7 @@ class Predictor:
         self.model, self.meta = load_checkpoint(self.path, device=self.device, encoder_weights=encoder_weights)
         self.weights = ScoreWeights.from_dict(self.meta["score_weights"])
         self.calibration: dict | None = self.meta.get("calibration")
+        self.map_norm = load_map_norm(self.path, self.meta)
         self.modalities = tuple(m.upper() for m in self.meta.get("training", {}).get("modalities") or ())
 
     @property
@@ -119,13 +130,17 @@ class Predictor:
         return name if ct and name in WINDOW_PRESETS else None
 
     def maps(self, greys: list[np.ndarray]) -> ComponentMaps:
-        """Component maps (on the CPU) of (H, W) grey images in [0, 1], in one network call."""
+        """Component maps (on the CPU) of (H, W) grey images in [0, 1], in one network call; standardised
+        against the training normals where the checkpoint scores that way (:class:`MapNorm`)."""
         x = torch.stack([model_input(g, self.image_size, self.model.config.intensity) for g in greys]).to(self.device)
         m = predict_maps(self.model, x)
-        return ComponentMaps(m.per_scale.cpu(), m.prototype.cpu())
+        return self._scored(ComponentMaps(m.per_scale.cpu(), m.prototype.cpu()))
 
     def maps_for_samples(self, samples: list[Sample], batch_size: int = 16, desc: str | None = None) -> ComponentMaps:
-        return maps_for_samples(self.model, samples, batch_size, desc)
+        return self._scored(maps_for_samples(self.model, samples, batch_size, desc))
+
+    def _scored(self, maps: ComponentMaps) -> ComponentMaps:
+        return self.map_norm.apply(maps) if self.map_norm is not None else maps
 
     def score(self, maps: ComponentMaps, weights: ScoreWeights | None = None) -> Scores:
         """Scores from cached maps with ``weights`` (default: the checkpoint's own); no network."""

@@ -23,7 +23,7 @@ from llvmlite import binding
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, load_checkpoint, save_checkpoint
+from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, add_to_checkpoint, load_checkpoint, save_checkpoint
 from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
@@ -38,7 +38,7 @@ from .metrics import (
     pixel_report,
 )
 from .model import PRESETS, SPMamba, SPMambaConfig
-from .scoring import WEIGHT_SETTINGS, ComponentMaps, ScoreWeights, ablation_weights, rescore
+from .scoring import WEIGHT_SETTINGS, ComponentMaps, MapNorm, ScoreWeights, ablation_weights, rescore
 
 
 def _opt(default, help: str, **extra):
@@ -71,6 +71,11 @@ class TrainOptions:
     )
     intensity: str = _opt(
         "raw", "per-image intensity rule applied before the model (spmamba.intensity)", choices=list(INTENSITY)
+    )
+    map_norm: str = _opt(
+        "raw",
+        "score the raw component maps, or maps standardised per pixel against the training normals (MapNorm)",
+        choices=["raw", "normalised"],
     )
     val_list: str | None = _opt(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
     encoder_weights: str = _opt("imagenet", "'imagenet' or a local weight file")
@@ -286,9 +291,16 @@ def train(opts: TrainOptions) -> dict:
     else:
         info["best_epoch"] = info["epoch"]
     model.eval()
-    weights, selection = select_weights(maps_for_samples(model, choose_set, opts.batch_size), choose_labels)
+    step = 64  # the training normals' maps, a batch at a time, for the per-pixel statistics
+    norm = MapNorm.fit(maps_for_samples(model, train_set[i : i + step]) for i in range(0, len(train_set), step))
+
+    def scored(samples: list) -> ComponentMaps:
+        m = maps_for_samples(model, samples, opts.batch_size)
+        return norm.apply(m) if opts.map_norm == "normalised" else m
+
+    weights, selection = select_weights(scored(choose_set), choose_labels)
     selection["split"] = "shift" if choose_set is shift_set else "in-pool"
-    maps = maps_for_samples(model, val_set, opts.batch_size)
+    maps = scored(val_set)
     val_scores = rescore(maps, weights).total.numpy()
     calibration = calibrate(val_scores, val_labels)
     validation = image_metrics_with_intervals(val_scores, val_labels, calibration["threshold"])
@@ -301,7 +313,7 @@ def train(opts: TrainOptions) -> dict:
         },
     }
     if len(set(shift_labels)) == 2:
-        shift_maps = maps_for_samples(model, shift_set, opts.batch_size)
+        shift_maps = scored(shift_set)
         shift_scores = rescore(shift_maps, weights).total.numpy()
         metrics["shift_validation"] = image_metrics_with_intervals(shift_scores, shift_labels, calibration["threshold"])
         metrics["shift_ablation_auroc"] = {
@@ -342,6 +354,9 @@ def train(opts: TrainOptions) -> dict:
         f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}"
     )
     save_checkpoint(out, model, weights, calibration=calibration, training=training, metrics=metrics, summary=summary)
+    # the statistics are kept either way, so normalised scoring can be measured on the checkpoint later
+    in_use = opts.map_norm == "normalised"
+    add_to_checkpoint(out, norm.tensors(), {"map_norm": {"in_use": in_use, "n_train": len(train_set)}})
     out.with_suffix(".metrics.json").write_text(
         json.dumps(
             {"summary": summary, "metrics": metrics, "score_weights": weights.to_dict(), "training": training}, indent=2

@@ -99,3 +99,38 @@ def test_other_encoder_weights_are_detected(tiny_model, tmp_path):
     save_file(state, str(path), metadata={"spmamba": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="trained on encoder weights 0000000000000000"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_scoring_normalised_maps_applies_them_on_every_predictor_path(tmp_path):
+    """Stored training-normal statistics are applied by Predictor.maps and maps_for_samples alike when the
+    checkpoint says they are in use, and ignored (but kept) when it does not; the model still loads."""
+    import numpy as np
+    from PIL import Image
+
+    from spmamba.checkpoint import add_to_checkpoint, save_checkpoint
+    from spmamba.data import Sample
+    from spmamba.inference import Predictor
+    from spmamba.model import SPMamba
+    from spmamba.scoring import ComponentMaps, MapNorm
+    from tests.conftest import tiny_config
+
+    torch.manual_seed(0)
+    path = tmp_path / "n.safetensors"
+    save_checkpoint(path, SPMamba(tiny_config(), encoder_weights="imagenet"))
+    g = torch.Generator().manual_seed(1)
+    norm = MapNorm(
+        torch.rand(3, 128, 128, generator=g),
+        torch.rand(3, 128, 128, generator=g) + 0.5,
+        torch.rand(128, 128, generator=g),
+        torch.rand(128, 128, generator=g) + 0.5,
+    )
+    grey = np.random.default_rng(0).random((96, 96)).astype(np.float32)
+    Image.fromarray((grey * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    add_to_checkpoint(path, norm.tensors(), {"map_norm": {"in_use": False, "n_train": 5}})
+    raw = Predictor(path).maps([grey])
+    add_to_checkpoint(path, norm.tensors(), {"map_norm": {"in_use": True, "n_train": 5}})
+    p = Predictor(path)
+    want = norm.apply(ComponentMaps(raw.per_scale, raw.prototype))
+    torch.testing.assert_close(p.maps([grey]).per_scale, want.per_scale, rtol=1e-4, atol=1e-4)
+    batch = p.maps_for_samples([Sample(tmp_path / "x.png", 0)])
+    assert batch.per_scale.shape == want.per_scale.shape and torch.isfinite(batch.prototype).all()
