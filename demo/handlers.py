@@ -137,7 +137,8 @@ def render(
         "γ·contrast": weights.gamma * float(s.contrast[0]),
     }
     judgement = analysis.judge(total)
-    cal = analysis.calibration if judgement.modality_match is not False else None  # nothing to place it against
+    # another modality, or unlike the training images: nothing to place the score against
+    cal = analysis.calibration if judgement.modality_match is not False and analysis.in_domain is not False else None
     fig = score_figure(parts, total, cal and cal["threshold"], cal and cal.get("normal_scores"))
     scores = {**score_components(s), "map_min": lo, "map_max": hi}
     text = "\n\n".join([judgement.text] + [f"⚠️ {n}" for n in analysis.notes])

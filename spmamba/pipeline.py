@@ -243,10 +243,10 @@ class Pipeline:
             pick = by_label.get(chosen)
             if pick is None:
                 return Route(chosen, offered[chosen], None, None, nearest.entry.path, "", [])
-            if pick.ratio > 1 or (nearest.ratio <= 1 and nearest.entry.dataset != pick.entry.dataset):
+            if nearest.ratio <= 1 and nearest.entry.dataset != pick.entry.dataset:  # (unlike all: looks_like says)
                 notes.append(
                     f"Kept the checkpoint you chose ({pick.entry.dataset}), but this image looks like "
-                    + (f"{nearest.entry.dataset}." if nearest.ratio <= 1 else "none of the training sets.")
+                    f"{nearest.entry.dataset}."
                 )
         else:
             preferred = [f for f in fits if set(wanted) & set(f.entry.modalities)]

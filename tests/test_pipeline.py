@@ -225,3 +225,19 @@ def test_routing_needs_no_domain_to_work(tmp_path):
     route = pipe.route(LoadedImage(img, {"format": "DICOM", "Modality": "CT"}), ANOMALY)
     assert route.label == "ct" and route.in_domain is None and "CT" in route.notes[0]
     assert pipe.route(LoadedImage(img, {"format": "PNG"}), ANOMALY).label == "xray"
+
+
+@needs_checkpoint
+def test_an_image_unlike_the_training_images_is_drawn_against_no_normal_range(tmp_path):
+    """The score panel drops the threshold and the normal histogram, as it does for another modality."""
+    from spmamba.imaging import load_image
+    from tests.conftest import SHIPPED
+
+    path = tmp_path / "t.png"
+    yy, xx = np.mgrid[:120, :100]
+    Image.fromarray((127 + 100 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.uint8)).save(path)
+    img = load_image(path)
+    known, other = handlers.analyse_image(img, str(SHIPPED)), handlers.analyse_image(img, str(SHIPPED), in_domain=False)
+    placed, unlike = handlers.render(known, known.weights), handlers.render(other, other.weights)
+    assert "threshold" in placed.figure.to_json() and "threshold" not in unlike.figure.to_json()
+    assert unlike.judgement.above is None and "unlike the images this model was trained on" in unlike.verdict
