@@ -37,7 +37,7 @@ def measure(repeat: int, out: Path) -> dict:
     from bench.bench_seg import mis
     from spmamba.seg.train import loss_fn
     from spmamba.ssm import selective_scan_fn
-    from spmamba.train import machine_record
+    from spmamba.training import machine_record
 
     xs = inputs(1024, 256)
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 import torch
-from llvmlite import binding
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, add_to_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import add_to_checkpoint, load_checkpoint, save_checkpoint
 from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
@@ -39,136 +35,51 @@ from .metrics import (
 )
 from .model import PRESETS, SPMamba, SPMambaConfig
 from .scoring import WEIGHT_SETTINGS, ComponentMaps, MapNorm, ScoreWeights, ablation_weights, rescore
-
-
-def _opt(default, help: str, **extra):
-    """A TrainOptions field whose help text (and any CLI flag override) the ``spmamba train`` parser reads."""
-    return field(default=default, metadata={"help": help, **extra})
+from .training import end_epoch, load_state, machine_record, opt_field, run_paths, save_state, seed_everything
 
 
 @dataclass
 class TrainOptions:
     """Every training option, with its default and help: ``spmamba train`` is generated from this."""
 
-    data: str = _opt(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
-    out: str = _opt(None, "checkpoint to write (.safetensors)")
-    config: str = _opt("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
+    data: str = opt_field(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
+    out: str = opt_field(None, "checkpoint to write (.safetensors)")
+    config: str = opt_field("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
     # spelt: a card's command names it even at the default, since each dataset's command sets its own schedule
-    epochs: int = _opt(20, "training epochs", spelt=True)
-    batch_size: int = _opt(16, "images per step")
-    lr: float | None = _opt(None, "learning rate (default 0.005 x batch / 16)")
-    weight_decay: float = _opt(1e-4, "AdamW weight decay (biases and 1-D parameters get none)")
-    seed: int = _opt(0, "seed for initialisation, order and subsets")
-    feature_cache: bool = _opt(True, "cache the frozen encoder's features after the first epoch")
-    resume: bool = _opt(False, "continue from OUT's .train-state file")
-    max_train: int | None = _opt(None, "seeded subset of training images")
-    max_val: int | None = _opt(None, "seeded subset of validation images")
-    val_every: int = _opt(1, "validate every N epochs (and after the last)")
-    keep: str = _opt(
+    epochs: int = opt_field(20, "training epochs", spelt=True)
+    batch_size: int = opt_field(16, "images per step")
+    lr: float | None = opt_field(None, "learning rate (default 0.005 x batch / 16)")
+    weight_decay: float = opt_field(1e-4, "AdamW weight decay (biases and 1-D parameters get none)")
+    seed: int = opt_field(0, "seed for initialisation, order and subsets")
+    feature_cache: bool = opt_field(True, "cache the frozen encoder's features after the first epoch")
+    resume: bool = opt_field(False, "continue from OUT's .train-state file")
+    max_train: int | None = opt_field(None, "seeded subset of training images")
+    max_val: int | None = opt_field(None, "seeded subset of validation images")
+    val_every: int = opt_field(1, "validate every N epochs (and after the last)")
+    keep: str = opt_field(
         "last",
         "which epoch the checkpoint holds: the last (epochs fixed beforehand) or the best on validation",
         choices=["last", "best"],
     )
-    intensity: str = _opt(
+    intensity: str = opt_field(
         "raw", "per-image intensity rule applied before the model (spmamba.intensity)", choices=list(INTENSITY)
     )
-    map_norm: str = _opt(
+    map_norm: str = opt_field(
         "raw",
         "score the raw component maps, or maps standardised per pixel against the training normals (MapNorm)",
         choices=["raw", "normalised"],
     )
-    val_list: str | None = _opt(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
-    encoder_weights: str = _opt("imagenet", "'imagenet' or a local weight file")
-    dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
-    modalities: tuple[str, ...] = _opt(
+    val_list: str | None = opt_field(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
+    encoder_weights: str = opt_field("imagenet", "'imagenet' or a local weight file")
+    dataset_name: str | None = opt_field(None, "name recorded in the model card metadata")
+    modalities: tuple[str, ...] = opt_field(
         (), "DICOM Modality codes of the training images (e.g. CR DX); the demo preselects by them", flag="--modality"
     )
-    dicom_window: str | None = _opt(
+    dicom_window: str | None = opt_field(
         None,
         "CT window the training images were exported in; the demo and spmamba predict apply it to DICOM CT",
         choices=[k for k, v in WINDOW_PRESETS.items() if v],
     )
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def machine_record() -> dict:
-    """Where a run trained. The numba scan kernels are compiled for this CPU with fast-math, so one command
-    reproduces bit for bit on the same CPU type but rounds differently on another, and the runs drift apart."""
-    cpu = numba.config.CPU_NAME or binding.get_host_cpu_name()
-    return {"threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__, "numba": numba.__version__}
-
-
-def _run_paths(out: str) -> tuple[Path, Path, Path]:
-    """The checkpoint, its train state and its best-epoch file, which stay beside it so a run can be resumed or
-    extended. The folder is made now: were it missing, the run would only fail when the first epoch is saved."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, path.with_name(path.stem + TRAIN_STATE_SUFFIX), path.with_name(path.stem + BEST_EPOCH_SUFFIX)
-
-
-def end_epoch(
-    sched: torch.optim.lr_scheduler.LRScheduler, info: dict, epoch: int, losses: list[float], n_images: int, t0: float
-) -> dict:
-    """Steps the schedule, adds the epoch's time to the run's and starts the epoch's history record,
-    the same for every trainer so that their logs read alike."""
-    sched.step()
-    secs = time.perf_counter() - t0
-    info["train_seconds"] += secs
-    return {"epoch": epoch, "loss": float(np.mean(losses)), "images_per_s": n_images / secs}
-
-
-def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
-    """Top-level modules whose parameters are all frozen (SP-Mamba's pretrained encoder): their weights come
-    from the encoder registry, so a train state leaves them out; everything else must be saved."""
-    frozen = [
-        name
-        for name, module in model.named_modules()
-        if name and any(True for _ in module.parameters()) and not any(p.requires_grad for p in module.parameters())
-    ]
-    return tuple(f"{n}." for n in frozen if not any(n.startswith(f"{o}.") for o in frozen if o != n))
-
-
-def _save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, info: dict) -> None:
-    """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles)."""
-    frozen = _frozen_prefixes(model)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(frozen)}
-    osd = opt.state_dict()
-    for i, st in osd["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
-    meta = dict(info, param_groups=osd["param_groups"], scheduler=sched.state_dict())
-    save_file(tensors, str(path), metadata={"train_state": json.dumps(meta, default=list)})
-
-
-def _load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> dict:
-    """Restores what `_save_state` wrote; a state that leaves out trainable weights (or names others) is
-    refused rather than resumed from freshly initialised layers."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["train_state"])
-    tensors = load_file(str(path))
-    result = model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(_frozen_prefixes(model))]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"{path.name} does not match this model ({len(missing)} weights missing, "
-            f"{len(result.unexpected_keys)} unexpected, e.g. {(missing + result.unexpected_keys)[0]}); "
-            "start without --resume or delete the train-state file"
-        )
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
-    sched.load_state_dict(meta.pop("scheduler"))
-    return meta
 
 
 def select_weights(maps: ComponentMaps, labels: np.ndarray) -> tuple[ScoreWeights, dict]:
@@ -219,7 +130,7 @@ def train(opts: TrainOptions) -> dict:
     checkpoint; return metrics. Where the data has another acquisition group (``Splits.shift_val``), every
     validation is reported on both splits and the score weights are chosen on the shift split."""
     seed_everything(opts.seed)
-    out, state_path, best_path = _run_paths(opts.out)
+    out, state_path, best_path = run_paths(opts.out)
     splits = discover(opts.data, seed=opts.seed)
     train_set = subsample(splits.train, opts.max_train, opts.seed)
     val_set = subsample(csv_list(opts.val_list) if opts.val_list else splits.val, opts.max_val, opts.seed)
@@ -236,7 +147,7 @@ def train(opts: TrainOptions) -> dict:
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.8 * opts.epochs))], gamma=0.1)
     info = {"epoch": 0, "history": [], "best_auroc": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     if opts.resume and state_path.is_file():
-        info = _load_state(state_path, model, opt, sched)
+        info = load_state(state_path, model, opt, sched)
 
     images = load_batch(
         train_set, cfg.image_size, cfg.intensity
@@ -284,7 +195,7 @@ def train(opts: TrainOptions) -> dict:
         info["history"].append(record)
         info["epoch"] = epoch
         tqdm.write(json.dumps(record))
-        _save_state(state_path, model, opt, sched, info)
+        save_state(state_path, model, opt, sched, info)
 
     if opts.keep == "best":
         model, _ = load_checkpoint(best_path, encoder_weights=opts.encoder_weights)

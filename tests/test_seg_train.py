@@ -159,7 +159,7 @@ def test_train_state_restores_every_trainable_weight(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from spmamba.seg.train import SegTrainOptions, build
-    from spmamba.train import _load_state, _save_state
+    from spmamba.training import load_state, save_state
 
     def fresh(seed):
         torch.manual_seed(seed)
@@ -172,9 +172,9 @@ def test_train_state_restores_every_trainable_weight(tmp_path):
     opt.step()
     sched.step()
     path = tmp_path / "run.train-state.safetensors"
-    _save_state(path, model, opt, sched, {"epoch": 1})
+    save_state(path, model, opt, sched, {"epoch": 1})
     other, other_opt, other_sched = fresh(1)
-    assert _load_state(path, other, other_opt, other_sched) == {"epoch": 1}
+    assert load_state(path, other, other_opt, other_sched) == {"epoch": 1}
     for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert other_sched.last_epoch == 1
@@ -184,7 +184,7 @@ def test_train_state_restores_every_trainable_weight(tmp_path):
     tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith("model.encoder.")}
     save_file(tensors, str(path), metadata=metadata)  # what the earlier code wrote
     with pytest.raises(ValueError, match="weights missing"):
-        _load_state(path, *fresh(2))
+        load_state(path, *fresh(2))
 
 
 def test_summary_resamples_patients_when_file_names_carry_them():

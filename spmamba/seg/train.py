@@ -22,7 +22,7 @@ from ..checkpoint import CheckpointError
 from ..data import patient_id
 from ..intensity import INTENSITY
 from ..metrics import bootstrap_interval
-from ..train import _load_state, _opt, _run_paths, _save_state, end_epoch, machine_record, seed_everything
+from ..training import end_epoch, load_state, machine_record, opt_field, run_paths, save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
 from .data import AUGMENT, KEEP, augment, load_pairs, split_pairs
 from .inference import Segmenter
@@ -33,54 +33,54 @@ from .mamba_mis import SEG_PRESETS, STEMS
 class SegTrainOptions:
     """Every segmentation training option; ``spmamba seg train`` is generated from this."""
 
-    data: str = _opt(None, "folder with images/ and masks/ (same file names)")
-    out: str = _opt(None, "checkpoint to write (.safetensors)")
-    model: str = _opt("mamba-mis", "network to train", choices=sorted(MODELS))
-    config: str = _opt(
+    data: str = opt_field(None, "folder with images/ and masks/ (same file names)")
+    out: str = opt_field(None, "checkpoint to write (.safetensors)")
+    model: str = opt_field("mamba-mis", "network to train", choices=sorted(MODELS))
+    config: str = opt_field(
         "cpu-tiny", "Mamba-MIS preset (the U-Net takes its width from --channels)", choices=sorted(SEG_PRESETS)
     )
-    image_size: int = _opt(256, "square input size")
-    channels: int | None = _opt(None, "base width C (default: the preset's; U-Net 9)")
-    bfss_directions: int | None = _opt(None, "ablation: 1 = a single raster scan instead of BFSS's 4 directions")
-    spectral_gate: bool = _opt(True, "spectral-gate sub-blocks")
-    bridge: bool = _opt(True, "the AMFFB bridge on the skip connections")
-    mlp_ratio: int | None = _opt(
+    image_size: int = opt_field(256, "square input size")
+    channels: int | None = opt_field(None, "base width C (default: the preset's; U-Net 9)")
+    bfss_directions: int | None = opt_field(None, "ablation: 1 = a single raster scan instead of BFSS's 4 directions")
+    spectral_gate: bool = opt_field(True, "spectral-gate sub-blocks")
+    bridge: bool = opt_field(True, "the AMFFB bridge on the skip connections")
+    mlp_ratio: int | None = opt_field(
         None, "hidden width / C of a channel MLP in each block, 0 = none (default: the preset's)"
     )
-    detail_branch: bool = _opt(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
-    stem: str | None = _opt(
+    detail_branch: bool = opt_field(False, "a full-resolution 3x3 conv branch from the image before the head (ours)")
+    stem: str | None = opt_field(
         None,
         "patch: 4x4 patch embedding; conv: U-Net levels at full and half resolution (ours; default: the preset's)",
         choices=list(STEMS),
     )
-    intensity: str = _opt(
+    intensity: str = opt_field(
         "raw",
         "input scaling (spmamba.intensity): raw, or e.g. percentile (each image divided by its 99.9th percentile; "
         "for MR, whose intensities have no absolute scale)",
         choices=list(INTENSITY),
     )
-    augment: str = _opt(
+    augment: str = opt_field(
         "dihedral",
         "orientations drawn in training: dihedral (all flips and quarter turns), or horizontal (left-right mirror "
         "only, for ultrasound, whose vertical axis is depth)",
         choices=list(AUGMENT),
     )
     # spelt: a card's command names it even at the default, since each dataset's command sets its own schedule
-    epochs: int = _opt(60, "training epochs", spelt=True)
-    keep: str = _opt(
+    epochs: int = opt_field(60, "training epochs", spelt=True)
+    keep: str = opt_field(
         "last",
         "the epoch whose weights the checkpoint holds: last (fixed before training, so validation measures it "
         "without bias), or best (the best validation Dice of any epoch, which validation then overstates)",
         choices=list(KEEP),
     )
-    batch_size: int = _opt(8, "images per step")
-    lr: float = _opt(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
-    weight_decay: float = _opt(1e-2, "AdamW weight decay")
-    val_fraction: float = _opt(0.2, "share of patients/images held out for validation")
-    seed: int = _opt(0, "seed for the split, initialisation, order and augmentation")
-    resume: bool = _opt(False, "continue from OUT's .train-state file")
-    dataset_name: str | None = _opt(None, "name recorded in the model card metadata")
-    modalities: tuple[str, ...] = _opt(
+    batch_size: int = opt_field(8, "images per step")
+    lr: float = opt_field(2e-3, "peak learning rate (cosine decay to a hundredth of it)")
+    weight_decay: float = opt_field(1e-2, "AdamW weight decay")
+    val_fraction: float = opt_field(0.2, "share of patients/images held out for validation")
+    seed: int = opt_field(0, "seed for the split, initialisation, order and augmentation")
+    resume: bool = opt_field(False, "continue from OUT's .train-state file")
+    dataset_name: str | None = opt_field(None, "name recorded in the model card metadata")
+    modalities: tuple[str, ...] = opt_field(
         (), "DICOM Modality codes of the images (the demo preselects by them)", flag="--modality"
     )
 
@@ -161,14 +161,14 @@ def summarise(rows: list[dict]) -> dict:
 
 def train_seg(opts: SegTrainOptions) -> dict:
     seed_everything(opts.seed)
-    out, state_path, best_path = _run_paths(opts.out)
+    out, state_path, best_path = run_paths(opts.out)
     split = split_pairs(opts.data, opts.val_fraction, opts.seed)
     model = build(opts)
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs, eta_min=opts.lr / 100)
     info = {"epoch": 0, "history": [], "best_dice": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     if opts.resume and state_path.is_file():
-        info = _load_state(state_path, model, opt, sched)
+        info = load_state(state_path, model, opt, sched)
     if opts.keep == "best" and info["epoch"] and not best_path.is_file():
         raise CheckpointError(
             f"{state_path.name} is from a run that kept its last epoch, so no best epoch was saved; "
@@ -201,7 +201,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
         info["history"].append(record)
         info["epoch"] = epoch
         tqdm.write(json.dumps(record))
-        _save_state(state_path, model, opt, sched, info)
+        save_state(state_path, model, opt, sched, info)
 
     if opts.keep == "best":
         model, _ = load_seg_checkpoint(best_path)
