@@ -444,6 +444,11 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         if ts is not None and ts.is_transfer_syntax and not ts.is_compressed:
             raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated ({type(err).__name__})") from err
         name = getattr(ts, "name", str(ts))
+        if _decoder_available(ts):  # a decoder is there and refused this file's data
+            raise ImageLoadError(
+                f"{path.name} is stored as {name}, and its compressed pixel data could not be decoded: "
+                "the file may be damaged or written in a variant the decoders do not read"
+            ) from err
         raise ImageLoadError(
             f"{path.name} is stored as {name}, for which no decoder is installed here "
             "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm)"
@@ -485,6 +490,16 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         if key in ds and (value := _safe_tag(key, str(ds.get(key)))) is not None:
             meta[key] = value
     return LoadedImage(np.ascontiguousarray(pixels, dtype=np.float32), meta)
+
+
+def _decoder_available(ts) -> bool:
+    """Whether pydicom has a working decoder for transfer syntax ``ts``."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(ts).is_available)
+    except Exception:  # an unknown or private transfer syntax: no decoder
+        return False
 
 
 def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
