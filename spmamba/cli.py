@@ -77,7 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .imaging import ImageLoadError, is_nifti
-    from .pipeline import Pipeline, get_predictor, report
+    from .pipeline import Pipeline, expand_inputs, get_predictor, report
     from .visualize import overlay_own_range
 
     if args.threads:
@@ -87,6 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("no checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
         return 2
     reports, failed = [], 0
+    args.files = expand_inputs(args.files)
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
     volumes = [[f] for f in args.files if is_nifti(f)]
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "files",
         nargs="+",
         metavar="FILE",
-        help="PNG/JPEG/TIFF or DICOM files; a NIfTI file is scored slice by slice as a volume",
+        help="PNG/JPEG/TIFF or DICOM files, or folders of them (recursive); a NIfTI file is scored slice by slice "
+        "as a volume",
     )
     pr.add_argument(
         "--checkpoint",

@@ -23,7 +23,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError, read_raw_metadata
 from .domain import Domain, embed
-from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_image
+from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, image_suffix, load_image
 from .inference import Predictor, default_device, image_modalities
 from .seg.inference import Segmenter
 from .volume import Volume, load_volume
@@ -80,17 +80,27 @@ def load_checked(
     return img
 
 
-def read_images(names: list[str]):
-    """Yield (name, LoadedImage) for each file in turn, or (name, None) after reporting on stderr why it
-    cannot be read: the one wording for every command that reads image files."""
-    import sys
-
+def expand_inputs(names: list[str]) -> list[str]:
+    """Files as given; a folder becomes the image files below it, recursively and in name order (an
+    extension-less file counts when it is a DICOM by its preamble), so a whole export can be named at once."""
+    out = []
     for name in names:
-        try:
-            yield name, load_checked(name)
-        except ImageLoadError as err:
-            print(f"{name}: cannot be read: {err}", file=sys.stderr)
-            yield name, None
+        path = Path(name)
+        if not path.is_dir():
+            out.append(name)
+            continue
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            if image_suffix(f.name) or (not f.suffix and _dicom_preamble(f)):
+                out.append(str(f))
+    return out
+
+
+def _dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

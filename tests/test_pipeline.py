@@ -241,3 +241,24 @@ def test_an_image_unlike_the_training_images_is_drawn_against_no_normal_range(tm
     placed, unlike = handlers.render(known, known.weights), handlers.render(other, other.weights)
     assert "threshold" in placed.figure.to_json() and "threshold" not in unlike.figure.to_json()
     assert unlike.judgement.above is None and "unlike the images this model was trained on" in unlike.verdict
+
+
+@needs_checkpoint
+def test_predict_takes_a_folder_of_an_export(tmp_path, capsys):
+    """A folder is read recursively: images by suffix, an extension-less file when it is a DICOM, nothing else."""
+    import shutil
+
+    import pydicom.data
+
+    from tests.conftest import SHIPPED
+
+    export = tmp_path / "export"
+    (export / "series" / "a").mkdir(parents=True)
+    yy, xx = np.mgrid[:64, :64]
+    Image.fromarray((127 + 100 * np.sin(xx / 7) * np.cos(yy / 9)).astype(np.uint8)).save(export / "one.png")
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), export / "series" / "a" / "IM0001")
+    (export / "README.txt").write_text("not an image")
+    assert cli(["predict", str(export), "--checkpoint", str(SHIPPED), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(r["file"]).name for r in rows] == ["one.png", "IM0001"]
+    assert rows[1]["image"]["Modality"] == "CT"

@@ -70,11 +70,12 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..imaging import ImageLoadError
-    from ..pipeline import SEGMENT, Pipeline, get_segmenter
+    from ..pipeline import SEGMENT, Pipeline, expand_inputs, get_segmenter
 
     files, checkpoint = list(args.files), args.checkpoint
     if files and files[0].endswith(".safetensors"):  # the older spelling: the checkpoint first
         checkpoint, files = files[0], files[1:]
+    files = expand_inputs(files)
     pipe = Pipeline({}, {checkpoint: checkpoint} if checkpoint else None)
     if not pipe.seg_checkpoints:
         print("no segmentation checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
@@ -134,7 +135,9 @@ def add_seg_parser(sub, add_options) -> None:
     pr = seg.add_parser(
         "predict", help="segment image files (each routed to the checkpoint it resembles); lesion area; mask PNGs"
     )
-    pr.add_argument("files", nargs="+", metavar="FILE", help="image files (an older spelling puts a checkpoint first)")
+    pr.add_argument(
+        "files", nargs="+", metavar="FILE", help="image files or folders (an older spelling puts a checkpoint first)"
+    )
     pr.add_argument("--checkpoint", default=None, help="use this checkpoint for every file")
     pr.add_argument("--out", default=None, metavar="DIR", help="write each mask PNG here")
     pr.add_argument("--json", action="store_true")
