@@ -17,6 +17,7 @@ from skimage.transform import resize
 
 from spmamba.imaging import ImageLoadError, LoadedImage, load_image
 from spmamba.pipeline import SEGMENT, Pipeline, get_segmenter
+from spmamba.seg.data import DEFAULT_THRESHOLD, MASK_LEVEL
 from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 
@@ -60,7 +61,7 @@ def load_truth_mask(path: str | None, shape: tuple[int, int]) -> np.ndarray | No
                 "a mask must cover the same field of view"
             )
         grey = resize(grey, shape, order=0, anti_aliasing=False, preserve_range=True)
-    return grey > 0.5
+    return grey > MASK_LEVEL
 
 
 def measurements(seg: Segmentation, threshold: float, truth: np.ndarray | None = None) -> dict:
@@ -89,7 +90,7 @@ def draw(seg: Segmentation, threshold: float, opacity: float, truth: np.ndarray 
     rgb[mask] = (1 - opacity) * rgb[mask] + opacity * FILL
     rgb[find_boundaries(mask, mode="inner")] = MAP_OUTLINE
     if truth is not None:
-        shown = resize(truth.astype(float), (h, w), order=0, anti_aliasing=False) > 0.5
+        shown = resize(truth.astype(float), (h, w), order=0, anti_aliasing=False) > MASK_LEVEL
         rgb[find_boundaries(shown, mode="inner")] = TRUTH_OUTLINE
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
@@ -147,7 +148,9 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -
                 model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
                 keep = gr.Checkbox(False, label="Keep this checkpoint for new images", elem_id="seg-keep")
                 looks = gr.Markdown(elem_id="seg-looks-like")
-                threshold = gr.Slider(0.05, 0.95, 0.5, step=0.05, label="Threshold (re-applied to the cached map)")
+                threshold = gr.Slider(
+                    0.05, 0.95, DEFAULT_THRESHOLD, step=0.05, label="Threshold (re-applied to the cached map)"
+                )
                 opacity = gr.Slider(0, 1, 0.4, step=0.05, label="Fill opacity")
                 truth_file = gr.File(
                     label="Ground-truth mask (optional): Dice and IoU", type="filepath", elem_id="seg-truth"

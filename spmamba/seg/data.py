@@ -83,9 +83,13 @@ def model_image(pixels: np.ndarray, size: int, intensity: str = "raw") -> torch.
     return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+MASK_LEVEL = 0.5  # a mask file's pixel is lesion above this (masks are stored 0/255, resized masks in between)
+DEFAULT_THRESHOLD = 0.5  # the lesion-probability threshold of a checkpoint that stores none (and the trainers')
+
+
 def load_truth(mask: Path) -> np.ndarray:
     """(H, W) bool ground truth at the image's own resolution."""
-    return load_image(mask).grey > 0.5
+    return load_image(mask).grey > MASK_LEVEL
 
 
 def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..imaging import load_image
 from .checkpoint import load_seg_checkpoint
-from .data import load_truth, model_image
+from .data import DEFAULT_THRESHOLD, load_truth, model_image
 from .metrics import segmentation_scores
 
 
@@ -19,7 +19,7 @@ class Segmenter:
 
     def __init__(self, model: torch.nn.Module, meta: dict | None = None):
         self.model, self.meta = model.eval(), meta or {}
-        self.threshold = float(self.meta.get("threshold", 0.5))
+        self.threshold = float(self.meta.get("threshold", DEFAULT_THRESHOLD))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Segmenter:

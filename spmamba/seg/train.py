@@ -24,9 +24,10 @@ from ..intensity import INTENSITY
 from ..metrics import bootstrap_interval
 from ..training import end_epoch, load_state, machine_record, opt_field, run_paths, save_state, seed_everything
 from .checkpoint import MODELS, build_model, load_seg_checkpoint, save_seg_checkpoint
-from .data import AUGMENT, KEEP, augment, load_pairs, split_pairs
+from .data import AUGMENT, DEFAULT_THRESHOLD, KEEP, MASK_LEVEL, augment, load_pairs, split_pairs
 from .inference import Segmenter
 from .mamba_mis import SEG_PRESETS, STEMS
+from .unet import UNetConfig
 
 
 @dataclass
@@ -88,7 +89,12 @@ class SegTrainOptions:
 def build(opts: SegTrainOptions) -> torch.nn.Module:
     if opts.model == "unet":
         return build_model(
-            "unet", {"image_size": opts.image_size, "channels": opts.channels or 9, "intensity": opts.intensity}
+            "unet",
+            {
+                "image_size": opts.image_size,
+                "channels": opts.channels or UNetConfig.channels,
+                "intensity": opts.intensity,
+            },
         )
     cfg = dataclasses.asdict(SEG_PRESETS[opts.config])
     cfg.update(
@@ -125,7 +131,7 @@ def dice_per_image(model: torch.nn.Module, images: torch.Tensor, masks: torch.Te
     scores = []
     for i in range(0, len(images), batch):
         pred = model(images[i : i + batch]) > 0
-        truth = masks[i : i + batch] > 0.5
+        truth = masks[i : i + batch] > MASK_LEVEL
         inter = (pred & truth).sum((1, 2, 3)).float()
         total = (pred.sum((1, 2, 3)) + truth.sum((1, 2, 3))).float()
         scores += torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).tolist()
@@ -230,7 +236,7 @@ def train_seg(opts: SegTrainOptions) -> dict:
         f"HD95 {validation['hd95']:.1f}px"
     )
     metrics = {"validation": validation, "per_image": rows}
-    save_seg_checkpoint(out, model, threshold=0.5, training=training, metrics=metrics, summary=summary)
+    save_seg_checkpoint(out, model, threshold=DEFAULT_THRESHOLD, training=training, metrics=metrics, summary=summary)
     out.with_suffix(".metrics.json").write_text(
         json.dumps({"summary": summary, **metrics, "training": training}, indent=2)
     )
