@@ -198,6 +198,29 @@ def cmd_domain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Out-of-fold calibration of a checkpoint's threshold (spmamba.oof), written into the checkpoint."""
+    from .checkpoint import read_metadata
+    from .data import data_root
+    from .oof import out_of_fold_calibration, write_calibration
+
+    root = data_root()
+    if args.data is None and root is None:
+        print("no data folder: pass DATA or set SPMAMBA_DATA", file=sys.stderr)
+        return 2
+    folder = Path(args.data) if args.data else root / read_metadata(args.checkpoint)["training"]["data_path_name"]
+    cal = out_of_fold_calibration(args.checkpoint, folder, args.folds, args.workdir)
+    write_calibration(args.checkpoint, cal)
+    fpr, tpr = cal["val_false_positive_rate"], cal["val_true_positive_rate"]
+    (flo, fhi), (tlo, thi) = cal["val_false_positive_rate_ci95"], cal["val_true_positive_rate_ci95"]
+    print(
+        f"out-of-fold threshold {cal['threshold']:.4g} from {cal['out_of_fold']['n_normal']} training normals "
+        f"({args.folds} folds); on validation it flags {100 * fpr:.1f}% ({100 * flo:.1f}-{100 * fhi:.1f}%) of "
+        f"normals and {100 * tpr:.1f}% ({100 * tlo:.1f}-{100 * thi:.1f}%) of abnormal images -> {args.checkpoint}"
+    )
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from .card import GENERATED_END, render_card
 
@@ -352,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .seg.cli import add_seg_parser
 
     add_seg_parser(sub, add_options)
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="set a checkpoint's threshold from out-of-fold scores of its training normals (k models, its recipe)",
+    )
+    cal.add_argument("checkpoint")
+    cal.add_argument("data", nargs="?", help="dataset root (default: $SPMAMBA_DATA/<the checkpoint's data>)")
+    cal.add_argument("--folds", type=int, default=5)
+    cal.add_argument("--workdir", default="runs/oof", help="where the fold models are kept (resumable)")
+    cal.set_defaults(func=cmd_calibrate)
 
     dom = sub.add_parser(
         "domain",

@@ -21,6 +21,7 @@ from .imaging import WINDOW_PRESETS
 from .model import SPMamba
 from .scoring import ComponentMaps, MapNorm, Scores, ScoreWeights, component_maps, rescore
 
+WEAK_CALIBRATION = 30  # fewer normal images than this cannot place a 5% threshold: the verdict says so
 NOT_DIAGNOSIS = "This measures how unusual the image is for the model, not whether disease is present."
 
 
@@ -206,10 +207,23 @@ class Predictor:
         normal = np.asarray(cal["normal_scores"])
         above, pct = bool(total >= cal["threshold"]), float(100 * (normal < total).mean())
         headline = "above the normal range" if above else "within the normal range"
-        rate = cal.get("val_false_positive_rate")
-        flags = f", which {100 * rate:.1f}% of the normal validation images also reach" if rate is not None else ""
+        rate, ci = cal.get("val_false_positive_rate"), cal.get("val_false_positive_rate_ci95")
+        flags = ""
+        if rate is not None:
+            interval = f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f}%)" if ci else ""
+            flags = f", which {100 * rate:.1f}%{interval} of the normal validation images also reach"
+        population = (
+            "training normals, each scored by a model that did not train on it"
+            if cal.get("out_of_fold")
+            else "normal validation images"
+        )
+        weak = (
+            f" This threshold rests on only {len(normal)} normal images: read it as weak."
+            if len(normal) < WEAK_CALIBRATION
+            else ""
+        )
         text = (
             f"**{headline.capitalize()} for this model.** Score {total:.3g} (threshold {cal['threshold']:.3g}"
-            f"{flags}); higher than {pct:.0f}% of the {len(normal)} normal validation images. {NOT_DIAGNOSIS}"
+            f"{flags}); higher than {pct:.0f}% of the {len(normal)} {population}.{weak} {NOT_DIAGNOSIS}"
         )
         return Judgement(total, above, pct, match, headline, text)

@@ -70,6 +70,7 @@ class TrainOptions:
         choices=["raw", "normalised"],
     )
     val_list: str | None = opt_field(None, "CSV (path,label[,mask]) to validate on instead of the dataset's split")
+    train_list: str | None = opt_field(None, "CSV (path,label) of the normal images to train on instead of train/")
     encoder_weights: str = opt_field("imagenet", "'imagenet' or a local weight file")
     dataset_name: str | None = opt_field(None, "name recorded in the model card metadata")
     modalities: tuple[str, ...] = opt_field(
@@ -132,7 +133,7 @@ def train(opts: TrainOptions) -> dict:
     seed_everything(opts.seed)
     out, state_path, best_path = run_paths(opts.out)
     splits = discover(opts.data, seed=opts.seed)
-    train_set = subsample(splits.train, opts.max_train, opts.seed)
+    train_set = subsample(csv_list(opts.train_list) if opts.train_list else splits.train, opts.max_train, opts.seed)
     val_set = subsample(csv_list(opts.val_list) if opts.val_list else splits.val, opts.max_val, opts.seed)
     val_labels = np.array([s.label for s in val_set])
     if len(set(val_labels)) < 2:

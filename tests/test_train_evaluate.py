@@ -103,3 +103,29 @@ def test_train_resume_and_evaluate(dataset, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out), str(dataset / "test.csv")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == last
+
+
+def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_path, capsys):
+    """Two folds trained with the checkpoint's own recipe: each training normal gets one out-of-fold score,
+    the threshold is their 5%-FPR quantile, the rates on validation come with intervals, and the checkpoint
+    keeps its validation calibration beside the new one; the verdict names the population it is placed in."""
+    from spmamba.inference import Predictor
+    from spmamba.metrics import calibrate
+
+    out = tmp_path / "m.safetensors"
+    args = ["train", str(dataset), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--config", "cpu-lite0"]
+    assert main(args) == 0
+    before = read_metadata(out)["calibration"]
+    assert main(["calibrate", str(out), str(dataset), "--folds", "2", "--workdir", str(tmp_path / "oof")]) == 0
+    meta = read_metadata(out)
+    cal = meta["calibration"]
+    scores = np.array(cal["out_of_fold"]["scores"])
+    assert len(scores) == 16 and np.isfinite(scores).all() and cal["out_of_fold"]["folds"] == 2
+    assert cal["threshold"] == pytest.approx(calibrate(scores, np.zeros(16, int))["threshold"])
+    for key in ("val_false_positive_rate", "val_true_positive_rate"):
+        lo, hi = cal[f"{key}_ci95"]
+        assert 0 <= lo <= cal[key] <= hi <= 1
+    assert meta["calibration_validation"] == before
+    text = Predictor(out).judge(float(scores.max()), {}).text
+    assert "training normals, each scored by a model that did not train on it" in text and "weak" in text
+    assert "out-of-fold" in capsys.readouterr().out
