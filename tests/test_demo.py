@@ -83,9 +83,13 @@ def test_verdict_places_the_score_and_never_diagnoses(analysis):
     hi = predictor.judge(cal["threshold"] + 1).text
     lo = predictor.judge(min(cal["normal_scores"]) - 1).text
     assert "Above the normal range" in hi and "Within the normal range" in lo and "higher than 0%" in lo
-    rate = f"{100 * cal['val_false_positive_rate']:.1f}% of the normal validation images"
-    for text in (hi, lo):
-        assert "not whether disease is present" in text and rate in text  # the threshold's rate, on validation
+    lo_ci, hi_ci = cal["val_false_positive_rate_ci95"]
+    rate = (
+        f"{100 * cal['val_false_positive_rate']:.1f}% ({100 * lo_ci:.0f}–{100 * hi_ci:.0f}%) of the normal validation"
+    )
+    for text in (hi, lo):  # the threshold's false-alarm rate on validation, with its interval
+        assert "not whether disease is present" in text and rate in text
+        assert "weak" not in text  # 121 calibration normals
     uncalibrated = copy.copy(predictor)
     uncalibrated.calibration = None
     assert "cannot be placed" in uncalibrated.judge(1.0).text
