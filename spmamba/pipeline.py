@@ -161,6 +161,8 @@ class Prepared:
 
 @dataclass
 class PreparedVolume:
+    """A volume made ready for its checkpoint, routed by its middle slice."""
+
     volume: Volume
     route: Route
     window: str | None
@@ -261,16 +263,14 @@ class Pipeline:
         else:
             preferred = [f for f in fits if set(wanted) & set(f.entry.modalities)]
             if preferred and (preferred[0].ratio <= 1 or nearest.ratio > 1):
-                pick = preferred[0]
-            elif nearest.ratio <= 1:
+                pick = preferred[0]  # the modality's checkpoint fits, or nothing does
+            else:
                 pick = nearest
-                if preferred:
+                if preferred:  # a clear mismatch: the content wins over the header
                     notes.append(
                         f"The file says {'/'.join(wanted)}, but it looks like {nearest.entry.dataset}; "
                         "it was routed by its content."
                     )
-            else:
-                pick = nearest
         if chosen and pick.entry.label != chosen and not keep:
             by = next((m for m in wanted if m in pick.entry.modalities), None)
             shown = f"{by}{f' ({MODALITY_NAMES[by]})' if by in MODALITY_NAMES else ''}" if by else pick.entry.dataset
