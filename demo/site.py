@@ -40,8 +40,6 @@ SAFE_META = (
 )
 NETWORK_CONCURRENCY = 2 if default_device() == "cuda" else 1  # one CPU forward already uses every core
 PRIVATE = dict(api_visibility="private")
-# What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
-
 log = logging.getLogger("spmamba.demo")
 
 
