@@ -502,11 +502,11 @@ def _decoder_available(ts) -> bool:
         return False
 
 
-def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
-    """One slice in the closest canonical (RAS) orientation, read from the file without loading the volume:
-    the declared size is checked first, then only the slab holding the slice is decoded."""
+def open_nifti(path: Path, volumes: bool = True):
+    """A NIfTI-1/2 image volume whose header passed every check the loaders share (readable, a volume, grey
+    voxels of a real type, 2 to 4 dimensions, a declared size within the limits), not yet decoded: the one
+    gate of the single-slice loader and the volume loader alike."""
     import nibabel as nib
-    from nibabel.orientations import apply_orientation, io_orientation
 
     try:
         img = nib.load(str(path))
@@ -525,10 +525,19 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
             f"{path.name} stores {'colour (RGB) ' if header_dtype.fields else ''}voxels of type "
             f"{header_dtype}; only greyscale volumes can be analysed (convert it to a single channel)"
         )
+    if len(img.shape) not in (2, 3, 4):
+        raise ImageLoadError(f"{path.name} has {len(img.shape)} dimensions; expected a 2-D, 3-D or 4-D volume")
+    _check_declared(path, nifti_voxel_bytes(img, volumes))
+    return img
+
+
+def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
+    """One slice in the closest canonical (RAS) orientation, read from the file without loading the volume:
+    the declared size is checked first, then only the slab holding the slice is decoded."""
+    from nibabel.orientations import apply_orientation, io_orientation
+
+    img = open_nifti(path)
     shape = img.shape
-    if len(shape) not in (2, 3, 4):
-        raise ImageLoadError(f"{path.name} has {len(shape)} dimensions; expected a 2-D, 3-D or 4-D volume")
-    _check_declared(path, nifti_voxel_bytes(img))
     if axis not in (0, 1, 2):
         raise ImageLoadError(f"slice axis must be 0, 1 or 2, got {axis}")
     spatial = tuple(shape[:3]) + (1,) * (3 - len(shape[:3]))

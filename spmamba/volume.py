@@ -19,12 +19,11 @@ import torch.nn.functional as F
 
 from .imaging import (
     ImageLoadError,
-    _check_declared,
     _check_size,
     _normalise,
     is_nifti,
     load_image,
-    nifti_voxel_bytes,
+    open_nifti,
     quiet_headers,
 )
 from .inference import Predictor, score_components
@@ -63,13 +62,9 @@ def load_volume(
 def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
     import nibabel as nib
 
-    try:
-        img = nib.load(str(path))
-    except Exception as err:
-        raise ImageLoadError(f"{path.name} is not a readable NIfTI file ({type(err).__name__})") from err
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) or len(img.shape) not in (3, 4):
-        raise ImageLoadError(f"{path.name} is not a 3-D or 4-D NIfTI volume")
-    _check_declared(path, nifti_voxel_bytes(img, volumes=False))
+    img = open_nifti(path, volumes=False)  # the single-slice loader's own checks
+    if len(img.shape) not in (3, 4):
+        raise ImageLoadError(f"{path.name} is a 2-D NIfTI image, not a volume: analyse it on the Analyse tab")
     if len(img.shape) == 4 and not 0 <= volume_index < img.shape[3]:
         raise ImageLoadError(f"{path.name} holds {img.shape[3]} volumes; volume {volume_index} does not exist")
     if axis not in (0, 1, 2):
@@ -77,15 +72,23 @@ def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
     if int(np.prod(img.shape[:3], dtype=np.int64)) > MAX_VOXELS:
         raise ImageLoadError(f"{path.name} has more than {MAX_VOXELS:,} voxels per volume; it is too large to score")
     data = img.dataobj[..., volume_index] if len(img.shape) == 4 else img.dataobj
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, dtype=np.float32), img.affine))
-    vol = np.asarray(canonical.dataobj)
+    # float64 files are read as such: values beyond float32's range would turn infinite in a cast
+    dtype = np.float64 if img.header.get_data_dtype().itemsize > 4 else np.float32
+    try:
+        canonical = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, dtype=dtype), img.affine))
+        vol = np.asarray(canonical.dataobj)
+    except Exception as err:  # a singular or broken affine, or data shorter than the header says
+        raise ImageLoadError(
+            f"{path.name}: the volume cannot be read in a known orientation (its affine may be singular) or its "
+            "data is shorter than its header says"
+        ) from err
     if vol.shape[axis] > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {vol.shape[axis]} slices along axis {axis}; at most {MAX_SLICES}")
     slices = []
     for i in range(vol.shape[axis]):
         sl = np.rot90(np.take(vol, i, axis=axis))  # the single-slice loader's orientation and scaling
         _check_size(*sl.shape)
-        slices.append(np.ascontiguousarray(_normalise(sl)))
+        slices.append(np.ascontiguousarray(_normalise(sl), dtype=np.float32))
     zooms = canonical.header.get_zooms()[:3]
     meta = {
         "format": "NIfTI",
@@ -99,14 +102,40 @@ def _nifti_volume(path: Path, axis: int, volume_index: int) -> Volume:
     return Volume(slices, meta, canonical.affine, [f"slice {i}" for i in range(len(slices))])
 
 
+def _declared_frames(path: Path) -> int | None:
+    """How many frames or pages a file says it holds, read from its header without decoding any pixels;
+    None when the header cannot say (the loader then reports why)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        if path.name.lower().endswith(".dcm") or head[128:132] == b"DICM":
+            import pydicom
+
+            with quiet_headers():
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                return int(ds.get("NumberOfFrames") or 1)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:
+        return None
+
+
+def _one_image(path: Path) -> ImageLoadError:
+    return ImageLoadError(
+        f"{path.name} holds one image, not a volume: give a NIfTI volume, a multi-frame DICOM or several "
+        "DICOM files of one series"
+    )
+
+
 def _multiframe(path: Path, window: tuple[float, float] | None = None) -> Volume:
+    if _declared_frames(path) == 1:  # said from the header, before an image of many megapixels is decoded
+        raise _one_image(path)
     first = load_image(path, window=window)
     frames = int(first.meta.get("frames", 1))
     if frames < 2:
-        raise ImageLoadError(
-            f"{path.name} holds one image, not a volume: give a NIfTI volume, a multi-frame DICOM or several "
-            "DICOM files of one series"
-        )
+        raise _one_image(path)
     if frames > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
     slices = [first.grey] + [load_image(path, frame=i, window=window).grey for i in range(1, frames)]

@@ -217,3 +217,40 @@ def test_an_lgg_patient_rebuilt_as_a_nifti_volume_scores_as_its_slices(tmp_path)
         assert report["per_slice"][k]["total"] == pytest.approx(
             handlers.render(alone, alone.weights).scores["total"], rel=1e-4, abs=1e-5
         )
+
+
+def test_a_volume_gets_the_single_image_loaders_checks(tmp_path):
+    """/analyze_volume refuses what /analyze refuses, in the same words; a float64 volume with values beyond
+    float32's range is scored, not called infinite; a one-image file is refused from its header."""
+    from PIL import Image
+
+    def nifti(name, data, sform=None):
+        path = tmp_path / name
+        img = nib.Nifti1Image(data, np.eye(4))
+        if sform is not None:  # a singular one: nibabel will write it as the sform, with no qform
+            img.set_sform(sform, code=1)
+            img.set_qform(None, code=0)
+        nib.save(img, path)
+        return path
+
+    rng = np.random.default_rng(0)
+    complex_vol = nifti("c.nii.gz", (rng.random((16, 16, 4)) + 1j * rng.random((16, 16, 4))).astype(np.complex64))
+    rgb = np.zeros((16, 16, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb_vol = nifti("rgb.nii.gz", rgb)
+    for path in (complex_vol, rgb_vol):
+        with pytest.raises(ImageLoadError) as single:
+            load_image(path)
+        with pytest.raises(ImageLoadError) as volume:
+            load_volume([path])
+        assert str(volume.value) == str(single.value) and "only greyscale volumes" in str(single.value)
+    singular = nifti("s.nii.gz", rng.random((16, 16, 4)).astype(np.float32), np.diag([1.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ImageLoadError, match="known orientation") as err:
+        load_volume([singular])
+    assert "Error" not in str(err.value)  # plain words, no exception class
+    huge = nifti("h.nii.gz", rng.random((16, 16, 4)) * 1e300)
+    vol = load_volume([huge])
+    assert all(np.isfinite(s).all() and s.dtype == np.float32 for s in vol.slices) and len(vol) == 4
+    png = tmp_path / "one.png"
+    Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(png)
+    with pytest.raises(ImageLoadError, match="holds one image, not a volume"):
+        load_volume([png])
