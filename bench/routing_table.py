@@ -23,8 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spmamba.data import data_root, discover  # noqa: E402
-from spmamba.domain import _subset  # noqa: E402
+from spmamba.data import data_root, discover, subsample  # noqa: E402
 from spmamba.imaging import LoadedImage, load_image  # noqa: E402
 from spmamba.pipeline import ANOMALY, SEGMENT, Pipeline  # noqa: E402
 from spmamba.seg.data import split_pairs  # noqa: E402
@@ -74,7 +73,7 @@ def main() -> None:
         for name, target in sets.items():
             if not (root / name).is_dir():
                 continue
-            paths = _subset(images_of(root, name), args.per_dataset)
+            paths = subsample(images_of(root, name), args.per_dataset)
             routes = [pipe.route(load_image(p), family) for p in paths]
             right = [
                 Path(r.path).stem.startswith(target + "-") or Path(r.path).stem.startswith(target + "1") for r in routes

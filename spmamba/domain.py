@@ -131,7 +131,7 @@ def dataset_images(meta: dict, data: str | os.PathLike) -> tuple[list[np.ndarray
     """Training and validation images (seeded subsets) of the dataset a checkpoint was trained on, found as
     ``data/<its data_path_name>``: the anomaly split (validation: in-pool and shift, normal and abnormal) or
     the segmentation split."""
-    from .data import discover
+    from .data import discover, subsample
     from .imaging import load_image
 
     root = Path(data) / meta.get("training", {}).get("data_path_name", "")
@@ -143,11 +143,6 @@ def dataset_images(meta: dict, data: str | os.PathLike) -> tuple[list[np.ndarray
     else:
         splits = discover(root)
         train, val = [s.path for s in splits.train], [s.path for s in splits.val + splits.shift_val]
-    return [load_image(p).pixels for p in _subset(train, MAX_TRAIN)], [
-        load_image(p).pixels for p in _subset(val, MAX_VAL)
+    return [load_image(p).pixels for p in subsample(train, MAX_TRAIN)], [
+        load_image(p).pixels for p in subsample(val, MAX_VAL)
     ]
-
-
-def _subset(paths: list[Path], n: int) -> list[Path]:
-    rng = np.random.default_rng(0)
-    return [paths[i] for i in sorted(rng.choice(len(paths), n, replace=False))] if len(paths) > n else paths
