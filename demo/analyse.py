@@ -12,7 +12,7 @@ from spmamba.pipeline import get_predictor, report
 from spmamba.visualize import CONTOUR, OPACITY
 
 from . import handlers
-from .endpoints import file_endpoint
+from .endpoints import api_index, file_endpoint
 from .render import maps_figure
 from .site import DEFAULT_WINDOW, NETWORK_CONCURRENCY, PRIVATE, Site, image_info, user_errors, weight_slider
 
@@ -281,12 +281,16 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     reset_btn.click(reset, state, weight_sliders, **PRIVATE)
 
 
-def analyse_api(site: Site, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
-    """The /analyze endpoint as a plain function: scores as JSON and the anomaly-map overlay for one image.
+def analyse_api(
+    site: Site, path: str | None, checkpoint: str = "", index: int | None = None
+) -> tuple[dict, np.ndarray]:
+    """The /analyze endpoint as a plain function: scores as JSON and the anomaly-map overlay for one image
+    (``index``: a page, frame or NIfTI slice, from 0; by default the first page or frame, the middle slice).
 
     With no checkpoint named, it is chosen by the image's modality exactly as the page chooses it.
     """
-    ready = site.prepare(path, handlers.ImageOptions(), checkpoint or None, keep=bool(checkpoint))
+    options = handlers.ImageOptions(index=api_index(index))
+    ready = site.prepare(path, options, checkpoint or None, keep=bool(checkpoint))
     analysis = handlers.analyse_image(
         ready.image, site.path(ready.label), ready.route.notes, in_domain=ready.route.in_domain
     )
@@ -299,9 +303,9 @@ def api(site: Site, network: dict) -> None:
     """``/analyze``: the documented endpoint."""
 
     @user_errors
-    def analyze(path, label=""):
+    def analyze(path, label="", index=None):
         """Scores as JSON and the anomaly-map overlay for one image; the checkpoint defaults to the one
-        trained on the image's modality."""
-        return analyse_api(site, path, label or "")
+        trained on the image's modality; ``index`` chooses a page, frame or NIfTI slice (from 0)."""
+        return analyse_api(site, path, label or "", index)
 
     file_endpoint(analyze, "analyze", network)

@@ -6,6 +6,7 @@ the cached probability map.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from spmamba.seg.data import DEFAULT_THRESHOLD, MASK_LEVEL
 from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 
-from .endpoints import file_endpoint
-from .handlers import DISPLAY_MAX, load
+from .endpoints import api_index, file_endpoint
+from .handlers import DISPLAY_MAX, ImageOptions, load
 
 FILL = np.array([1.0, 0.35, 0.2])  # the predicted lesion, filled
 
@@ -113,21 +114,26 @@ def summary_text(m: dict, checkpoint_name: str, notes: list[str]) -> str:
     return "\n\n".join(lines)
 
 
-def prepared_segmentation(pipeline: Pipeline, path: str | None, label: str | None, keep: bool) -> Segmentation:
+def prepared_segmentation(
+    pipeline: Pipeline, path: str | None, label: str | None, keep: bool, index: int | None = None
+) -> Segmentation:
     """The pipeline's route for this file among the segmentation checkpoints, and its segmentation; an image
     unlike every segmentation training set is still outlined, and the route's ``looks_like`` says so."""
     if not pipeline.seg_checkpoints:
         raise gr.Error("No segmentation checkpoint is installed: put one in weights/ and restart.")
-    ready = pipeline.prepare(path, load, family=SEGMENT, chosen=label, keep=keep)
+    options = ImageOptions(index=index)
+    ready = pipeline.prepare(path, functools.partial(load, options=options), family=SEGMENT, chosen=label, keep=keep)
     seg = segment_image(ready.image, ready.route.path, ready.route.notes)
     seg.route = ready.route.to_dict()
     return seg
 
 
-def segment_api(pipeline: Pipeline, path: str | None, checkpoint: str = "") -> tuple[dict, np.ndarray]:
-    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay. With no checkpoint
-    named, the pipeline routes the image by its content."""
-    seg = prepared_segmentation(pipeline, path, checkpoint or None, keep=bool(checkpoint))
+def segment_api(
+    pipeline: Pipeline, path: str | None, checkpoint: str = "", index: int | None = None
+) -> tuple[dict, np.ndarray]:
+    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay (``index``: a page,
+    frame or NIfTI slice, from 0). With no checkpoint named, the pipeline routes the image by its content."""
+    seg = prepared_segmentation(pipeline, path, checkpoint or None, keep=bool(checkpoint), index=api_index(index))
     m = measurements(seg, seg.threshold)
     report = {"checkpoint": Path(seg.checkpoint).stem, **m, **seg.route, "image": seg.image_meta, "notes": seg.notes}
     return report, draw(seg, seg.threshold, 0.4)
@@ -206,9 +212,10 @@ def segment_endpoint(pipeline: Pipeline, user_errors, network: dict) -> None:
     """``/segment``: the documented segmentation endpoint."""
 
     @user_errors
-    def segment(path, label=""):
+    def segment(path, label="", index=None):
         """Lesion mask measurements as JSON and the mask overlay for one image; the checkpoint defaults to
-        the one trained on the image's modality (a colour photograph: dermoscopy)."""
-        return segment_api(pipeline, path, label or "")
+        the one trained on the image's modality (a colour photograph: dermoscopy); ``index`` chooses a page,
+        frame or NIfTI slice (from 0)."""
+        return segment_api(pipeline, path, label or "", index)
 
     file_endpoint(segment, "segment", network)

@@ -22,6 +22,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
+# A raster image longer than this on a side is box-reduced by an integer factor as it is decoded: the models
+# read at most 256² and the page shows about 1,000 px, while an 80-Mpx colour image as float32 would hold ~1 GB.
+MAX_SIDE = 2048
 # CT windows in Hounsfield units (centre, width). "auto" is the checkpoint's training window for DICOM CT
 # when its card names one, else the file's own VOI window; "custom" is the user's centre and width.
 WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
@@ -195,12 +198,13 @@ def _png_significant_bits(path: Path) -> int | None:
     return None
 
 
-def _sixteen_bit(arr: np.ndarray, path: Path, fmt: str | None) -> tuple[np.ndarray, str]:
+def _sixteen_bit(arr: np.ndarray, peak: float, path: Path, fmt: str | None) -> tuple[np.ndarray, str]:
     """A 16-bit greyscale image in [0, 1], scaled by the bits that hold data: the PNG's sBIT when it says,
-    else the bit depth the values need (12-bit data stored in 16 bits is scaled by 4095, not 65535, so it
-    reads as the same image its 8-bit or DICOM copy does)."""
+    else the bit depth the values need (``peak``: the file's largest value, read before any reduction; 12-bit
+    data stored in 16 bits is scaled by 4095, not 65535, so it reads as the same image its 8-bit or DICOM copy
+    does)."""
     sbit = _png_significant_bits(path) if fmt == "PNG" else None
-    bits = sbit or max(8, int(np.ceil(np.log2(float(arr.max()) + 1))) if arr.max() > 0 else 8)
+    bits = sbit or max(8, int(np.ceil(np.log2(peak + 1))) if peak > 0 else 8)
     how = f"{bits}-bit values in a 16-bit file ({'from the PNG sBIT chunk' if sbit else 'from the data range'})"
     arr /= float(2**bits - 1)
     return np.clip(arr, 0, 1, out=arr), how
@@ -231,9 +235,16 @@ def _load_raster(path: Path, head: bytes, frame: int = 0) -> LoadedImage:
                 _check_size(im.height, im.width)
                 mode = im.mode
                 extra.update(frames=pages, frame=frame)
+            size = [im.width, im.height]
+            if fmt == "JPEG" and max(size) > MAX_SIDE:  # decode at 1/2, 1/4 or 1/8 scale to begin with
+                im.draft(mode, (im.width * MAX_SIDE // max(size), im.height * MAX_SIDE // max(size)))
             im.load()
+            peak = float(im.getextrema()[1]) if mode in ("I;16", "I;16B", "I;16L") else 0.0
+            im = _reduced(im)
+            if im.size != tuple(size):
+                extra["reduced"] = round(max(size) / max(im.size), 2)
             if mode in ("I;16", "I;16B", "I;16L"):
-                pixels, extra["scaling"] = _sixteen_bit(np.array(im, dtype=np.float32), path, fmt)
+                pixels, extra["scaling"] = _sixteen_bit(np.array(im, dtype=np.float32), peak, path, fmt)
             elif mode in ("I", "F"):
                 pixels = _normalise(np.asarray(im, dtype=np.float64))
             elif mode in ("L", "1", "LA"):
@@ -267,8 +278,19 @@ def _load_raster(path: Path, head: bytes, frame: int = 0) -> LoadedImage:
         raise ImageLoadError(f"{path.name} contains NaN or infinite values")
     return LoadedImage(
         np.ascontiguousarray(pixels, dtype=np.float32),
-        {"format": fmt, "mode": mode, "size": [int(pixels.shape[1]), int(pixels.shape[0])], **extra},
+        {"format": fmt, "mode": mode, "size": size, **extra},
     )
+
+
+def _reduced(im: Image.Image) -> Image.Image:
+    """``im`` box-reduced by the smallest integer factor that brings its longer side to ``MAX_SIDE`` or below,
+    in a mode PIL can reduce; the averaging is the anti-aliasing any later resize would do."""
+    factor = -(-max(im.size) // MAX_SIDE)
+    if factor <= 1:
+        return im
+    if im.mode not in ("L", "RGB", "RGBA", "LA", "I", "F", "CMYK"):
+        im = im.convert({"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I"}.get(im.mode, "RGB"))
+    return im.reduce(factor)
 
 
 # DICOM attributes safe to show: acquisition facts, nothing that identifies a person.

@@ -72,7 +72,7 @@ def load_checked(
             unit = "frame" if img.meta.get("format") == "DICOM" else "page"
             raise ImageLoadError(
                 f"{Path(path).name}: {unit} {int(img.meta.get('frame', 0)) + 1} of {frames} is blank{under}; "
-                f"choose another {unit} (the Frame slider on the page)"
+                f"choose another {unit} (the Frame slider on the page, or index in /analyze and /segment, from 0)"
             )
         raise ImageLoadError(
             f"{Path(path).name} is blank{under}: every pixel has the same value, so there is nothing to analyse"

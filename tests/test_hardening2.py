@@ -275,6 +275,32 @@ def test_multipage_tiff_with_a_blank_first_page_offers_its_pages(tmp_path):
     assert img.meta["frames"] == 2 and img.meta["frame"] == 1
 
 
+def test_the_endpoints_choose_a_page_with_index_as_their_message_says(tmp_path):
+    """/analyze and /segment take the page the message tells an API user to choose; a bad index is said."""
+    from demo.analyse import analyse_api
+    from demo.segment import segment_api
+    from demo.site import Site
+    from spmamba.zoo import list_checkpoints, list_seg_checkpoints
+
+    rng = np.random.default_rng(0)
+    pages = [
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)),
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)),
+    ]
+    pages[0].save(tmp_path / "p.tif", save_all=True, append_images=pages[1:])
+    site = Site(list_checkpoints(), [], list_seg_checkpoints())
+    for call in (
+        lambda **k: analyse_api(site, str(tmp_path / "p.tif"), **k),
+        lambda **k: segment_api(site.pipeline, str(tmp_path / "p.tif"), **k),
+    ):
+        with pytest.raises(ImageLoadError, match="page 1 of 2 is blank.*index in /analyze and /segment, from 0"):
+            call()
+        rep, _ = call(index=1)
+        assert rep["image"]["frame"] == 1 if "image" in rep else rep["frame"] == 1
+        with pytest.raises(ImageLoadError, match="index must be a whole number from 0"):
+            call(index=-1)
+
+
 def test_analyze_with_an_unknown_checkpoint_label_says_so():
     import gradio as gr
     from pydicom.data import get_testdata_file

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from spmamba import imaging
 from spmamba.imaging import ImageLoadError, load_image
 from tests.malformed import write_dicom
 
@@ -159,3 +160,31 @@ def test_bad_files_get_one_error_type(tmp_path):
     for name, words in cases.items():
         with pytest.raises(ImageLoadError, match=words):
             load_image(tmp_path / name)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_large_rasters_are_box_reduced_as_they_load(tmp_path, mode):
+    """An image longer than MAX_SIDE is averaged down by an integer factor while decoding (an 80-Mpx colour PNG
+    would otherwise hold ~1 GB as float32); the result is the block mean of the file's pixels, the size stays the
+    file's own, and the 16-bit scaling is read before the averaging."""
+    rng = np.random.default_rng(0)
+    h, w = 600, 3 * imaging.MAX_SIDE - 5  # factor 3, with a partial last column block
+    top = 4095 if mode == "I;16" else 255
+    grey = rng.integers(0, top + 1, (h, w))
+    if mode == "RGB":
+        a = np.stack([grey, grey[::-1], grey[:, ::-1]], -1).astype(np.uint8)
+    else:
+        a = grey.astype(np.uint16 if mode == "I;16" else np.uint8)
+    Image.fromarray(a).save(tmp_path / "big.png")
+    img = load_image(tmp_path / "big.png")
+    assert img.meta["size"] == [w, h] and img.meta["reduced"] == 3
+    assert img.pixels.shape[:2] == (h // 3, -(-w // 3))
+    blocks = a[:, : w // 3 * 3].astype(np.float64).reshape(h // 3, 3, w // 3, 3, *a.shape[2:]).mean(axis=(1, 3))
+    assert np.abs(img.pixels[:, : w // 3] * top - blocks).max() < 1  # PIL rounds each mean to an integer
+    small = load_image(_saved(tmp_path / "small.png", a[:, : imaging.MAX_SIDE]))
+    assert "reduced" not in small.meta and small.pixels.shape[:2] == (h, imaging.MAX_SIDE)
+
+
+def _saved(path, a):
+    Image.fromarray(a).save(path)
+    return path
