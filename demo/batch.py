@@ -84,7 +84,7 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
                         shutil.copyfileobj(src, dst)
                     items.append(BatchItem(f"{p.name}: {name}", target))
         except (zipfile.BadZipFile, OSError, EOFError) as err:
-            items.append(BatchItem(p.name, None, f"the ZIP is damaged and cannot be read ({err})"))
+            items.append(BatchItem(p.name, None, "the ZIP is damaged or cut short and cannot be read"))
     return items
 
 

@@ -63,7 +63,7 @@ def user_errors(fn):
             where = traceback.extract_tb(err.__traceback__)[-1]
             log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)
             raise gr.Error(
-                f"Something went wrong while processing this request ({type(err).__name__}). "
+                "Something went wrong while processing this request. "
                 "The app is still running: try again or with another file.",
                 print_exception=False,
             ) from None

@@ -101,10 +101,19 @@ def is_zip(head: bytes) -> bool:
     return head[:4] == b"PK\x03\x04"
 
 
-def _safe_reason(err: BaseException, path: Path) -> str:
-    """An exception's message without the server's folders: the upload's own name at most."""
-    text = str(err).replace(str(path), path.name).replace(str(path.parent), "…")
-    return text if len(text) <= 200 else text[:200] + "…"
+_PLAIN_REASONS = (  # fragments of decoders' messages, and what they mean to the person who sent the file
+    (("MAX_TEXT_CHUNK", "text chunk"), "its text metadata is larger than allowed"),
+    (("truncated", "not enough data", "EOF", "end of file", "broken data stream", "ended"), "the file ends early"),
+    (("checksum", "CRC", "crc"), "a checksum does not match"),
+)
+
+
+def _plain_reason(err: BaseException) -> str:
+    """What a decoder's exception means in plain words, as ``" (…)"``, or nothing: its own text (library
+    wording, class names, server paths) never reaches the person who sent the file."""
+    text = str(err)
+    reason = next((plain for fragments, plain in _PLAIN_REASONS if any(f in text for f in fragments)), None)
+    return f" ({reason})" if reason else ""
 
 
 def _sniff(path: Path, head: bytes) -> str:
@@ -163,9 +172,9 @@ def load_image(
     except MemoryError as err:
         raise ImageLoadError(f"{path.name} is too large to decode in the memory available") from err
     except Exception as err:  # a decoder failing in a way we did not foresee: still the user's file, not a crash
+        what = {"dicom": "a DICOM file", "nifti": "a NIfTI file"}.get(kind, "an image")
         raise ImageLoadError(
-            f"{path.name} could not be decoded as {kind.upper() if kind != 'raster' else 'an image'} "
-            f"({type(err).__name__})"
+            f"{path.name} could not be decoded as {what}: it is damaged, or not what its name says{_plain_reason(err)}"
         ) from err
 
 
@@ -270,7 +279,7 @@ def _load_raster(path: Path, head: bytes, frame: int = 0) -> LoadedImage:
         ) from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageLoadError(
-            f"{path.name} is damaged or truncated and cannot be decoded ({_safe_reason(err, path)})"
+            f"{path.name} is damaged or truncated and cannot be decoded{_plain_reason(err)}"
         ) from err
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
@@ -430,7 +439,7 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as err:
-        raise ImageLoadError(f"{path.name} is not a readable DICOM file ({type(err).__name__})") from err
+        raise ImageLoadError(f"{path.name} is not a readable DICOM file (its header is damaged)") from err
     if head[128:132] != b"DICM" and "SOPClassUID" not in ds and "PixelData" not in ds:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file (it has no DICOM header)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
@@ -464,7 +473,7 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         arr = ds.pixel_array
     except Exception as err:
         if ts is not None and ts.is_transfer_syntax and not ts.is_compressed:
-            raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated ({type(err).__name__})") from err
+            raise ImageLoadError(f"{path.name}: the pixel data is damaged or truncated{_plain_reason(err)}") from err
         name = getattr(ts, "name", str(ts))
         if _decoder_available(ts):  # a decoder is there and refused this file's data
             raise ImageLoadError(
@@ -534,7 +543,7 @@ def open_nifti(path: Path, volumes: bool = True):
         img = nib.load(str(path))
     except Exception as err:
         raise ImageLoadError(
-            f"{path.name} is not a readable NIfTI file ({type(err).__name__}: {_safe_reason(err, path)})"
+            f"{path.name} is not a readable NIfTI file (its header is damaged or the file is cut short)"
         ) from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise ImageLoadError(
@@ -543,9 +552,10 @@ def open_nifti(path: Path, volumes: bool = True):
         )
     header_dtype = img.header.get_data_dtype()
     if header_dtype.fields is not None or header_dtype.kind not in "biuf":
+        kind = "colour (RGB)" if header_dtype.fields else {"c": "complex-valued"}.get(header_dtype.kind, "non-numeric")
         raise ImageLoadError(
-            f"{path.name} stores {'colour (RGB) ' if header_dtype.fields else ''}voxels of type "
-            f"{header_dtype}; only greyscale volumes can be analysed (convert it to a single channel)"
+            f"{path.name} stores {kind} voxels; only greyscale volumes can be analysed (convert it to a single "
+            "channel of real numbers)"
         )
     if len(img.shape) not in (2, 3, 4):
         raise ImageLoadError(f"{path.name} has {len(img.shape)} dimensions; expected a 2-D, 3-D or 4-D volume")
@@ -577,7 +587,7 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
         slab = np.asarray(proxy[tuple(slicer) + ((0,) if len(shape) == 4 else ())], dtype=np.float64)
     except Exception as err:
         raise ImageLoadError(
-            f"{path.name}: the image data cannot be read ({type(err).__name__}: {_safe_reason(err, path)})"
+            f"{path.name}: the image data cannot be read (the file is damaged or cut short)"
         ) from err
     sl = np.take(apply_orientation(slab, ornt), 0, axis=axis)
     sl = np.rot90(sl)  # RAS canonical: show anterior/superior up

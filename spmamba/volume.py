@@ -163,7 +163,7 @@ def _read_series_file(path: Path) -> _SeriesFile:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception as err:
-        raise ImageLoadError(f"{path.name} is not a readable DICOM file ({type(err).__name__})") from err
+        raise ImageLoadError(f"{path.name} is not a readable DICOM file (its header is damaged)") from err
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageLoadError(f"{path.name} is not a DICOM image (no Rows/Columns)")
     position = None

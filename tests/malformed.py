@@ -11,6 +11,7 @@ import gzip
 import io
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,7 +236,18 @@ def build(folder: Path) -> list[Case]:
         writer=lambda p: p.write_bytes(gzip.compress(_nifti_bytes(vol))[:500]),
     )
     add("constant NIfTI", "flat.nii", None, "blank", writer=lambda p: _nifti(p, np.zeros((16, 16, 4), np.float32)))
+    # --- decoders whose own messages once reached the user ("Whoops, not enough data in file", "Decompressed data
+    # too large for PngImagePlugin.MAX_TEXT_CHUNK")
+    add("NIfTI cut short in its voxels", "short.nii", _nifti_bytes(vol)[:600], "cannot be read (the file is damaged")
+    add("PNG with a 2 MB compressed text chunk", "bigtext.png", _with_big_text(png), "text metadata is larger")
     return cases
+
+
+def _with_big_text(png: bytes) -> bytes:
+    """A PNG with a zTXt chunk that inflates past Pillow's text limit, placed before the image data."""
+    body = b"comment\0\0" + zlib.compress(b" " * (2 << 20))
+    chunk = len(body).to_bytes(4, "big") + b"zTXt" + body + zlib.crc32(b"zTXt" + body).to_bytes(4, "big")
+    return png[:33] + chunk + png[33:]
 
 
 def colour_dicom(path: Path, rgb: np.ndarray, photometric: str) -> Path:

@@ -1,6 +1,7 @@
 """Hardening, round two: each input is built here, and each test asserts what the user is told or shown."""
 
 import gzip
+import re
 
 import nibabel as nib
 import numpy as np
@@ -376,3 +377,33 @@ def test_every_family_case_gets_its_answer(tmp_path, monkeypatch):
         if "bytes" in case.family:
             limit = (1 << 20) if "deflated" in case.family else (4 << 20)
             assert (imaging.declared_bytes(case.path) <= limit) == (case.expect is None), case.name
+
+
+TECHNICAL = re.compile(
+    r"\b[A-Z]\w*(Error|Exception|Warning)\b|Errno|Traceback|Whoops|Plugin|\b[a-z]+_[a-z_]+\b|\b[A-Z0-9]+_[A-Z0-9_]+\b"
+    r"|[\[\]{}<>]|0x[0-9a-f]"
+)
+
+
+def test_no_refusal_quotes_a_library_or_names_an_exception(tmp_path, monkeypatch):
+    """Every refusal of the malformed corpus and the families, on the image loader and the volume loader, in
+    plain words: no exception class, no decoder's own text (``Errno``, ``Whoops``, ``MAX_TEXT_CHUNK``), no
+    Python identifiers or reprs. The file's own name is taken out first: it is the user's."""
+    import spmamba.imaging as imaging
+    from demo import handlers
+    from spmamba.volume import load_volume
+    from tests.malformed import build
+
+    monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)
+    monkeypatch.setattr(imaging, "MAX_PIXELS", 1 << 20)
+    cases = build(tmp_path / "corpus") + families(tmp_path / "families", 4 << 20, 1 << 20)
+    messages = {}
+    for case in cases:
+        for loader, call in (("image", handlers.load), ("volume", lambda p: load_volume([p]))):
+            try:
+                call(str(case.path))
+            except ImageLoadError as err:
+                messages[f"{case.name} ({loader})"] = str(err).replace(case.path.name, "FILE")
+    assert len(messages) >= 60
+    technical = {k: m for k, m in messages.items() if TECHNICAL.search(m)}
+    assert not technical, technical
