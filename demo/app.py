@@ -19,7 +19,7 @@ from spmamba.inference import default_device
 from spmamba.ssm import backend_name
 from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 
-from . import handlers
+from . import handlers, uploads
 from .analyse import analyse_tab, api
 from .batch import batch_tab
 from .examples import Example, build_examples
@@ -43,6 +43,7 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
     seg_checkpoints = list_seg_checkpoints() if seg_checkpoints is None else seg_checkpoints
     site = Site(list_checkpoints(), build_examples() if examples is None else examples, seg_checkpoints)
     network = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY)
+    uploads.install()
     # Uploads and cached maps expire with the session: files after an hour, state after an hour idle.
     with gr.Blocks(title="SP-Mamba Studio", delete_cache=(600, 3600)) as demo:
         header(site)

@@ -20,6 +20,7 @@ from spmamba.pipeline import Pipeline, Prepared, get_predictor, report
 
 from .handlers import load
 from .site import PRIVATE, Site, user_errors
+from .uploads import NamedFiles
 
 BATCH_SIZE = 8  # images per network call
 MAX_ZIP_MEMBERS = 2000
@@ -43,13 +44,12 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
     """
     items: list[BatchItem] = []
     for p in paths:
+        shown = getattr(p, "orig_name", None) or Path(p).name  # the browser's name; the stored one is neutral
         p = Path(p)
         with open(p, "rb") as fh:
-            archive = is_zip(
-                fh.read(4)
-            )  # by its first bytes, as the loader decides: a PNG with a ZIP appended is a PNG
+            archive = is_zip(fh.read(4))  # by its first bytes, as the loader decides: a PNG + ZIP is a PNG
         if not archive:
-            items.append(BatchItem(p.name, p))
+            items.append(BatchItem(shown, p))
             continue
         try:
             with zipfile.ZipFile(p) as zf:
@@ -57,13 +57,13 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
                 if len(members) > MAX_ZIP_MEMBERS:
                     items.append(
                         BatchItem(
-                            p.name, None, f"the ZIP holds {len(members)} files, more than the {MAX_ZIP_MEMBERS} allowed"
+                            shown, None, f"the ZIP holds {len(members)} files, more than the {MAX_ZIP_MEMBERS} allowed"
                         )
                     )
                     continue
                 if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                     items.append(
-                        BatchItem(p.name, None, f"the ZIP expands to more than {MAX_ZIP_BYTES / 1024**3:.0f} GiB")
+                        BatchItem(shown, None, f"the ZIP expands to more than {MAX_ZIP_BYTES / 1024**3:.0f} GiB")
                     )
                     continue
                 for m in members:
@@ -73,7 +73,7 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
                     if name.startswith(("/", "\\")) or ".." in parts or ":" in (parts[0] if parts else ""):
                         items.append(
                             BatchItem(
-                                f"{p.name}: {name}", None, "unsafe path inside the ZIP (absolute or with '..'); skipped"
+                                f"{shown}: {name}", None, "unsafe path inside the ZIP (absolute or with '..'); skipped"
                             )
                         )
                         continue
@@ -82,9 +82,9 @@ def expand_uploads(paths: list[str], workdir: Path) -> list[BatchItem]:
                     target = workdir / f"{len(items):05d}{image_suffix(base)}"
                     with zf.open(m) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                    items.append(BatchItem(f"{p.name}: {name}", target))
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            items.append(BatchItem(p.name, None, "the ZIP is damaged or cut short and cannot be read"))
+                    items.append(BatchItem(f"{shown}: {name}", target))
+        except (zipfile.BadZipFile, OSError, EOFError):
+            items.append(BatchItem(shown, None, "the ZIP is damaged or cut short and cannot be read"))
     return items
 
 
@@ -173,7 +173,13 @@ def batch_tab(site: Site) -> None:
             "files that cannot be read are listed with the reason."
         )
         with gr.Row():
-            files = gr.File(file_count="multiple", type="filepath", label="Images or ZIP files", elem_id="batch-files")
+            files = NamedFiles(
+                file_count="multiple",
+                type="filepath",
+                label="Images or ZIP files",
+                elem_id="batch-files",
+                height=240,  # a long list scrolls inside the box instead of pushing the results down the page
+            )
             with gr.Column():
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")
                 keep = gr.Checkbox(False, label="Use this checkpoint for every file")
