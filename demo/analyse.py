@@ -92,7 +92,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     visible=False,
                     elem_id="truth",
                 )
-                with gr.Accordion("Score weights (re-scored live from cached maps)", open=True):
+                with gr.Accordion("Score weights (re-scored live from cached maps)", open=False):
                     alpha = weight_slider("alpha")
                     beta = weight_slider("beta", elem_id="beta")
                     gamma = weight_slider("gamma")
@@ -202,6 +202,10 @@ def analyse_tab(site: Site, state: gr.State) -> None:
             truth: gr.update(visible=analysis.truth is not None),
         }
 
+    def rechoose(path, *args):
+        """Another checkpoint from the dropdown: re-analyse the file shown; before any file, only remember it."""
+        return analyse(path, *args) if path else {}
+
     def fresh(path, label, opacity_v, contour_v, truth_v, shown, keep_v):
         """A new file: routed afresh (the checkpoint stays only while "keep" is on), its own window, the middle
         slice, the axial axis. A cleared upload clears the cache."""
@@ -251,7 +255,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     gallery.select(pick_example, None, upload, **PRIVATE)
     # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
     go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
-    model.input(analyse, inputs, outputs, **net, **PRIVATE)
+    model.input(rechoose, inputs, outputs, **net, **PRIVATE)
     index.release(analyse, inputs, outputs, **net, **PRIVATE)
     axis.input(
         new_axis, [upload, model, preset, centre, width, axis, opacity, contour, truth, view], outputs, **net, **PRIVATE

@@ -7,6 +7,7 @@ session's ``gr.State``; ``render`` re-weights and redraws from that cache only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,11 +138,15 @@ def render(
         "γ·contrast": weights.gamma * float(s.contrast[0]),
     }
     judgement = analysis.judge(total)
-    # another modality, or unlike the training images: nothing to place the score against
-    cal = analysis.calibration if judgement.modality_match is not False and analysis.in_domain is not False else None
+    # another modality, unlike the training images, or weights the normal range was not measured with:
+    # nothing to place the score against
+    own = all(math.isclose(getattr(weights, f), getattr(analysis.weights, f), abs_tol=1e-6) for f in SLIDER_FIELDS)
+    placed = judgement.modality_match is not False and analysis.in_domain is not False and own
+    cal = analysis.calibration if placed else None
     fig = score_figure(parts, total, cal and cal["threshold"], cal and cal.get("normal_scores"))
     scores = {**score_components(s), "map_min": lo, "map_max": hi}
-    text = "\n\n".join([judgement.text] + [f"⚠️ {n}" for n in analysis.notes])
+    verdict = judgement.text if own else reweighted_text(total)
+    text = "\n\n".join([verdict] + [f"⚠️ {n}" for n in analysis.notes])
     return Rendered(
         picture,
         fig,
@@ -151,6 +156,19 @@ def render(
         components_table(scores, weights),
         judgement,
     )
+
+
+def reweighted_text(total: float) -> str:
+    """The verdict while the sliders differ from the checkpoint's weights: the threshold and the normal range
+    were measured with its own weights, so a re-weighted score is shown but not placed."""
+    return (
+        f"**Re-weighted with your slider values.** Score {total:.3g} is not placed against the normal range, "
+        "which was measured with the checkpoint's own weights; *Reset to the checkpoint's weights* restores them "
+        "and the verdict."
+    )
+
+
+SLIDER_FIELDS = ("alpha", "beta", "gamma", "dog_sigma", "dog_k_sigma")  # the weights the page lets a user move
 
 
 def weights_from_sliders(base: ScoreWeights, alpha, beta, gamma, dog_low, dog_high) -> ScoreWeights:

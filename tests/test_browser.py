@@ -85,6 +85,7 @@ def test_upload_then_sliders_change_overlay_and_score(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "browser-2-opacity.png"), full_page=True)
     assert _score(page.locator("#verdict").inner_text()) == _score(text)  # display only: same score
 
+    page.get_by_text("Score weights (re-scored live").click()  # the expert sliders start folded away
     _set_slider(page, "beta", 0.2)
     before = _score(text)
     page.wait_for_function(

@@ -77,6 +77,22 @@ def test_sliders_rescore_without_the_network(analysis, monkeypatch):
     assert faint.scores == base.scores
 
 
+def test_a_reweighted_score_is_shown_but_not_placed_against_the_normal_range(analysis):
+    """The threshold and the normal scores were measured with the checkpoint's weights: with other weights the
+    score is shown, no verdict or threshold is drawn, and the checkpoint's own weights bring the verdict back."""
+    own = handlers.render(analysis, analysis.weights)
+    moved = handlers.render(analysis, dataclasses.replace(analysis.weights, gamma=analysis.weights.gamma + 10))
+    assert "Re-weighted with your slider values" in moved.verdict and "threshold" not in moved.verdict
+    assert f"Score {moved.scores['total']:.3g}" in moved.verdict
+    assert not any(shape.get("type") == "line" for shape in moved.figure.to_dict()["layout"].get("shapes", []))
+    back = handlers.render(analysis, handlers.weights_from_sliders(analysis.weights, *_slider_values(analysis)))
+    assert back.verdict == own.verdict and "Re-weighted" not in own.verdict
+
+
+def _slider_values(analysis):
+    return [getattr(analysis.weights, f) for f in handlers.SLIDER_FIELDS]
+
+
 def test_verdict_places_the_score_and_never_diagnoses(analysis):
     predictor = get_predictor(str(SHIPPED))
     cal = analysis.calibration
