@@ -20,7 +20,7 @@ from spmamba.pipeline import Pipeline, Prepared, get_predictor, report
 
 from .handlers import load
 from .site import PRIVATE, Site, user_errors
-from .uploads import NamedFiles
+from .uploads import with_names
 
 BATCH_SIZE = 8  # images per network call
 MAX_ZIP_MEMBERS = 2000
@@ -173,12 +173,14 @@ def batch_tab(site: Site) -> None:
             "files that cannot be read are listed with the reason."
         )
         with gr.Row():
-            files = NamedFiles(
-                file_count="multiple",
-                type="filepath",
-                label="Images or ZIP files",
-                elem_id="batch-files",
-                height=240,  # a long list scrolls inside the box instead of pushing the results down the page
+            files = with_names(
+                gr.File(
+                    file_count="multiple",
+                    type="filepath",
+                    label="Images or ZIP files",
+                    elem_id="batch-files",
+                    height=240,  # a long list scrolls inside the box instead of pushing the results down the page
+                )
             )
             with gr.Column():
                 model = gr.Dropdown(site.labels, value=site.default, label="Checkpoint")

@@ -255,6 +255,9 @@ def _scan_traces(r: np.ndarray, c: np.ndarray, n: int, ring: np.ndarray, k: int,
     return out
 
 
+GREY = [[0.0, "#000000"], [1.0, "#ffffff"]]  # spelt out: the figures skip validation, and plotly.js has no "gray"
+
+
 def scan_figure(
     order: str, n: int, num_directions: int, direction: int, steps: int | None, background: np.ndarray | None = None
 ) -> go.Figure:
@@ -276,7 +279,7 @@ def scan_figure(
             {
                 "type": "heatmap",
                 "z": resize(background, (n, n), anti_aliasing=True)[::-1].tolist(),
-                "colorscale": "gray",
+                "colorscale": GREY,
                 "showscale": False,
                 "x0": 0,
                 "dx": 1,

@@ -5,7 +5,7 @@ lands on disk, and whoever holds the same file can compute the path. :func:`inst
 step so that each file is stored as ``<its cache>/<random>/upload<suffix>`` instead (the suffix, which the
 loaders read, only when it is one they know), and so that a part without a file name, which Gradio's parser
 takes for a form field and answers with HTTP 500, gets a 400 that says what is missing. The browser keeps
-the name it showed; :class:`NamedFiles` hands it to a tab that lists files by name (Batch), within the
+the name it showed; :func:`with_names` hands it to a tab that lists files by name (Batch), within the
 session that sent it.
 """
 
@@ -65,12 +65,17 @@ def _remove_if_empty(folder: Path) -> None:
         pass  # another upload of the same content still lives there
 
 
-class NamedFiles(gr.File):
-    """A multiple-file upload whose values carry the name the browser showed (``.orig_name``), for a results
-    table the user reads by file name; the path on disk stays neutral."""
+def with_names(files: gr.File) -> gr.File:
+    """``files`` handing on, with each path, the name the browser showed (``.orig_name``), for a results table
+    the user reads by file name; the path on disk stays neutral. (An instance hook: a subclass of a Gradio
+    component would make Gradio write a type stub beside this module.)"""
+    process = files._process_single_file
 
-    def _process_single_file(self, f):
-        path = super()._process_single_file(f)
+    def named(f):
+        path = process(f)
         if isinstance(path, NamedString):
             path.orig_name = f.orig_name or Path(path).name
         return path
+
+    files._process_single_file = named
+    return files

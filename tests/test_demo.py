@@ -138,6 +138,22 @@ def test_scan_figure_walks_the_path(order):
         assert list(full.data[1].x) == list(range(7, -1, -1)) * 8  # direction 3 reads rows right to left
 
 
+def test_scan_tab_handlers_keep_title_path_and_directions_in_step(analysis):
+    """Each walk step is drawn with the step it sets (the title never lags); the direction slider offers only the
+    chosen number of directions; the analysed image is drawn in an explicit grey scale plotly.js understands."""
+    from demo import scan_order
+    from demo.render import GREY
+
+    nxt, fig, _ = scan_order.tick("circular_hilbert", 16, 8, 0, 40, False, None)
+    assert f"step {nxt}/256" in fig.layout.title.text and nxt > 40
+    update, fig = scan_order.directions("raster", 8, 4, 7, 10, False, None)
+    assert update["maximum"] == 3 and update["value"] == 3 and "step 10/64" in fig.layout.title.text
+    update, fig = scan_order.resized("raster", 32, 4, 0, 10, False, None)
+    assert update["maximum"] == update["value"] == 1024 and "step 1024/1024" in fig.layout.title.text
+    over = scan_order.draw("hilbert", 16, 8, 0, None, True, analysis)
+    assert over.data[0].type == "heatmap" and [list(stop) for stop in over.data[0].colorscale] == GREY
+
+
 def test_walk_reaches_the_end_in_a_fixed_number_of_frames():
     for n in (8, 16, 64):
         steps, frames, done = 1, 0, False

@@ -49,7 +49,7 @@ def test_a_part_without_a_file_name_gets_a_reason_not_a_server_error(client):
 def test_the_batch_upload_hands_on_the_name_the_browser_showed(tmp_path):
     stored = tmp_path / "upload.png"
     stored.write_bytes(b"x")
-    value = uploads.NamedFiles(file_count="multiple", type="filepath").preprocess(
+    value = uploads.with_names(gr.File(file_count="multiple", type="filepath")).preprocess(
         ListFiles(root=[FileData(path=str(stored), orig_name="Doe^Jane chest.png")])
     )
     assert value == [str(stored)] and value[0].orig_name == "Doe^Jane chest.png"
