@@ -278,9 +278,7 @@ def _load_raster(path: Path, head: bytes, frame: int = 0) -> LoadedImage:
             f"{path.name} is not an image file this app can read (PNG, JPEG, TIFF, BMP, DICOM or NIfTI)"
         ) from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(
-            f"{path.name} is damaged or truncated and cannot be decoded{_plain_reason(err)}"
-        ) from err
+        raise ImageLoadError(f"{path.name} is damaged or truncated and cannot be decoded{_plain_reason(err)}") from err
     finally:
         Image.MAX_IMAGE_PIXELS = pil_limit
     if not np.isfinite(pixels).all():
@@ -586,9 +584,7 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> LoadedImage:
         proxy = img.dataobj if len(shape) >= 3 else np.asanyarray(img.dataobj)[..., None]
         slab = np.asarray(proxy[tuple(slicer) + ((0,) if len(shape) == 4 else ())], dtype=np.float64)
     except Exception as err:
-        raise ImageLoadError(
-            f"{path.name}: the image data cannot be read (the file is damaged or cut short)"
-        ) from err
+        raise ImageLoadError(f"{path.name}: the image data cannot be read (the file is damaged or cut short)") from err
     sl = np.take(apply_orientation(slab, ornt), 0, axis=axis)
     sl = np.rot90(sl)  # RAS canonical: show anterior/superior up
     _check_size(*sl.shape)

@@ -38,7 +38,7 @@ class Volume:
     slices: list[np.ndarray]  # (H, W) float32 in [0, 1] each, in order
     meta: dict[str, Any] = field(default_factory=dict)  # source, axis, Modality, spacing: never identifiers
     affine: np.ndarray | None = None  # NIfTI: the canonical image's affine, for writing maps back aligned
-    labels: list[str] = field(default_factory=list)  # what each slice is called (slice number, file name)
+    labels: list[str] = field(default_factory=list)  # what each slice is called (instance and position, frame)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -151,6 +151,14 @@ class _SeriesFile:
     instance: int | None
     size: tuple[int, int]
 
+    @property
+    def label(self) -> str:
+        """What a radiologist calls the slice: its InstanceNumber and position, not the file's name (an upload or
+        a ZIP member is stored under a neutral numbered one); the name only when the file gives neither."""
+        parts = [f"instance {self.instance}" if self.instance is not None else None]
+        parts.append(f"{self.position:.1f} mm" if self.position is not None else None)
+        return ", ".join(p for p in parts if p) or self.path.name
+
 
 def _series_file(path: Path) -> _SeriesFile:
     with quiet_headers():  # the header is read, and its values converted, with pydicom's warnings silenced
@@ -205,16 +213,15 @@ def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -
         if (steps < 1e-3).any():
             k = int(np.argmax(steps < 1e-3))
             raise ImageLoadError(
-                f"{files[k].path.name} and {files[k + 1].path.name} are at the same position; "
-                "the series holds duplicate slices"
+                f"{files[k].label} and {files[k + 1].label} are at the same position; the series holds duplicate slices"
             )
         spacing = float(np.median(steps))
         gaps = np.flatnonzero(steps > 1.5 * spacing)
         if len(gaps):
             k = int(gaps[0])
             raise ImageLoadError(
-                f"slices are missing: {steps[k]:.1f} mm between {files[k].path.name} and "
-                f"{files[k + 1].path.name}, where the slices are {spacing:.1f} mm apart"
+                f"slices are missing: {steps[k]:.1f} mm between {files[k].label} and "
+                f"{files[k + 1].label}, where the slices are {spacing:.1f} mm apart"
             )
         order = "ImagePositionPatient along the slice normal"
     elif all(f.instance is not None for f in files):
@@ -235,7 +242,7 @@ def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -
     }
     if notes:
         meta["notes"] = notes
-    return Volume([im.grey for im in images], meta, None, [f.path.name for f in files])
+    return Volume([im.grey for im in images], meta, None, [f.label for f in files])
 
 
 def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progress=None) -> ComponentMaps:

@@ -61,15 +61,21 @@ def _series(folder, n=8, gap_after=None, shuffle=True, series_uid=None, size=(64
 
 
 def test_dicom_series_is_ordered_along_the_slice_normal_not_by_file_name(tmp_path):
+    """Ordered by position; each slice labelled by its InstanceNumber and position, never by the file's name
+    (uploads and ZIP members are stored under neutral ones)."""
     paths = _series(tmp_path / "s")
     vol = load_volume(paths)
-    z = [pydicom.dcmread(tmp_path / "s" / name).ImagePositionPatient[2] for name in vol.labels]
-    assert z == sorted(z) and vol.meta["slice_spacing_mm"] == pytest.approx(2.5)
+    headers = sorted((pydicom.dcmread(p) for p in paths), key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert vol.labels == [f"instance {ds.InstanceNumber}, {float(ds.ImagePositionPatient[2]):.1f} mm" for ds in headers]
+    assert vol.meta["slice_spacing_mm"] == pytest.approx(2.5)
     assert vol.meta["order"].startswith("ImagePositionPatient")
 
 
 def test_series_problems_are_refused_with_the_reason(tmp_path):
-    with pytest.raises(ImageLoadError, match=r"slices are missing: 7\.5 mm between .* 2\.5 mm apart"):
+    with pytest.raises(
+        ImageLoadError,
+        match=r"slices are missing: 7\.5 mm between instance 5, 7\.5 mm and instance 4, 15\.0 mm, .* 2\.5 mm apart",
+    ):
         load_volume(_series(tmp_path / "gap", gap_after=3))
     mixed = _series(tmp_path / "a", n=3) + _series(tmp_path / "b", n=2)
     with pytest.raises(ImageLoadError, match="2 different series"):
@@ -138,7 +144,7 @@ def test_predict_scores_a_nifti_volume_and_a_dicom_series(tmp_path, capsys):
     paths = _series(tmp_path / "s", n=4)
     assert main(["predict", *map(str, paths), "--series"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("series of 4 files: 4 slices; highest: file") and out.count("\n  file") == 4
+    assert out.startswith("series of 4 files: 4 slices; highest: instance") and out.count("\n  instance") == 4
 
 
 @needs_checkpoint
