@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from skimage.transform import resize
 
-from spmamba.imaging import NIFTI_SUFFIXES, ImageLoadError
+from spmamba.imaging import NIFTI_SUFFIXES, ImageLoadError, near_blank_note
 from spmamba.pipeline import Pipeline, get_predictor
 from spmamba.scoring import ScoreWeights
 from spmamba.visualize import overlay_own_range
@@ -144,7 +144,8 @@ def slice_view(va: VolumeAnalysis, k: int, weights: ScoreWeights) -> tuple[np.nd
     judgement = get_predictor(va.checkpoint).judge(float(s.total[0]), va.volume.meta, va.route.get("in_domain"))
     label = va.volume.labels[k] if k < len(va.volume.labels) else str(k)
     text = f"**{label}** ({k + 1} of {len(va.volume)})\n\n" + judgement.text
-    return picture, "\n\n".join([text] + [f"⚠️ {n}" for n in va.notes])
+    notes = [n for n in [near_blank_note(grey)] if n] + va.notes
+    return picture, "\n\n".join([text] + [f"⚠️ {n}" for n in notes])
 
 
 def write_csv(rep: dict, folder: Path) -> Path:
@@ -153,6 +154,7 @@ def write_csv(rep: dict, folder: Path) -> Path:
         "index",
         "label",
         "blank",
+        "nearly_blank",
         "total",
         "reconstruction",
         "prototype",

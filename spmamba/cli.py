@@ -279,6 +279,7 @@ def _predict_volume(files: list[str], pipe, args: argparse.Namespace) -> dict | 
     )
     for row in report["per_slice"]:
         shown = "blank" if row["blank"] else f"{row['total']:.4g}{'  *' if row['above_threshold'] else ''}"
+        shown += "  (nearly blank)" if row["nearly_blank"] and not row["blank"] else ""
         print(f"  {row['label']}: {shown}")
     for n in report["notes"]:
         print(f"  note: {n}")

@@ -95,6 +95,25 @@ def _check_size(h: int, w: int) -> None:
         )
 
 
+NEAR_BLANK = 0.01  # below this share of pixels holding signal, an image is nearly blank
+
+
+def signal_fraction(pixels: np.ndarray) -> float:
+    """The share of pixels that differ by more than 5% of the range from the background (the median of the
+    image's border): ~0.7 or more on a chest X-ray, under 1% on the empty end slices of a brain MRI."""
+    grey = pixels if pixels.ndim == 2 else pixels.mean(axis=-1)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float((np.abs(grey - np.median(border)) > 0.05).mean())
+
+
+def near_blank_note(pixels: np.ndarray) -> str | None:
+    """The caution a nearly blank image or slice carries: scored, but on very little."""
+    share = signal_fraction(pixels)
+    if share >= NEAR_BLANK:
+        return None
+    return f"Nearly blank: only {100 * share:.1f}% of the pixels hold signal, so the score rests on very little."
+
+
 def is_zip(head: bytes) -> bool:
     """Whether a file is a ZIP archive by its first bytes: the one test Analyse, Batch and the API share, so a
     PNG with an archive appended is a PNG everywhere."""

@@ -222,8 +222,14 @@ class Predictor:
             if len(normal) < WEAK_CALIBRATION
             else ""
         )
+        if pct == 0:
+            rank = f"lower than all {len(normal)} {population}"
+        elif pct == 100:
+            rank = f"higher than all {len(normal)} {population}"
+        else:
+            rank = f"higher than {pct:.0f}% of the {len(normal)} {population}"
         text = (
             f"**{headline.capitalize()} for this model.** Score {total:.3g} (threshold {cal['threshold']:.3g}"
-            f"{flags}); higher than {pct:.0f}% of the {len(normal)} {population}.{weak} {NOT_DIAGNOSIS}"
+            f"{flags}); {rank}.{weak} {NOT_DIAGNOSIS}"
         )
         return Judgement(total, above, pct, match, headline, text)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError, read_raw_metadata
 from .domain import Domain, embed
-from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, image_suffix, load_image
+from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, image_suffix, load_image, near_blank_note
 from .inference import Predictor, default_device, image_modalities
 from .seg.inference import Segmenter
 from .volume import Volume, load_volume
@@ -326,6 +326,7 @@ class Pipeline:
             raise ImageLoadError("no file was given")
         image = load(path, window=window, **load_options)
         route = self.route(image, family, chosen, keep, modality)
+        route.notes += [n for n in [near_blank_note(image.pixels)] if n]
         applied = None
         if family == ANOMALY and window is None:
             applied = get_predictor(route.path).training_window(image.meta)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .imaging import (
+    NEAR_BLANK,
     ImageLoadError,
     _check_size,
     _normalise,
@@ -25,6 +26,7 @@ from .imaging import (
     load_image,
     open_nifti,
     quiet_headers,
+    signal_fraction,
 )
 from .inference import Predictor, score_components
 from .scoring import ComponentMaps, ScoreWeights
@@ -279,13 +281,22 @@ def volume_report(
     for i in range(len(volume)):
         label = volume.labels[i] if i < len(volume.labels) else str(i)
         if blank[i]:
-            rows.append({"index": i, "label": label, "blank": True, "total": None, "above_threshold": None})
+            row = {
+                "index": i,
+                "label": label,
+                "blank": True,
+                "nearly_blank": True,
+                "total": None,
+                "above_threshold": None,
+            }
+            rows.append(row)
             continue
         rows.append(
             {
                 "index": i,
                 "label": label,
                 "blank": False,
+                "nearly_blank": signal_fraction(volume.slices[i]) < NEAR_BLANK,
                 **score_components(scores, i),
                 "above_threshold": None if threshold is None else bool(totals[i] >= threshold),
             }

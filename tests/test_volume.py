@@ -260,3 +260,35 @@ def test_a_volume_gets_the_single_image_loaders_checks(tmp_path):
     Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(png)
     with pytest.raises(ImageLoadError, match="holds one image, not a volume"):
         load_volume([png])
+
+
+def test_nearly_blank_slices_and_images_say_so():
+    """An empty end slice with a few bright voxels is scored but carries the caution; a slice with content does
+    not; the signal share is measured against the border's background."""
+    from spmamba.imaging import NEAR_BLANK, near_blank_note, signal_fraction
+
+    empty = np.zeros((64, 64), np.float32)
+    empty[30:33, 30:33] = 0.8  # 9 of 4096 pixels
+    assert signal_fraction(empty) == pytest.approx(9 / 4096)
+    assert "Nearly blank: only 0.2% of the pixels hold signal" in near_blank_note(empty)
+    head = _head()[:, :, 6].astype(np.float32)
+    assert signal_fraction(head / head.max()) > NEAR_BLANK and near_blank_note(head / head.max()) is None
+    inverted = 1 - empty  # a bright background (MONOCHROME1-like) is a background too
+    assert signal_fraction(inverted) == pytest.approx(9 / 4096)
+
+
+@needs_checkpoint
+def test_a_nearly_blank_image_is_scored_with_the_caution_and_ranked_in_words(tmp_path):
+    from PIL import Image
+
+    from spmamba.pipeline import Pipeline
+
+    a = np.zeros((128, 128), np.uint8)
+    a[60:63, 60:63] = 200
+    Image.fromarray(a).save(tmp_path / "end-slice.png")
+    rep = Pipeline().analyse(tmp_path / "end-slice.png")
+    assert any(n.startswith("Nearly blank: only 0.1% of the pixels") for n in rep["notes"])
+    predictor = get_predictor(str(SHIPPED))
+    n = len(predictor.calibration["normal_scores"])
+    assert f"lower than all {n} normal validation images" in predictor.judge(-1e9, in_domain=True).text
+    assert f"higher than all {n} normal validation images" in predictor.judge(1e9, in_domain=True).text
