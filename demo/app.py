@@ -22,7 +22,7 @@ from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 from . import handlers, uploads
 from .analyse import analyse_tab, api
 from .batch import batch_tab
-from .examples import Example, build_examples
+from .examples import Example, build_examples, build_seg_examples
 from .scan_order import scan_tab
 from .segment import segment_endpoint, segment_tab
 from .site import BANNER, NETWORK_CONCURRENCY, PRIVATE, Site, log, user_errors
@@ -39,8 +39,13 @@ def header(site: Site) -> None:
     gr.Markdown(f"Selective-scan backend: **{backend_name(device)}** on {device}.")
 
 
-def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str, str] | None = None) -> gr.Blocks:
+def build_demo(
+    examples: list[Example] | None = None,
+    seg_checkpoints: dict[str, str] | None = None,
+    seg_examples: list[Example] | None = None,
+) -> gr.Blocks:
     seg_checkpoints = list_seg_checkpoints() if seg_checkpoints is None else seg_checkpoints
+    seg_examples = build_seg_examples(seg_checkpoints) if seg_examples is None else seg_examples
     site = Site(list_checkpoints(), build_examples() if examples is None else examples, seg_checkpoints)
     network = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY)
     uploads.install()
@@ -53,7 +58,7 @@ def build_demo(examples: list[Example] | None = None, seg_checkpoints: dict[str,
         if site.checkpoints:
             volume_tab(site.pipeline, user_errors, PRIVATE, network)
         if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
-            segment_tab(site.pipeline, user_errors, PRIVATE, network)
+            segment_tab(site.pipeline, user_errors, PRIVATE, network, seg_examples)
         scan_tab(state)
         api(site, network)
         if site.checkpoints:
@@ -93,8 +98,9 @@ def warm_up(checkpoints: dict[str, str]) -> threading.Thread:
 
 
 def allowed_paths(examples: list[Example]) -> list[str]:
-    """The example files and their thumbnails, one by one: nothing else outside the app's own folders is served."""
-    return sorted({str(e.path) for e in examples} | {str(e.thumb) for e in examples})
+    """The example files, their thumbnails and masks, one by one: nothing else outside the app's own folders is
+    served."""
+    return sorted({str(p) for e in examples for p in (e.path, e.thumb, e.truth) if p})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     imaging.MAX_PIXELS = args.max_pixels
     warming = warm_up(list_checkpoints())  # first, so the model loads while the page is being built
-    examples = build_examples(args.examples)
-    demo = build_demo(examples)
+    examples, seg_examples = build_examples(args.examples), build_seg_examples(list_seg_checkpoints())
+    demo = build_demo(examples, seg_examples=seg_examples)
     warming.join(timeout=120)  # the page answers once a request costs what every later one does
-    demo.queue(default_concurrency_limit=NETWORK_CONCURRENCY).launch(**launch_options(args, examples))
+    demo.queue(default_concurrency_limit=NETWORK_CONCURRENCY).launch(**launch_options(args, examples + seg_examples))

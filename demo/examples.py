@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spmamba.checkpoint import CheckpointError, read_raw_metadata
 from spmamba.data import data_root
 from spmamba.imaging import ImageLoadError, image_suffix, load_image
 
@@ -138,11 +139,10 @@ def _folder_samples(folder: Path) -> list[tuple[Path, str]]:
 
 
 def _thumbnail(path: Path, cache: Path) -> Path:
-    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"colour:{path.resolve()}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:16]
     thumb = cache / "thumbs" / f"{key}.png"
     if not thumb.is_file():
-        grey = load_image(path).grey
-        im = Image.fromarray((grey * 255).astype(np.uint8))
+        im = Image.fromarray((load_image(path).pixels * 255).astype(np.uint8))  # colour kept: dermoscopy
         im.thumbnail((THUMB, THUMB))
         thumb.parent.mkdir(parents=True, exist_ok=True)
         im.save(thumb)
@@ -180,6 +180,37 @@ def build_examples(
     for path, caption, truth, modality in sources:
         try:
             examples.append(Example(path, _thumbnail(path, cache), caption, truth, modality))
+        except (ImageLoadError, OSError):
+            continue
+    return examples
+
+
+def build_seg_examples(seg_checkpoints: dict[str, str], cache: Path = CACHE) -> list[Example]:
+    """For each dataset a segmentation checkpoint was trained on, when the data is present: its validation image
+    of median Dice (typical, not the best), with the dataset's mask, so the Segment tab's Dice can be checked."""
+    root = data_root()
+    if root is None:
+        return []
+    examples, seen = [], set()
+    for path in seg_checkpoints.values():
+        try:
+            meta = read_raw_metadata(path)
+        except CheckpointError:
+            continue
+        training, rows = meta.get("training", {}), (meta.get("metrics") or {}).get("per_image") or []
+        folder = root / str(training.get("data_path_name", ""))
+        if folder in seen or not rows or not (folder / "images").is_dir():
+            continue
+        seen.add(folder)
+        rows = sorted(rows, key=lambda r: r["dice"])
+        median = rows[len(rows) // 2]
+        image, mask = folder / "images" / median["image"], folder / "masks" / median["image"]
+        if not (image.is_file() and mask.is_file()):
+            continue
+        name = str(training.get("dataset") or folder.name).split(" (")[0]
+        caption = f"{name}: median validation image of {Path(path).stem} (Dice {median['dice']:.2f}), with its mask"
+        try:
+            examples.append(Example(image, _thumbnail(image, cache), caption, mask))
         except (ImageLoadError, OSError):
             continue
     return examples

@@ -23,6 +23,7 @@ from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 
 from .endpoints import api_index, file_endpoint
+from .examples import Example
 from .handlers import DISPLAY_MAX, ImageOptions, load
 
 FILL = np.array([1.0, 0.35, 0.2])  # the predicted lesion, filled
@@ -139,8 +140,9 @@ def segment_api(
     return report, draw(seg, seg.threshold, 0.4)
 
 
-def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -> None:
-    """Drop an image, see the mask; threshold and opacity re-draw without the network."""
+def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict, examples: list[Example] = ()) -> None:
+    """Drop an image or pick an example (with its mask), see the mask; threshold and opacity re-draw without the
+    network."""
     checkpoints = pipeline.seg_checkpoints
     state = gr.State(None, time_to_live=3600)
     with gr.Tab("Segment"):
@@ -151,6 +153,16 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Image: PNG, JPEG, DICOM, NIfTI", type="filepath", elem_id="seg-upload")
+                gallery = gr.Gallery(
+                    [(str(e.thumb), e.caption) for e in examples],
+                    label="Examples (validation images, with their masks)",
+                    columns=3,
+                    height=200,
+                    allow_preview=False,
+                    interactive=False,
+                    visible=bool(examples),
+                    elem_id="seg-examples",
+                )
                 model = gr.Dropdown(list(checkpoints), value=next(iter(checkpoints), None), label="Checkpoint")
                 keep = gr.Checkbox(False, label="Keep this checkpoint for new images", elem_id="seg-keep")
                 looks = gr.Markdown(elem_id="seg-looks-like")
@@ -195,7 +207,12 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) -
             **redraw(seg, seg.threshold, opacity_v, truth_path),
         }
 
+    def pick_example(evt: gr.SelectData):
+        chosen = examples[evt.index]
+        return str(chosen.path), str(chosen.truth) if chosen.truth else None
+
     outputs = [state, model, threshold, prob, picture, summary, looks]
+    gallery.select(pick_example, None, [upload, truth_file], **private)
     upload.change(run, [upload, model, opacity, truth_file, keep], outputs, **network, **private)
     model.input(run, [upload, model, opacity, truth_file], outputs, **network, **private)
     for control in (threshold, opacity, truth_file):

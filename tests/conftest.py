@@ -68,10 +68,12 @@ def serve(demo, attempts: int = 3, **options) -> str:
 def app_url(tmp_path_factory):
     """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
     from demo.app import allowed_paths, build_demo
-    from demo.examples import build_examples
+    from demo.examples import build_examples, build_seg_examples
     from demo.volume import PROFILE_CLICK_JS
+    from spmamba.zoo import list_seg_checkpoints
 
-    examples = build_examples(cache=tmp_path_factory.mktemp("examples"))
-    demo = build_demo(examples)
-    yield serve(demo, allowed_paths=allowed_paths(examples), head=PROFILE_CLICK_JS)
+    cache = tmp_path_factory.mktemp("examples")
+    examples, seg_examples = build_examples(cache=cache), build_seg_examples(list_seg_checkpoints(), cache)
+    demo = build_demo(examples, seg_examples=seg_examples)
+    yield serve(demo, allowed_paths=allowed_paths(examples + seg_examples), head=PROFILE_CLICK_JS)
     demo.close()

@@ -100,3 +100,28 @@ def test_segment_api_through_the_client(seg_checkpoints, colour_png):
         assert named["checkpoint"] == "mr" and named["area_mm2"] is not None
     finally:
         demo.close()
+
+
+def test_each_segment_example_is_its_datasets_median_image_and_the_page_reproduces_its_dice(tmp_path):
+    """The Segment tab's examples (with shared data present): one per dataset, routed to a checkpoint of that
+    dataset, and the Dice the page shows against the example's mask is the per-image Dice the checkpoint's
+    card records for that image (the page and the evaluation resize differently: within 0.02)."""
+    from demo.examples import build_seg_examples
+    from spmamba.checkpoint import read_raw_metadata
+    from spmamba.data import data_root
+    from spmamba.pipeline import Pipeline
+    from spmamba.zoo import list_seg_checkpoints
+
+    shipped = list_seg_checkpoints()
+    if data_root() is None or not shipped:
+        pytest.skip("needs the shared data (SPMAMBA_DATA) and the shipped segmentation checkpoints")
+    examples = build_seg_examples(shipped, cache=tmp_path)
+    assert len(examples) == len({e.path.parent.parent for e in examples}) >= 3
+    pipeline = Pipeline()
+    for example in examples:
+        seg = segment.prepared_segmentation(pipeline, str(example.path), None, keep=False)
+        recorded = {r["image"]: r["dice"] for r in read_raw_metadata(seg.checkpoint)["metrics"]["per_image"]}
+        assert example.path.name in recorded, example.caption  # routed to the checkpoint that validated on it
+        shown = segment.measurements(seg, seg.threshold, segment.load_truth_mask(str(example.truth), seg.prob.shape))
+        assert shown["dice"] == pytest.approx(recorded[example.path.name], abs=0.02)
+        assert f"Dice {recorded[example.path.name]:.2f}" in example.caption
