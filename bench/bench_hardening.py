@@ -27,40 +27,41 @@ from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
 
 
-def family_rows(client, label: str, pid: int, cases: list, valid: Path) -> list[dict]:
-    """Each family case through /analyze with the server's peak RSS reset before it, so the peak read after
-    is that request's; then a valid request to show the server still serves."""
+def family_rows(client, pid: int, cases: list, valid: Path) -> list[dict]:
+    """Each family case through each endpoint with the server's peak RSS reset before it, so the peak read
+    after is that request's; then a valid request to show the server still serves."""
     rows = []
     for case in cases:
-        reset_peak(pid)
-        ok, out = malformed.answer(lambda c=case: client.predict(malformed.handle(c.path), label, api_name="/analyze"))
-        peak = proc_mib(pid)
-        clear = ok if case.expect is None else (not ok and case.expect in out)
-        served, again = malformed.answer(lambda: client.predict(malformed.handle(valid), label, api_name="/analyze"))
         declared = imaging.declared_bytes(case.path)
-        rows.append(
-            {
-                "family": case.family,
-                "case": case.name,
-                "clear": clear,
-                "analysed": case.expect is None,
-                "peak": peak,
-                "ratio": None if declared is None else declared / imaging.MAX_DECODED_BYTES,
-                "serving": served and again[0]["scores"]["total"] > 0,
-                "answer": "analysed" if ok else out,
-            }
-        )
+        for endpoint in malformed.ENDPOINTS:
+            reset_peak(pid)
+            ok, out = malformed.answer(lambda c=case, e=endpoint: malformed.call_endpoint(client, e, c.path))
+            peak = proc_mib(pid)
+            served, again = malformed.answer(lambda: malformed.call_endpoint(client, "/analyze", valid))
+            rows.append(
+                {
+                    "family": case.family,
+                    "endpoint": endpoint,
+                    "case": case.name,
+                    "clear": malformed.answered_clearly(case, endpoint, None if ok else out),
+                    "analysed": case.expect is None,
+                    "peak": peak,
+                    "ratio": None if declared is None else declared / imaging.MAX_DECODED_BYTES,
+                    "serving": served and again[0]["scores"]["total"] > 0,
+                    "answer": "analysed" if ok else out,
+                }
+            )
     return rows
 
 
 def print_families(rows: list[dict]) -> None:
     print(
-        "| family | cases | answered clearly | decoded bytes vs limit: analysed / refused | worst request's server "
-        "peak RSS MiB (case) | still serving |"
+        "| family | endpoint | cases | answered clearly | decoded bytes vs limit: analysed / refused | worst "
+        "request's server peak RSS MiB (case) | still serving |"
     )
-    print("|---|---|---|---|---|---|")
-    for family in dict.fromkeys(r["family"] for r in rows):
-        mine = [r for r in rows if r["family"] == family]
+    print("|---|---|---|---|---|---|---|")
+    for family, endpoint in dict.fromkeys((r["family"], r["endpoint"]) for r in rows):
+        mine = [r for r in rows if r["family"] == family and r["endpoint"] == endpoint]
 
         def span(rs):
             ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
@@ -69,13 +70,17 @@ def print_families(rows: list[dict]) -> None:
         worst = max(mine, key=lambda r: r["peak"])
         analysed, refused = span([r for r in mine if r["analysed"]]), span([r for r in mine if not r["analysed"]])
         print(
-            f"| {family} | {len(mine)} | {sum(r['clear'] for r in mine)} | {analysed} / {refused} | "
+            f"| {family} | `{endpoint}` | {len(mine)} | {sum(r['clear'] for r in mine)} | {analysed} / {refused} | "
             f"{worst['peak']:.0f} ({worst['case']}) | "
             f"{sum(r['serving'] for r in mine)} |"
         )
+    for endpoint in malformed.ENDPOINTS:
+        peak = max((r for r in rows if r["endpoint"] == endpoint), key=lambda r: r["peak"])
+        print(f"\n`{endpoint}`: highest server peak RSS {peak['peak']:.0f} MiB ({peak['case']})", end="")
+    print()
     unclear = [r for r in rows if not r["clear"]]
     for r in unclear:
-        print(f"not answered as expected: {r['case']}: {r['answer'][:200]}")
+        print(f"not answered as expected: {r['case']} via {r['endpoint']}: {r['answer'][:200]}")
 
 
 def main() -> None:
@@ -113,7 +118,7 @@ def main() -> None:
                     )
                 print()
             family_cases = malformed.families(tmp / "families")
-            print_families(family_rows(Client(url, verbose=False), label, proc.pid, family_cases, valid))
+            print_families(family_rows(Client(url, verbose=False), proc.pid, family_cases, valid))
             if args.families_only:
                 return
             print()

@@ -1,10 +1,11 @@
-"""Soak: N clients for M minutes sending a mix of valid and malformed files to /analyze.
+"""Soak: N clients for M minutes sending a mix of valid and malformed files to /analyze, /segment and
+/analyze_volume (each request picks one at random).
 
     python bench/soak.py [--clients 12] [--minutes 5] [--valid-share 0.5]
 
-Starts ``python app.py`` as its own process and reports requests, answers (scores or a user-facing
-error), drops (anything else: a connection failure or an error that is not one of our messages),
-p50/p95 latency of the valid requests, and the server's RSS before and after and its peak (VmHWM).
+Starts ``python app.py`` as its own process and reports per endpoint: requests, answers (results or a
+user-facing refusal), drops (anything else: a connection failure or an error that is not one of our
+messages), p50/p95 latency of the valid requests; and the server's RSS before and after and its peak (VmHWM).
 """
 
 from __future__ import annotations
@@ -32,43 +33,48 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5)
     ap.add_argument("--valid-share", type=float, default=0.5)
     args = ap.parse_args()
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     with tempfile.TemporaryDirectory() as tmp:
         cases = malformed.build(Path(tmp) / "corpus")
-        valid = malformed.session_images(Path(tmp) / "valid", 6)
+        images = malformed.session_images(Path(tmp) / "valid", 6)
+        valid = {"/analyze": images, "/segment": images, "/analyze_volume": malformed.session_volumes(Path(tmp), 3)}
         port = free_port()
         proc, ready = start_server(
             [sys.executable, "app.py", "--port", str(port)], port, ROOT, {**os.environ, "GRADIO_ANALYTICS_ENABLED": "0"}
         )
         try:
             url = f"http://127.0.0.1:{port}/"
-            Client(url, verbose=False).predict(handle_file(str(valid[0])), api_name="/analyze")  # warm
+            for endpoint in malformed.ENDPOINTS:  # warm: each endpoint's checkpoints loaded once
+                malformed.call_endpoint(Client(url, verbose=False), endpoint, valid[endpoint][0])
             rss_before = proc_mib(proc.pid, "VmRSS")
             lock = threading.Lock()
-            stats = {"requests": 0, "scored": 0, "refused": 0, "dropped": 0, "latency": [], "drops": []}
+            stats = {e: {"requests": 0, "answered": 0, "refused": 0, "dropped": 0, "latency": []} for e in valid}
+            drops: list[str] = []
             stop = time.monotonic() + 60 * args.minutes
 
             def client(seed: int) -> None:
                 rng = random.Random(seed)
                 c = Client(url, verbose=False)
                 while time.monotonic() < stop:
+                    endpoint = rng.choice(malformed.ENDPOINTS)
                     good = rng.random() < args.valid_share
-                    path = rng.choice(valid) if good else rng.choice(cases).path
+                    path = rng.choice(valid[endpoint]) if good else rng.choice(cases).path
                     t = time.perf_counter()
                     try:
-                        c.predict(handle_file(str(path)), api_name="/analyze")
-                        outcome = "scored"
+                        malformed.call_endpoint(c, endpoint, path)
+                        outcome = "answered"
                     except Exception as err:  # our refusals arrive as AppError with the user's sentence
                         outcome = "refused" if type(err).__name__ == "AppError" else "dropped"
                         if outcome == "dropped":
                             with lock:
-                                stats["drops"].append(f"{path.name}: {type(err).__name__}")
+                                drops.append(f"{endpoint} {path.name}: {type(err).__name__}")
                     with lock:
-                        stats["requests"] += 1
-                        stats[outcome] += 1
-                        if good and outcome == "scored":
-                            stats["latency"].append(time.perf_counter() - t)
+                        row = stats[endpoint]
+                        row["requests"] += 1
+                        row[outcome] += 1
+                        if good and outcome == "answered":
+                            row["latency"].append(time.perf_counter() - t)
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
             for th in threads:
@@ -79,16 +85,18 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    lat = np.array(stats["latency"])
-    print(f"server ready in {ready:.1f} s; {args.clients} clients for {args.minutes:g} min")
-    columns = ["requests", "scored", "refused with a reason", "dropped", "valid p50 (s)", "valid p95 (s)"]
-    columns += ["RSS before → after (MiB)", "peak RSS (MiB)"]
+    print(f"server ready in {ready:.1f} s; {args.clients} clients for {args.minutes:g} min, all three endpoints")
+    columns = ["endpoint", "requests", "answered", "refused with a reason", "dropped", "valid p50 (s)"]
+    columns += ["valid p95 (s)"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
-    row = [stats["requests"], stats["scored"], stats["refused"], stats["dropped"]]
-    row += [f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 95):.2f}", f"{rss_before:.0f} → {rss_after:.0f}"]
-    print("| " + " | ".join(map(str, [*row, f"{peak:.0f}"])) + " |")
-    for d in stats["drops"][:10]:
+    for endpoint, row in stats.items():
+        lat = np.array(row["latency"]) if row["latency"] else np.array([np.nan])
+        cells = [f"`{endpoint}`", row["requests"], row["answered"], row["refused"], row["dropped"]]
+        cells += [f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 95):.2f}"]
+        print("| " + " | ".join(map(str, cells)) + " |")
+    print(f"\nserver RSS {rss_before:.0f} → {rss_after:.0f} MiB before → after, peak {peak:.0f} MiB")
+    for d in drops[:10]:
         print("dropped:", d)
 
 

@@ -570,6 +570,36 @@ def answer(call) -> tuple[bool, str]:
         return False, str(err)
 
 
+ENDPOINTS = ("/analyze", "/segment", "/analyze_volume")  # the documented file endpoints
+
+
+def call_endpoint(client, endpoint: str, path: Path):
+    """One file through a documented endpoint, its checkpoint chosen by the route, as a new user's would be."""
+    if endpoint == "/analyze_volume":
+        return client.predict([handle(path)], "", api_name=endpoint)
+    return client.predict(handle(path), "", None, api_name=endpoint)
+
+
+def answered_clearly(case: Case, endpoint: str, answer: str | None) -> bool:
+    """Whether ``endpoint``'s answer to ``case`` (None: analysed; else the message shown) is the one expected:
+    the case's reason on every endpoint, except that /analyze_volume may refuse any 2-D image from its header
+    as not a volume, and may score a multi-page file page by page."""
+    if endpoint == "/analyze_volume":
+        if answer is not None and ("holds one image, not a volume" in answer or "2-D NIfTI" in answer):
+            return True
+        if answer is None and _pages(case.path) > 1:
+            return True
+    return answer is None if case.expect is None else answer is not None and case.expect in answer
+
+
+def _pages(path: Path) -> int:
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1)
+    except Exception:  # not a raster image at all
+        return 1
+
+
 def drive_corpus(client, cases: list[Case], label: str, valid: Path) -> list[dict]:
     """Each case through /analyze and through the Analyse tab's own handler, then a valid request."""
     rows = []
@@ -602,6 +632,17 @@ def session_images(folder: Path, n: int) -> list[Path]:
         images.append(folder / f"session{i}.png")
         Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(images[-1])
     return images
+
+
+def session_volumes(folder: Path, n: int) -> list[Path]:
+    """n small NIfTI volumes (12 slices of a session image's texture, a bright block on a few slices)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    volumes = []
+    for i, image in enumerate(session_images(folder / "slices", n)):
+        vol = np.repeat(np.asarray(Image.open(image), np.float32)[..., None], 12, axis=2)
+        vol[60:90, 60:90, 4 + i : 7 + i] = 255
+        volumes.append(_nifti(folder / f"volume{i}.nii.gz", vol))
+    return volumes
 
 
 def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -> list[dict]:

@@ -11,7 +11,7 @@ from PIL import Image
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from spmamba.imaging import MAX_DECODED_BYTES, ImageLoadError, load_image
-from tests.malformed import PHOTOMETRIC_SAMPLES, colour_dicom, families, with_sbit, write_dicom
+from tests.malformed import PHOTOMETRIC_SAMPLES, answered_clearly, colour_dicom, families, with_sbit, write_dicom
 
 
 # 1. Float extremes: finite values whose range overflows float32 arithmetic
@@ -407,3 +407,38 @@ def test_no_refusal_quotes_a_library_or_names_an_exception(tmp_path, monkeypatch
     assert len(messages) >= 60
     technical = {k: m for k, m in messages.items() if TECHNICAL.search(m)}
     assert not technical, technical
+
+
+def test_every_family_case_gets_its_answer_on_all_three_endpoints(tmp_path, monkeypatch):
+    """The families through /analyze, /segment and /analyze_volume as plain functions (the bench runs them in
+    the server at the real limits): a case /analyze refuses, the other two refuse with the same reason; one it
+    analyses, /segment outlines and /analyze_volume scores, or, for a single 2-D image, says it is not a
+    volume."""
+    import gradio as gr
+
+    import spmamba.imaging as imaging
+    from demo.analyse import analyse_api
+    from demo.segment import segment_api
+    from demo.site import Site, user_errors
+    from demo.volume import volume_api
+    from spmamba.zoo import list_checkpoints, list_seg_checkpoints
+
+    monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)
+    monkeypatch.setattr(imaging, "MAX_PIXELS", 1 << 20)
+    site = Site(list_checkpoints(), [], list_seg_checkpoints())
+    endpoints = {
+        "/analyze": user_errors(lambda p: analyse_api(site, p)),
+        "/segment": user_errors(lambda p: segment_api(site.pipeline, p)),
+        "/analyze_volume": user_errors(lambda p: volume_api(site.pipeline, [p])),
+    }
+    wrong = []
+    for case in families(tmp_path, 4 << 20, 1 << 20):
+        for name, call in endpoints.items():
+            try:
+                call(str(case.path))
+                answer = None
+            except gr.Error as err:
+                answer = str(err)
+            if not answered_clearly(case, name, answer):
+                wrong.append(f"{case.name} via {name}: {answer}")
+    assert not wrong, wrong
