@@ -68,8 +68,15 @@ def main() -> None:
             if not page.locator("#examples").get_by_text(caption).count():
                 print(f"skipped {name}: no example '{caption}' (data missing)")
                 return
+            before = page.locator("#verdict").inner_text()
             page.locator("#examples").get_by_text(caption).click()
-            page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=90_000)
+            # this image's verdict, not the previous example's, and no request still running (its spinner)
+            page.wait_for_function(
+                "(b) => { const t = document.querySelector('#verdict').innerText;"
+                " return t.includes('Score') && t !== b && !document.querySelector('.eta-bar'); }",
+                arg=before,
+                timeout=90_000,
+            )
             if truth:
                 src = page.locator("#overlay img").first.get_attribute("src")
                 page.locator("#truth input").check()

@@ -16,9 +16,9 @@ from matplotlib import colormaps
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
-from spmamba.imaging import ImageLoadError, LoadedImage, load_image
+from spmamba.imaging import LoadedImage
 from spmamba.pipeline import SEGMENT, Pipeline, get_segmenter
-from spmamba.seg.data import DEFAULT_THRESHOLD, MASK_LEVEL
+from spmamba.seg.data import DEFAULT_THRESHOLD, MASK_LEVEL, load_truth_mask
 from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 
@@ -48,22 +48,6 @@ def segment_image(image: LoadedImage, checkpoint: str, notes: list[str] | None =
     scale = DISPLAY_MAX / max(h, w)
     display = resize(image.pixels, (round(h * scale), round(w * scale)), anti_aliasing=True).astype(np.float32)
     return Segmentation(prob, display, checkpoint, get_segmenter(checkpoint).threshold, image.meta, list(notes or []))
-
-
-def load_truth_mask(path: str | None, shape: tuple[int, int]) -> np.ndarray | None:
-    """A ground-truth mask file as a bool array of the image's shape; None without a file."""
-    if not path:
-        return None
-    grey = load_image(path).grey
-    if grey.shape != shape:
-        ratio = (grey.shape[0] / shape[0], grey.shape[1] / shape[1])
-        if abs(ratio[0] - ratio[1]) > 0.02:
-            raise ImageLoadError(
-                f"the mask is {grey.shape[1]}×{grey.shape[0]} but the image is {shape[1]}×{shape[0]}: "
-                "a mask must cover the same field of view"
-            )
-        grey = resize(grey, shape, order=0, anti_aliasing=False, preserve_range=True)
-    return grey > MASK_LEVEL
 
 
 def measurements(seg: Segmentation, threshold: float, truth: np.ndarray | None = None) -> dict:

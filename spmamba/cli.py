@@ -76,18 +76,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
+    from .archive import ANOMALY, read_inputs
     from .imaging import ImageLoadError, is_nifti
-    from .pipeline import Pipeline, expand_inputs, get_predictor, report
+    from .pipeline import Pipeline, get_predictor, report
     from .visualize import overlay_own_range
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.table:
+        return score_archive(args, ANOMALY)
     pipe = Pipeline({args.checkpoint: args.checkpoint} if args.checkpoint else None, {})
     if not pipe.checkpoints:
         print("no checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
         return 2
     reports, failed = [], 0
-    args.files = expand_inputs(args.files)
+    args.files = [item.file for item in read_inputs(args.files)]
     if args.overlay:
         Path(args.overlay).mkdir(parents=True, exist_ok=True)
     volumes = [[f] for f in args.files if is_nifti(f)]
@@ -130,6 +133,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def score_archive(args: argparse.Namespace, family: str) -> int:
+    """``--table``: every file, folder and manifest entry scored into one CSV/Parquet table, row by row, here or
+    on a Dask cluster; a failed file is a row with its reason."""
+    from .archive import Job, read_inputs, run
+
+    items = read_inputs(args.files)
+    try:
+        s = run(items, Job(family, args.checkpoint), args.table, args.resume, args.workers, args.scheduler, args.chunk)
+    except FileExistsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(
+        f"{s.files} files: {s.scored} scored, {s.failed} failed, {s.skipped} already in {args.table}; "
+        f"{s.images_per_s:.1f} images/s -> {args.table}"
+    )
+    return 1 if s.failed else 0
+
+
+def add_archive_options(parser: argparse.ArgumentParser) -> None:
+    """The options of scoring an archive, shared by ``predict`` and ``seg predict``."""
+    parser.add_argument(
+        "--table",
+        default=None,
+        metavar="FILE",
+        help="write one row per file to this .csv or .parquet (a folder of parts), as files finish; manifests "
+        "(CSV/Parquet with path[,label][,mask]) are read as lists of files",
+    )
+    parser.add_argument("--resume", action="store_true", help="skip the files the --table output already holds")
+    parser.add_argument("--workers", type=int, default=None, help="score on a local Dask cluster of N processes")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS", help="score on this Dask cluster")
+    parser.add_argument("--chunk", type=int, default=16, help="files per task (and per network call)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -137,7 +173,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = evaluate(args.checkpoint, args.folder, args.batch_size, args.json, args.roc, args.encoder_weights, args.csv)
+    r = evaluate(
+        args.checkpoint,
+        args.folder,
+        args.batch_size,
+        args.json,
+        args.roc,
+        args.encoder_weights,
+        args.csv,
+        args.workers,
+        args.scheduler,
+    )
     im = r["image"]
     print(f"{r['n_normal']} normal, {r['n_abnormal']} abnormal images; score weights {r['score_weights']}")
 
@@ -356,11 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--series", action="store_true", help="the DICOM files given form one series: score it as a volume")
     pr.add_argument("--threads", type=int, default=None)
+    add_archive_options(pr)
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="image/pixel metrics of a checkpoint on a labelled folder")
     ev.add_argument("checkpoint")
-    ev.add_argument("folder", help="folder with NORMAL/ and PNEUMONIA/ (or good/ and Ungood/) sub-folders")
+    ev.add_argument(
+        "folder",
+        help="folder with NORMAL/ and PNEUMONIA/ (or good/ and Ungood/) sub-folders, or a CSV of path,label[,mask]",
+    )
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--json", default=None, help="write the full results here, every image's score included")
     ev.add_argument(
@@ -371,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--encoder-weights", default="imagenet")
     ev.add_argument("--threads", type=int, default=None)
+    ev.add_argument("--workers", type=int, default=None, help="score on a local Dask cluster of N processes")
+    ev.add_argument("--scheduler", default=None, metavar="ADDRESS", help="score on this Dask cluster")
     ev.set_defaults(func=cmd_evaluate)
 
     from .seg.cli import add_seg_parser

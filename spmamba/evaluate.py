@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .archive import SCORE_COLUMNS
 from .data import NORMAL_NAMES, Sample, csv_list, labelled_folder, load_masks
-from .inference import Predictor, score_components
-from .metrics import image_metrics, image_metrics_with_intervals, pixel_report
-from .scoring import ablation_weights, rescore
+from .inference import Predictor
+from .metrics import pixel_report
+from .scoring import rescore
 
 
 def evaluation_samples(folder: str | Path) -> list[Sample]:
@@ -36,56 +37,63 @@ def evaluate(
     roc_out: str | Path | None = None,
     encoder_weights: str = "imagenet",
     csv_out: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> dict:
-    """Metrics of ``checkpoint`` on ``folder``, with every image's score and components (``per_image``: the
-    JSON holds them; ``csv_out`` writes them as a table), so methods can be compared image by image."""
+    """Metrics of ``checkpoint`` on ``folder``, computed from one row per image (:mod:`spmamba.archive`, here
+    or on a Dask cluster: the same rows, the same figures), with every image's score and components
+    (``per_image``: the JSON holds them; ``csv_out`` writes them as a table), so methods can be compared image
+    by image. Pixel metrics, where masks exist, come from the maps of the masked images, made here."""
+    from .archive import Item, Job, collect, metrics_from_rows
+
     predictor = Predictor(checkpoint, encoder_weights=encoder_weights)
     samples = evaluation_samples(folder)
-    labels = np.array([s.label for s in samples])
-    if len(set(labels)) < 2:
+    if len({s.label for s in samples}) < 2:
         raise ValueError(f"{folder} needs both normal and abnormal images to compute AUROC")
-    maps = predictor.maps_for_samples(samples, batch_size, desc="evaluate")
-    weights = predictor.weights
+    items = [Item(str(s.path), int(s.label), str(s.mask) if s.mask else None) for s in samples]
+    rows = collect(items, Job(checkpoint=str(checkpoint), ablations=True), workers, scheduler, chunk=batch_size)
     calibration = predictor.calibration or {}
-    scores = rescore(maps, weights)
+    threshold = calibration.get("threshold")
     result = {
         "checkpoint": Path(checkpoint).name,
         "folder": str(folder),
-        "n_normal": int((labels == 0).sum()),
-        "n_abnormal": int((labels == 1).sum()),
-        "score_weights": weights.to_dict(),
-        "image": image_metrics_with_intervals(scores.total.numpy(), labels, calibration.get("threshold")),
-        "ablation_auroc": {
-            name: image_metrics(rescore(maps, w).total.numpy(), labels)["auroc"]
-            for name, w in ablation_weights(weights).items()
-        },
+        **metrics_from_rows(rows, threshold),
+        "score_weights": predictor.weights.to_dict(),
         "note": "accuracy/f1 use the threshold fixed on validation; oracle_* pick the best threshold on this "
         "folder itself, as the paper's reference code does, and are for comparison only",
     }
-    if calibration:
-        normal = scores.total.numpy()[labels == 0]
-        result["normal_flagged_rate"] = float((normal >= calibration["threshold"]).mean())
-    threshold = calibration.get("threshold")
     result["per_image"] = [
-        {
-            "file": s.path.name,
-            "label": int(s.label),
-            **score_components(scores, i),
-            "above_threshold": None if threshold is None else bool(scores.total[i] >= threshold),
-        }
-        for i, s in enumerate(samples)
+        {"file": Path(r["file"]).name, "label": r["label"], **{c: r[c] for c in SCORE_COLUMNS}}
+        | {"above_threshold": r["above_threshold"], "error": r["error"]}
+        for r in rows.to_dict("records")
     ]
     if csv_out:
         write_rows(result["per_image"], csv_out)
-    masks = load_masks(samples, predictor.image_size)
-    pixel = None if masks is None else (scores.anomaly_map.numpy(), masks.numpy())
-    if pixel is not None:
+    masks = load_masks(samples, predictor.image_size)  # None when no image has a mask
+    pixel = None
+    if masks is not None:
+        maps = rescore(predictor.maps_for_samples(samples, batch_size), predictor.weights)
+        pixel = (maps.anomaly_map.numpy(), masks.numpy())
         result["pixel"] = pixel_report(*pixel)
     if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2))
+        Path(json_out).write_text(json.dumps(result, indent=2, default=_plain))
     if roc_out:
-        save_roc(scores.total.numpy(), labels, roc_out, f"{Path(checkpoint).stem} on {Path(folder).name}", pixel)
+        ok = rows[rows["error"].isna()]
+        save_roc(
+            ok["total"].to_numpy(float),
+            ok["label"].to_numpy(int),
+            roc_out,
+            f"{Path(checkpoint).stem} on {Path(folder).name}",
+            pixel,
+        )
     return result
+
+
+def _plain(value):
+    """numpy scalars and pandas' missing values as JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return None
 
 
 def write_rows(rows: list[dict], path: str | Path) -> Path:

@@ -87,6 +87,17 @@ def _time_major(x: torch.Tensor, b: int) -> np.ndarray:
     return x.transpose(-1, -2).reshape(b * x.shape[1], x.shape[-1], x.shape[-2]).contiguous().numpy()
 
 
+def _on_torch_threads(kernel, *args) -> None:
+    """Run a numba kernel on as many threads as torch uses, and leave torch's count as it was: numba's OpenMP
+    layer, started by the first parallel launch, resets the process's OpenMP thread count (so a
+    ``torch.set_num_threads(1)`` made before the first scan was silently undone)."""
+    n = torch.get_num_threads()
+    _scan_cpu.set_threads(n)
+    kernel(*args)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def _inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups) -> tuple:
     """The arguments the numba forward and backward kernels share, in their order."""
     d = A.shape[0]
@@ -111,8 +122,7 @@ class _CPUScan(torch.autograd.Function):
         y = torch.empty_like(u2)
         save = ctx.record
         hs = u.new_empty(b * d, _scan_cpu.n_chunks(L) if save else 1, A.shape[1])
-        _scan_cpu.set_threads(torch.get_num_threads())
-        fwd(*_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups), y.numpy(), hs.numpy(), save)
+        _on_torch_threads(fwd, *_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups), y.numpy(), hs.numpy(), save)
         if save:
             ctx.save_for_backward(u2, delta2, bias, A, Dv, hs)
             ctx.extra = (Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
@@ -131,8 +141,8 @@ class _CPUScan(torch.autograd.Function):
         dA = u2.new_zeros(bd, A.shape[1])
         dD, dbias = u2.new_zeros(bd), u2.new_zeros(bd)
         dBt, dCt = np.zeros_like(Bt), np.zeros_like(Ct)
-        _scan_cpu.set_threads(torch.get_num_threads())
-        bwd(
+        _on_torch_threads(
+            bwd,
             *_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups),
             hs.numpy(),
             dy2.numpy(),

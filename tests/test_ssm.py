@@ -84,3 +84,23 @@ def test_backend_is_reported(monkeypatch):
     monkeypatch.setattr(ssm, "_mamba_cuda", lambda: object())  # mamba-ssm importable
     assert backend_name("cuda") == "mamba-ssm CUDA"
     assert backend_name("meta") == "PyTorch reference"
+
+
+def test_the_fast_scan_leaves_torchs_thread_count_as_it_was():
+    """numba's OpenMP layer, started by the first parallel scan, reset the process's thread count: a
+    ``--threads 1`` (or Dask's one thread per worker) became two after the first image. A fresh process, as
+    the first launch is what did it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from spmamba.ssm import selective_scan_fn\n"
+        "b, d, n, L = 1, 4, 3, 40\n"
+        "u, delta = torch.randn(b, d, L), torch.rand(b, d, L)\n"
+        "A, B, C = -torch.rand(d, n), torch.randn(b, n, L), torch.randn(b, n, L)\n"
+        "for _ in range(2): selective_scan_fn(u, delta, A, B, C)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

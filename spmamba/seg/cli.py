@@ -69,13 +69,20 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
 def cmd_seg_predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from ..archive import read_inputs
     from ..imaging import ImageLoadError
-    from ..pipeline import SEGMENT, Pipeline, expand_inputs, get_segmenter
+    from ..pipeline import SEGMENT, Pipeline, get_segmenter
 
     files, checkpoint = list(args.files), args.checkpoint
     if files and files[0].endswith(".safetensors"):  # the older spelling: the checkpoint first
         checkpoint, files = files[0], files[1:]
-    files = expand_inputs(files)
+    if args.table:
+        from ..archive import SEGMENT as FAMILY
+        from ..cli import score_archive
+
+        args.files, args.checkpoint = files, checkpoint
+        return score_archive(args, FAMILY)
+    files = [item.file for item in read_inputs(files)]
     pipe = Pipeline({}, {checkpoint: checkpoint} if checkpoint else None)
     if not pipe.seg_checkpoints:
         print("no segmentation checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
@@ -121,6 +128,7 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
 
 
 def add_seg_parser(sub, add_options) -> None:
+    from ..cli import add_archive_options
     from .train import SegTrainOptions
 
     seg = sub.add_parser("seg", help="Mamba-MIS lesion segmentation").add_subparsers(dest="seg_command", required=True)
@@ -141,4 +149,5 @@ def add_seg_parser(sub, add_options) -> None:
     pr.add_argument("--checkpoint", default=None, help="use this checkpoint for every file")
     pr.add_argument("--out", default=None, metavar="DIR", help="write each mask PNG here")
     pr.add_argument("--json", action="store_true")
+    add_archive_options(pr)
     pr.set_defaults(func=cmd_seg_predict)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import patient_id, segmentation_pairs
-from ..imaging import load_image
+from ..imaging import ImageLoadError, load_image
 from ..intensity import scale_intensity
 
 Pair = tuple[Path, Path]
@@ -90,6 +90,25 @@ DEFAULT_THRESHOLD = 0.5  # the lesion-probability threshold of a checkpoint that
 def load_truth(mask: Path) -> np.ndarray:
     """(H, W) bool ground truth at the image's own resolution."""
     return load_image(mask).grey > MASK_LEVEL
+
+
+def load_truth_mask(path: str | Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """A ground-truth mask file as a bool array of an image's ``shape`` (nearest-neighbour resized when its
+    aspect matches); None without a file; a mask of another field of view is refused."""
+    from skimage.transform import resize
+
+    if not path:
+        return None
+    grey = load_image(path).grey
+    if grey.shape != shape:
+        ratio = (grey.shape[0] / shape[0], grey.shape[1] / shape[1])
+        if abs(ratio[0] - ratio[1]) > 0.02:
+            raise ImageLoadError(
+                f"the mask is {grey.shape[1]}×{grey.shape[0]} but the image is {shape[1]}×{shape[0]}: "
+                "a mask must cover the same field of view"
+            )
+        grey = resize(grey, shape, order=0, anti_aliasing=False, preserve_range=True)
+    return grey > MASK_LEVEL
 
 
 def load_pairs(pairs: list[Pair], size: int, intensity: str = "raw") -> tuple[torch.Tensor, torch.Tensor]:
