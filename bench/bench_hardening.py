@@ -27,13 +27,13 @@ from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402
 
 
-def family_rows(client, pid: int, cases: list, valid: Path) -> list[dict]:
+def family_rows(client, pid: int, cases: list, valid: Path, endpoints=malformed.ENDPOINTS) -> list[dict]:
     """Each family case through each endpoint with the server's peak RSS reset before it, so the peak read
     after is that request's; then a valid request to show the server still serves."""
     rows = []
     for case in cases:
         declared = imaging.declared_bytes(case.path)
-        for endpoint in malformed.ENDPOINTS:
+        for endpoint in endpoints:
             reset_peak(pid)
             ok, out = malformed.answer(lambda c=case, e=endpoint: malformed.call_endpoint(client, e, c.path))
             peak = proc_mib(pid)
@@ -74,7 +74,7 @@ def print_families(rows: list[dict]) -> None:
             f"{worst['peak']:.0f} ({worst['case']}) | "
             f"{sum(r['serving'] for r in mine)} |"
         )
-    for endpoint in malformed.ENDPOINTS:
+    for endpoint in dict.fromkeys(r["endpoint"] for r in rows):
         peak = max((r for r in rows if r["endpoint"] == endpoint), key=lambda r: r["peak"])
         print(f"\n`{endpoint}`: highest server peak RSS {peak['peak']:.0f} MiB ({peak['case']})", end="")
     print()
@@ -87,6 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--families-only", action="store_true", help="only the families table (tests/malformed.py)")
+    ap.add_argument("--endpoint", action="append", default=None, help="only these endpoints' families (repeatable)")
     args = ap.parse_args()
     from gradio_client import Client
 
@@ -118,7 +119,8 @@ def main() -> None:
                     )
                 print()
             family_cases = malformed.families(tmp / "families")
-            print_families(family_rows(Client(url, verbose=False), proc.pid, family_cases, valid))
+            endpoints = args.endpoint or malformed.ENDPOINTS
+            print_families(family_rows(Client(url, verbose=False), proc.pid, family_cases, valid, endpoints))
             if args.families_only:
                 return
             print()

@@ -302,9 +302,7 @@ def run(
     return Summary(len(items), len(items) - len(todo), len(todo) - failed, failed, seconds)
 
 
-def collect(
-    items: list[Item], job: Job, workers: int | None = None, scheduler: str | None = None, chunk: int = CHUNK
-):
+def collect(items: list[Item], job: Job, workers: int | None = None, scheduler: str | None = None, chunk: int = CHUNK):
     """The rows of ``items`` as a DataFrame in their order, made here or on a cluster, written nowhere."""
     import pandas as pd
 

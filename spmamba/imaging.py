@@ -135,6 +135,16 @@ def _plain_reason(err: BaseException) -> str:
     return f" ({reason})" if reason else ""
 
 
+def is_dicom(path: str | os.PathLike) -> bool:
+    """Whether the loaders read ``path`` as DICOM: by its ``.dcm`` name or its preamble (extension-less exports)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _sniff(path, fh.read(132)) == "dicom"
+    except OSError:
+        return False
+
+
 def _sniff(path: Path, head: bytes) -> str:
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
@@ -449,8 +459,35 @@ def _safe_tag(key: str, value: str) -> str | None:
 
 
 def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float] | None) -> LoadedImage:
+    ds, ts, n_frames, notes = _read_dicom(path, head)
+    if n_frames > 1 and not 0 <= frame < n_frames:
+        raise ImageLoadError(f"{path.name} has {n_frames} frames; frame {frame} does not exist")
+    return _dicom_frame(path, ds, ts, n_frames, frame, window, notes)
+
+
+def load_dicom_frames(path: str | os.PathLike, window: tuple[float, float] | None = None) -> list[LoadedImage]:
+    """Every frame of a multi-frame DICOM, the file read (and a deflated one inflated) once, not once a frame."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    try:
+        with quiet_headers():
+            ds, ts, n_frames, notes = _read_dicom(path, head)
+            return [_dicom_frame(path, ds, ts, n_frames, i, window, list(notes)) for i in range(n_frames)]
+    except ImageLoadError:
+        raise
+    except MemoryError as err:
+        raise ImageLoadError(f"{path.name} is too large to decode in the memory available") from err
+    except Exception as err:  # as load_image: the user's file, not a crash
+        raise ImageLoadError(
+            f"{path.name} could not be decoded as a DICOM file: it is damaged, or not what its name says"
+            f"{_plain_reason(err)}"
+        ) from err
+
+
+def _read_dicom(path: Path, head: bytes):
+    """The checked dataset of a DICOM file: (dataset, transfer syntax, frames, notes)."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     _check_deflated(path)
     try:
@@ -469,8 +506,6 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
     _check_size(rows, cols)
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     _check_declared(path, _dicom_pixel_bytes(ds))
-    if n_frames > 1 and not 0 <= frame < n_frames:
-        raise ImageLoadError(f"{path.name} has {n_frames} frames; frame {frame} does not exist")
     notes = []
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts is None and "PixelData" in ds:
@@ -485,6 +520,14 @@ def _load_dicom(path: Path, head: bytes, frame: int, window: tuple[float, float]
         )
         notes.append("no transfer syntax in the file: read as uncompressed little-endian")
         ts = ds.file_meta.TransferSyntaxUID
+    return ds, ts, n_frames, notes
+
+
+def _dicom_frame(path: Path, ds, ts, n_frames: int, frame: int, window, notes: list[str]) -> LoadedImage:
+    """Frame ``frame`` of a read dataset as an image in [0, 1]: modality LUT, then the window asked for or the
+    file's VOI; MONOCHROME1 inverted; colour kept."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     try:
         ds.pixel_array_options(index=frame if n_frames > 1 else None)  # decode the one frame shown, not all
         arr = ds.pixel_array

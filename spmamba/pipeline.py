@@ -23,7 +23,15 @@ import numpy as np
 
 from .checkpoint import CheckpointError, read_raw_metadata
 from .domain import Domain, embed
-from .imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, image_suffix, load_image, near_blank_note
+from .imaging import (
+    WINDOW_PRESETS,
+    ImageLoadError,
+    LoadedImage,
+    image_suffix,
+    is_dicom,
+    load_image,
+    near_blank_note,
+)
 from .inference import Predictor, default_device, image_modalities
 from .seg.inference import Segmenter
 from .volume import Volume, load_volume
@@ -90,17 +98,9 @@ def expand_inputs(names: list[str]) -> list[str]:
             out.append(name)
             continue
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            if image_suffix(f.name) or (not f.suffix and _dicom_preamble(f)):
+            if image_suffix(f.name) or (not f.suffix and is_dicom(f)):
                 out.append(str(f))
     return out
-
-
-def _dicom_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -194,8 +194,24 @@ def contrast(amap: torch.Tensor, sigma: float, k_sigma: float) -> torch.Tensor:
     return (gaussian_blur(amap, sigma, "nearest") - gaussian_blur(amap, k_sigma, "nearest")).abs().mean((1, 2))
 
 
+RESCORE_CHUNK = 32  # images scored at a time: each needs several full-size temporaries (blur, DoG)
+
+
 def rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:
-    """Anomaly map and scores from cached maps: cheap, no network."""
+    """Anomaly map and scores from cached maps: cheap, no network. Scored ``RESCORE_CHUNK`` images at a time,
+    so a 1,024-slice volume holds one chunk's temporaries, not a thousand images' (each image is scored alone:
+    the result is the same)."""
+    n = maps.per_scale.shape[0]
+    if n <= RESCORE_CHUNK:
+        return _rescore(maps, weights)
+    parts = [
+        _rescore(ComponentMaps(maps.per_scale[i : i + RESCORE_CHUNK], maps.prototype[i : i + RESCORE_CHUNK]), weights)
+        for i in range(0, n, RESCORE_CHUNK)
+    ]
+    return Scores(*(torch.cat(field) for field in zip(*parts, strict=True)))
+
+
+def _rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:
     recon = gaussian_blur(maps.reconstruction, weights.sigma)
     amap = recon + weights.alpha * maps.prototype
     concen = concentration(amap)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from .imaging import (
@@ -22,7 +21,9 @@ from .imaging import (
     ImageLoadError,
     _check_size,
     _normalise,
+    is_dicom,
     is_nifti,
+    load_dicom_frames,
     load_image,
     open_nifti,
     quiet_headers,
@@ -132,17 +133,25 @@ def _one_image(path: Path) -> ImageLoadError:
 
 
 def _multiframe(path: Path, window: tuple[float, float] | None = None) -> Volume:
-    if _declared_frames(path) == 1:  # said from the header, before an image of many megapixels is decoded
+    frames = _declared_frames(path)  # said from the header, before an image of many megapixels is decoded
+    if frames == 1:
         raise _one_image(path)
-    first = load_image(path, window=window)
-    frames = int(first.meta.get("frames", 1))
-    if frames < 2:
-        raise _one_image(path)
-    if frames > MAX_SLICES:
+    if frames is not None and frames > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
-    slices = [first.grey] + [load_image(path, frame=i, window=window).grey for i in range(1, frames)]
-    meta = {"format": "DICOM", "source": "multi-frame DICOM", "slices": frames, "Modality": first.meta.get("Modality")}
-    return Volume(slices, meta, None, [f"frame {i}" for i in range(frames)])
+    if is_dicom(path):
+        images = load_dicom_frames(path, window)  # read once, not once a frame
+    else:  # a multi-page TIFF: Pillow seeks to each page
+        first = load_image(path)
+        pages = min(int(first.meta.get("frames", 1)), MAX_SLICES + 1)
+        images = [first] + [load_image(path, frame=i) for i in range(1, pages)]
+    if len(images) < 2:
+        raise _one_image(path)
+    if len(images) > MAX_SLICES:
+        raise ImageLoadError(f"{path.name} has {len(images)} frames; at most {MAX_SLICES}")
+    kind = "multi-frame DICOM" if is_dicom(path) else "multi-page TIFF"
+    meta = {"format": images[0].meta.get("format"), "source": kind, "slices": len(images)}
+    meta["Modality"] = images[0].meta.get("Modality")
+    return Volume([im.grey for im in images], meta, None, [f"frame {i}" for i in range(len(images))])
 
 
 @dataclass
@@ -248,13 +257,21 @@ def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -
 
 
 def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progress=None) -> ComponentMaps:
-    """Component maps of every slice, ``batch_size`` slices per network call; ``progress(fraction)`` after each."""
-    parts = []
+    """Component maps of every slice, ``batch_size`` slices per network call; ``progress(fraction)`` after each.
+    Written into tensors allocated once (a concatenation at the end would hold every map twice)."""
+    out = None
     for i in range(0, len(volume), batch_size):
-        parts.append(predictor.maps(volume.slices[i : i + batch_size]))
+        m = predictor.maps(volume.slices[i : i + batch_size])
+        if out is None:
+            n = len(volume)
+            out = ComponentMaps(
+                m.per_scale.new_empty((n, *m.per_scale.shape[1:])), m.prototype.new_empty((n, *m.prototype.shape[1:]))
+            )
+        out.per_scale[i : i + len(m.per_scale)] = m.per_scale
+        out.prototype[i : i + len(m.prototype)] = m.prototype
         if progress is not None:
             progress(min(1.0, (i + batch_size) / len(volume)))
-    return ComponentMaps(torch.cat([m.per_scale for m in parts]), torch.cat([m.prototype for m in parts]))
+    return out
 
 
 def volume_report(

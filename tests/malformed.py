@@ -583,9 +583,11 @@ def call_endpoint(client, endpoint: str, path: Path):
 def answered_clearly(case: Case, endpoint: str, answer: str | None) -> bool:
     """Whether ``endpoint``'s answer to ``case`` (None: analysed; else the message shown) is the one expected:
     the case's reason on every endpoint, except that /analyze_volume may refuse any 2-D image from its header
-    as not a volume, and may score a multi-page file page by page."""
+    as not a volume, may refuse a volume beyond its own limits (slices, voxels per volume), and may score a
+    multi-page file page by page."""
     if endpoint == "/analyze_volume":
-        if answer is not None and ("holds one image, not a volume" in answer or "2-D NIfTI" in answer):
+        volume_reasons = ("holds one image, not a volume", "2-D NIfTI", "too large to score", "; at most ")
+        if answer is not None and any(reason in answer for reason in volume_reasons):
             return True
         if answer is None and _pages(case.path) > 1:
             return True

@@ -132,3 +132,17 @@ def test_map_norm_matches_numpy_statistics_and_standardises_its_own_maps():
     assert torch.equal(back.prototype_mean, norm.prototype_mean) and MapNorm.from_tensors({}) is None
     flat = MapNorm.fit([ComponentMaps(torch.ones(3, 1, 4, 4), torch.ones(3, 4, 4))])
     assert torch.isfinite(flat.apply(ComponentMaps(torch.ones(1, 1, 4, 4), torch.ones(1, 4, 4))).per_scale).all()
+
+
+def test_scoring_in_chunks_equals_scoring_all_at_once(monkeypatch):
+    """A volume's slices are scored RESCORE_CHUNK at a time to bound memory; every image is scored alone, so
+    the chunks give the scores of one pass (random maps, a chunk size that leaves a remainder)."""
+    import spmamba.scoring as scoring
+
+    g = torch.Generator().manual_seed(0)
+    maps = scoring.ComponentMaps(torch.rand(11, 3, 32, 32, generator=g), torch.rand(11, 32, 32, generator=g))
+    whole = scoring.rescore(maps, scoring.ScoreWeights())
+    monkeypatch.setattr(scoring, "RESCORE_CHUNK", 4)
+    chunked = scoring.rescore(maps, scoring.ScoreWeights())
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
