@@ -20,7 +20,7 @@ from spmamba.inference import default_device
 from spmamba.pipeline import ANOMALY, NONE_INSTALLED, Pipeline, Route
 from spmamba.scoring import ScoreWeights
 
-from . import handlers
+from . import handlers, uploads
 from .examples import Example, file_digest
 
 BANNER = (
@@ -58,7 +58,7 @@ def user_errors(fn):
             err.print_exception = False  # Gradio would print the message, and with it any file name, to the log
             raise
         except (ImageLoadError, CheckpointError) as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(uploads.in_own_words(str(err)), print_exception=False) from None
         except Exception as err:
             where = traceback.extract_tb(err.__traceback__)[-1]
             log.error("%s in %s:%d (%s)", type(err).__name__, Path(where.filename).name, where.lineno, where.name)

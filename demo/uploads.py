@@ -11,6 +11,7 @@ session that sent it.
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -29,6 +30,16 @@ def neutral_name(name: str | None) -> str:
     name = (name or "").lower()
     suffix = image_suffix(name) or (".zip" if name.endswith(".zip") else "")
     return NEUTRAL + suffix
+
+
+_STORED = re.compile(r"\bupload(?:\.[a-z0-9]+)+\b")
+
+
+def in_own_words(message: str) -> str:
+    """A message about an upload with its neutral stored name said as "this file" (the page shows the name the
+    user gave it beside the message)."""
+    message = re.sub(r"^upload(?:(?:\.[a-z0-9]+)+(?=[\s:])|(?=:| is | has | holds ))", "This file", message)
+    return _STORED.sub("this file", message)
 
 
 def install() -> None:

@@ -169,7 +169,7 @@ def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path
     if clear.count():  # an earlier test's example left a file in the widget
         clear.first.click()
     page.locator("#upload input[type=file]").set_input_files(str(bad))
-    toast = page.get_by_text("scan.png is not an image file this app can read")
+    toast = page.get_by_text("This file is not an image file this app can read")
     toast.first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser-4-bad-upload.png"), full_page=True)
     page.locator("#examples").get_by_text("Synthetic chest phantom").click()

@@ -53,3 +53,17 @@ def test_the_batch_upload_hands_on_the_name_the_browser_showed(tmp_path):
         ListFiles(root=[FileData(path=str(stored), orig_name="Doe^Jane chest.png")])
     )
     assert value == [str(stored)] and value[0].orig_name == "Doe^Jane chest.png"
+
+
+def test_a_message_about_an_upload_says_this_file_not_its_stored_name():
+    said = uploads.in_own_words
+    assert (
+        said("upload.png is not an image file this app can read") == "This file is not an image file this app can read"
+    )
+    assert said("upload.nii.gz: the image data cannot be read").startswith("This file: the image data")
+    assert (
+        said("upload.dcm and upload.dcm are at the same position") == "This file and this file are at the same position"
+    )
+    assert said("the files belong to 2 series; upload the files of one series").endswith(
+        "upload the files of one series"
+    )
