@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .imaging import ImageLoadError
+from .pipeline import ANOMALY, SEGMENT
 
-ANOMALY, SEGMENT = "anomaly", "segment"
 CHUNK = 16  # files per task: big enough to batch the network, small enough to spread over workers
 ROUTE_COLUMNS = ["checkpoint", "in_domain", "domain_percentile", "nearest_checkpoint"]
 SCORE_COLUMNS = ["total", "reconstruction", "prototype", "concentration", "contrast"]
@@ -128,7 +128,9 @@ def _anomaly_rows(job: Job, items: list[Item]) -> list[dict]:
         predictor = get_predictor(path)
         maps = predictor.maps([ready[i].image.grey for i in members])
         scores = predictor.score(maps)
-        ablated = {name: predictor.score(maps, w).total for name, w in ablation_weights(predictor.weights).items()}
+        ablated = {}
+        if job.ablations:  # evaluation only: five more scorings of the same maps
+            ablated = {n: predictor.score(maps, w).total for n, w in ablation_weights(predictor.weights).items()}
         for k, i in enumerate(members):
             r = report(predictor, scores, ready[i], k)
             row = {
@@ -142,20 +144,19 @@ def _anomaly_rows(job: Job, items: list[Item]) -> list[dict]:
                 "percentile_among_normal": r["percentile_among_normal"],
                 "notes": " ".join(r["notes"]),
             }
-            if job.ablations:
-                row.update({f"ablation:{name}": float(t[k]) for name, t in ablated.items()})
+            row.update({f"ablation:{name}": float(t[k]) for name, t in ablated.items()})
             rows[i] = row
     return rows
 
 
 def _segment_row(job: Job, item: Item) -> dict:
-    from .pipeline import SEGMENT as FAMILY
     from .pipeline import get_segmenter
     from .seg.data import load_truth_mask
     from .seg.metrics import dice, iou
 
     try:
-        ready = _pipeline(job).prepare(item.file, family=FAMILY, chosen=job.checkpoint, keep=job.checkpoint is not None)
+        kept = job.checkpoint is not None
+        ready = _pipeline(job).prepare(item.file, family=SEGMENT, chosen=job.checkpoint, keep=kept)
         segmenter = get_segmenter(ready.route.path)
         mask = segmenter.probabilities(ready.image.pixels) >= segmenter.threshold
         truth = load_truth_mask(item.mask, mask.shape)

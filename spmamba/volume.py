@@ -138,7 +138,8 @@ def _multiframe(path: Path, window: tuple[float, float] | None = None) -> Volume
         raise _one_image(path)
     if frames is not None and frames > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {frames} frames; at most {MAX_SLICES}")
-    if is_dicom(path):
+    dicom = is_dicom(path)
+    if dicom:
         images = load_dicom_frames(path, window)  # read once, not once a frame
     else:  # a multi-page TIFF: Pillow seeks to each page
         first = load_image(path)
@@ -148,7 +149,7 @@ def _multiframe(path: Path, window: tuple[float, float] | None = None) -> Volume
         raise _one_image(path)
     if len(images) > MAX_SLICES:
         raise ImageLoadError(f"{path.name} has {len(images)} frames; at most {MAX_SLICES}")
-    kind = "multi-frame DICOM" if is_dicom(path) else "multi-page TIFF"
+    kind = "multi-frame DICOM" if dicom else "multi-page TIFF"
     meta = {"format": images[0].meta.get("format"), "source": kind, "slices": len(images)}
     meta["Modality"] = images[0].meta.get("Modality")
     return Volume([im.grey for im in images], meta, None, [f"frame {i}" for i in range(len(images))])
