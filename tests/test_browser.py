@@ -193,15 +193,28 @@ def test_volume_profile_opens_on_the_highest_slice_and_a_click_shows_another(pag
     assert f"slice {first} ({int(first) + 1} of 12)" in page.locator("#volume-verdict").inner_text().replace("\n", "")
     page.screenshot(path=str(ARTIFACTS / "browser-volume-1.png"), full_page=True)
     target = 4 if first != "4" else 5
-    page.wait_for_selector("#volume-profile .js-plotly-plot .scatterlayer .point", timeout=30_000)
-    points = page.locator("#volume-profile .js-plotly-plot .scatterlayer .trace").first.locator(".point")
-    point = points.nth(target - 1)  # slice 0 is blank: it has no point, so point k is slice k + 1
-    box = point.bounding_box()  # a real click where the point is drawn: plotly listens on the layer above it
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function(
-        f"document.querySelector('#volume-verdict').innerText.includes('slice {target} ({target + 1} of 12)')",
-        timeout=30_000,
-    )
+    shown = f"document.querySelector('#volume-verdict').innerText.includes('slice {target} ({target + 1} of 12)')"
+    hit = []
+    for _ in range(3):  # Gradio may redraw the plot after it first appears; the page re-attaches its click hook
+        page.wait_for_function(
+            "(() => { const p = document.querySelector('#volume-profile .js-plotly-plot');"
+            " return p && p.__sliceClick && p.querySelector('.scatterlayer .point'); })()",
+            timeout=30_000,
+        )
+        points = page.locator("#volume-profile .js-plotly-plot .scatterlayer .trace").first.locator(".point")
+        point = points.nth(target - 1)  # slice 0 is blank: it has no point, so point k is slice k + 1
+        box = point.bounding_box()  # a real click where the point is drawn: plotly listens on the layer above it
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        under = "e => e && (e.className.baseVal ?? e.className)"  # the element a real click lands on
+        hit.append(page.evaluate(f"({under})(document.elementFromPoint({x}, {y}))"))
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_function(shown, timeout=15_000)
+            break
+        except playwright.TimeoutError:
+            continue
+    else:
+        pytest.fail(f"three clicks on slice {target}'s point did not show it; the elements under the pointer: {hit}")
     assert page.locator("#volume-slice input[type=number]").input_value() == str(target)
     page.screenshot(path=str(ARTIFACTS / "browser-volume-2.png"), full_page=True)
 
