@@ -1,6 +1,6 @@
-"""SP-Mamba Studio: `python app.py` starts the Gradio demo (the UI lives in demo/)."""
+"""SP-Mamba Studio: `python app.py` starts the Gradio demo (the UI lives in spmamba/demo/)."""
 
-from demo.app import main
+from spmamba.demo.app import main
 
 if __name__ == "__main__":
     main()

@@ -78,9 +78,9 @@ def main() -> None:
     from gradio_client import Client, handle_file
     from pydicom.data import get_testdata_file
 
-    from demo import handlers
-    from demo.app import allowed_paths, build_demo
-    from demo.examples import build_examples
+    from spmamba.demo import handlers
+    from spmamba.demo.app import allowed_paths, build_demo
+    from spmamba.demo.examples import build_examples
     from spmamba.zoo import list_checkpoints
 
     examples = build_examples()

@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import parser, start, timeit  # noqa: E402
-from demo import handlers  # noqa: E402
 from spmamba.checkpoint import save_checkpoint  # noqa: E402
+from spmamba.demo import handlers  # noqa: E402
 from spmamba.inference import predict_maps  # noqa: E402
 from spmamba.model import SPMamba, SPMambaConfig  # noqa: E402
 from spmamba.scoring import ScoreWeights  # noqa: E402

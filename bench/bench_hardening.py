@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.common import free_port, proc_mib, reset_peak, start_server  # noqa: E402
-from demo import batch, handlers  # noqa: E402
 from spmamba import imaging  # noqa: E402
+from spmamba.demo import batch, handlers  # noqa: E402
 from spmamba.pipeline import Pipeline  # noqa: E402
 from spmamba.zoo import list_checkpoints  # noqa: E402
 from tests import malformed  # noqa: E402

@@ -1,7 +1,7 @@
 """The numba scan compiled for this CPU against the portable build (``NUMBA_CPU_NAME=generic``), side by side.
 
 The scan kernels are compiled with fast-math for the CPU they run on, so one training command reproduces
-bit for bit on the same CPU type but rounds differently on another (weights/ablations/README.md). Compiling
+bit for bit on the same CPU type but rounds differently on another (docs/ablations/README.md). Compiling
 for the generic x86-64 target would make runs agree across machines; this measures what that costs. Numba
 fixes its target at import, so each target runs in its own process on the same inputs: the selective scan
 alone (one SS2D call of the paper's third decoder stage, forward + backward), the shipped Mamba-MIS network

@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import parser, start  # noqa: E402
-from demo import handlers  # noqa: E402
+from spmamba.demo import handlers  # noqa: E402
 from spmamba.pipeline import get_predictor  # noqa: E402
-from spmamba.volume import load_volume, volume_maps, volume_report  # noqa: E402
+from spmamba.volume import load_volume, volume_maps, volume_report, volume_scores  # noqa: E402
 from spmamba.zoo import WEIGHTS_DIR  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
 
         def as_volume():
             v = load_volume([path])
-            volume_report(predictor, v, volume_maps(predictor, v))
+            volume_report(predictor, v, volume_scores(predictor, v))
 
         def one_by_one():
             for i in range(args.slices):

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.inference import Predictor  # noqa: E402
-from spmamba.volume import Volume, volume_maps, volume_report  # noqa: E402
+from spmamba.volume import Volume, volume_report, volume_scores  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
             None,
             [s.path.stem.rsplit("_", 1)[1] for s in items],
         )
-        rep = volume_report(predictor, volume, volume_maps(predictor, volume))
+        rep = volume_report(predictor, volume, volume_scores(predictor, volume))
         top = rep["highest_slice"]
         labels = np.array([s.label for s in items])
         hits.append(bool(labels[top]))

@@ -18,10 +18,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from demo.app import allowed_paths, build_demo  # noqa: E402
-from demo.examples import build_examples  # noqa: E402
-from demo.volume import PROFILE_CLICK_JS  # noqa: E402
 from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
+from spmamba.demo.app import allowed_paths, build_demo  # noqa: E402
+from spmamba.demo.examples import build_examples  # noqa: E402
+from spmamba.demo.volume import PROFILE_CLICK_JS  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.zoo import list_checkpoints, list_seg_checkpoints  # noqa: E402
 

@@ -1,12 +1,13 @@
-"""Fresh-machine smoke check: the README's first command, then two real /analyze calls.
+"""Fresh-machine smoke check: the README's first command, then two real /analyze calls and spmamba predict.
 
     python bench/smoke.py [--timeout 900]
 
 Runs ``python app.py`` exactly as the README says (the port comes from GRADIO_SERVER_PORT, a free
 one), waits until the page answers, sends a PNG and a DICOM through ``gradio_client`` as the README's
-example does, checks that finite scores and a verdict come back, and stops the server. It imports
-nothing beyond requirements.txt, so ``.ci/run`` runs it in a virtual environment built from that file
-alone. Exit status 0 means the front door works.
+example does, checks that finite scores and a verdict come back, and stops the server; then runs the
+``spmamba`` command the same install put beside this Python on the same two files from a temporary folder.
+It imports nothing beyond requirements.txt and the project, so ``.ci/run`` runs it in a virtual environment
+built by the README's first command alone. Exit status 0 means the front door works.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def main() -> int:
                     f"smoke: /analyze {path.name}: score {total:.4g}, {result['verdict']} "
                     f"[{result['checkpoint']}] in {time.perf_counter() - t:.2f} s"
                 )
+            cli = Path(sys.executable).with_name("spmamba")  # installed by the same command, run from elsewhere
+            done = subprocess.run(
+                [str(cli), "predict", *map(str, inputs(Path(tmp)))],
+                cwd=tmp,
+                text=True,
+                capture_output=True,
+                timeout=args.timeout,
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"smoke: spmamba predict from {tmp} failed:\n{done.stderr[-3000:]}")
+            print("smoke: spmamba predict from another folder:\n" + done.stdout.strip())
         print("smoke: passed")
         return 0
     except BaseException:

@@ -97,11 +97,12 @@ def chunks(items: list[Item], size: int = CHUNK) -> list[list[Item]]:
 @functools.lru_cache(maxsize=4)
 def _pipeline(job: Job):
     """One pipeline per process and job: on a worker, the checkpoints it loads stay loaded for every chunk."""
+    from .hub import resolve_checkpoint
     from .pipeline import Pipeline
 
     if job.checkpoint is None:
         return Pipeline()
-    chosen = {job.checkpoint: job.checkpoint}
+    chosen = {job.checkpoint: resolve_checkpoint(job.checkpoint)}  # a Hub reference, on the worker's own machine
     return Pipeline(chosen, {}) if job.family == ANOMALY else Pipeline({}, chosen)
 
 

@@ -8,6 +8,8 @@ import sys
 import typing
 from pathlib import Path
 
+from .hub import is_hub_reference, resolve_checkpoint
+
 PAPER_PARAMS_M, PAPER_GFLOPS = 25.8, 8.3
 
 
@@ -87,7 +89,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return score_archive(args, ANOMALY)
     pipe = Pipeline({args.checkpoint: args.checkpoint} if args.checkpoint else None, {})
     if not pipe.checkpoints:
-        print("no checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
+        from .hub import NO_WEIGHTS
+
+        print(NO_WEIGHTS, file=sys.stderr)
         return 2
     reports, failed = [], 0
     args.files = [item.file for item in read_inputs(args.files)]
@@ -292,8 +296,8 @@ def _predict_volume(files: list[str], pipe, args: argparse.Namespace) -> dict | 
     """One volume (a NIfTI file, or the DICOM files of one series): per-slice scores and the highest slice,
     printed unless ``--json``; None when it cannot be read."""
     from .imaging import ImageLoadError
-    from .pipeline import get_predictor
-    from .volume import save_map_nifti, volume_maps, volume_report
+    from .pipeline import get_predictor, volume_result
+    from .volume import save_map_nifti, volume_maps, volume_scores
 
     name = files[0] if len(files) == 1 else f"series of {len(files)} files"
     try:
@@ -301,18 +305,14 @@ def _predict_volume(files: list[str], pipe, args: argparse.Namespace) -> dict | 
     except ImageLoadError as err:
         print(f"{name}: cannot be read: {err}", file=sys.stderr)
         return None
-    volume, route = ready.volume, ready.route
-    p = get_predictor(route.path)
-    maps = volume_maps(p, volume)
-    report = {
-        "file": name,
-        **volume_report(p, volume, maps, in_domain=route.in_domain),
-        **route.to_dict(),
-        "notes": route.notes + volume.meta.get("notes", []),
-    }
-    if args.overlay and volume.affine is not None:
+    p = get_predictor(ready.route.path)
+    if args.overlay and ready.volume.affine is not None:  # the map volume needs every slice's maps at once
+        maps = volume_maps(p, ready.volume)
+        report = {"file": name, **volume_result(p, p.score(maps), ready)}
         out = Path(args.overlay) / (Path(files[0]).name.split(".")[0] + "-anomaly-map.nii.gz")
-        report["map"] = str(save_map_nifti(volume, maps, p.weights, out))
+        report["map"] = str(save_map_nifti(ready.volume, maps, p.weights, out))
+    else:
+        report = {"file": name, **volume_result(p, volume_scores(p, ready.volume), ready)}
     if args.json:
         return report
     top = report["per_slice"][report["highest_slice"]]
@@ -449,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dom.set_defaults(func=cmd_domain)
 
+    # parsed by the app itself (main passes everything after "demo" on), listed here for --help
+    sub.add_parser("demo", help="start the Gradio app, as python app.py does in a checkout (spmamba demo -h)")
+
     card = sub.add_parser("card", help="write a checkpoint's Hugging Face model card from its metadata")
     card.add_argument("checkpoint")
     card.add_argument(
@@ -468,8 +471,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_references(args: argparse.Namespace) -> None:
+    """Hub references among the checkpoint arguments become files in the Hub cache before a command reads them.
+    Not for a run on a remote Dask scheduler: its workers resolve the reference on their own machines."""
+    single, several = getattr(args, "checkpoint", None), getattr(args, "checkpoints", None) or []
+    if getattr(args, "scheduler", None) or not any(is_hub_reference(c) for c in [single, *several] if c):
+        return
+    if single:
+        args.checkpoint = resolve_checkpoint(single)
+    if several:
+        args.checkpoints = [resolve_checkpoint(c) for c in several]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from .demo.app import main as serve
+
+        serve(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
+    try:
+        resolve_references(args)
+    except ValueError as err:  # CheckpointError: a reference that is malformed, not cached offline, or unknown
+        print(err, file=sys.stderr)
+        return 2
     return args.func(args)
 
 

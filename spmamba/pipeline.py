@@ -34,11 +34,14 @@ from .imaging import (
 )
 from .inference import Predictor, default_device, image_modalities
 from .seg.inference import Segmenter
-from .volume import Volume, load_volume
+from .volume import Volume, load_volume, volume_report, volume_scores
 from .zoo import LABEL_SEP, MODALITY_NAMES, list_checkpoints, list_seg_checkpoints
 
 ANOMALY, SEGMENT = "anomaly", "segment"
-NONE_INSTALLED = "No checkpoint is installed: put a .safetensors checkpoint in weights/ and restart."
+NONE_INSTALLED = (
+    "No checkpoint is installed: set SPMAMBA_WEIGHTS to a folder of checkpoints (or SPMAMBA_HUB to a Hub model "
+    "repository, owner/repo@revision) and restart."
+)
 
 _loading = threading.Lock()  # a warm-up and a first request must not load the same file twice
 
@@ -166,6 +169,11 @@ class PreparedVolume:
     volume: Volume
     route: Route
     window: str | None
+
+    @property
+    def notes(self) -> list[str]:
+        """The route's notes, then the loader's (skipped or blank slices, a series put in order)."""
+        return list(self.route.notes) + self.volume.meta.get("notes", [])
 
 
 @dataclass
@@ -347,12 +355,27 @@ class Pipeline:
             volume = load_volume(paths, axis=axis, volume_index=volume_index, window=WINDOW_PRESETS[applied])
         return PreparedVolume(volume, route, applied)
 
+    def analyse_volume(
+        self, paths: list, chosen: str | None = None, keep: bool = False, axis: int = 2, volume_index: int = 0
+    ) -> dict:
+        """One volume's report, as ``/analyze_volume`` and ``spmamba predict --json VOLUME`` give it; the maps
+        are dropped as each batch is scored (``volume_scores``)."""
+        ready = self.prepare_volume(paths, chosen, keep, axis, volume_index)
+        predictor = get_predictor(ready.route.path)
+        return volume_result(predictor, volume_scores(predictor, ready.volume), ready)
+
     def analyse(self, path: str | Path, chosen: str | None = None, keep: bool = False, **options) -> dict:
         """One file's report, as ``/analyze`` and ``spmamba predict --json`` give it."""
         ready = self.prepare(path, chosen=chosen, keep=keep, **options)
         predictor = get_predictor(ready.route.path)
         scores = predictor.score(predictor.maps([ready.image.grey]))
         return report(predictor, scores, ready)
+
+
+def volume_result(predictor: Predictor, scores, ready: PreparedVolume) -> dict:
+    """The JSON report of a volume's slice ``scores``, with the route's facts and notes."""
+    rep = volume_report(predictor, ready.volume, scores, in_domain=ready.route.in_domain)
+    return {**rep, **ready.route.to_dict(), "notes": ready.notes}
 
 
 def report(predictor: Predictor, scores, ready: Prepared, i: int = 0) -> dict:

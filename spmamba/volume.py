@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from .imaging import (
@@ -30,7 +31,7 @@ from .imaging import (
     signal_fraction,
 )
 from .inference import Predictor, score_components
-from .scoring import ComponentMaps, ScoreWeights
+from .scoring import ComponentMaps, Scores, ScoreWeights
 
 MAX_SLICES = 1024
 MAX_VOXELS = 64 * 2**20  # e.g. 512 x 512 x 256: 256 MB as float32
@@ -40,7 +41,8 @@ MAX_VOXELS = 64 * 2**20  # e.g. 512 x 512 x 256: 256 MB as float32
 class Volume:
     slices: list[np.ndarray]  # (H, W) float32 in [0, 1] each, in order
     meta: dict[str, Any] = field(default_factory=dict)  # source, axis, Modality, spacing: never identifiers
-    affine: np.ndarray | None = None  # NIfTI: the canonical image's affine, for writing maps back aligned
+    affine: np.ndarray | None = None  # maps written back aligned: a NIfTI's canonical affine, series_affine
+
     labels: list[str] = field(default_factory=list)  # what each slice is called (instance and position, frame)
 
     def __len__(self) -> int:
@@ -162,6 +164,7 @@ class _SeriesFile:
     position: float | None
     instance: int | None
     size: tuple[int, int]
+    geometry: tuple[np.ndarray, np.ndarray, tuple[float, float]] | None = None  # IPP, IOP, PixelSpacing (row, col)
 
     @property
     def label(self) -> str:
@@ -186,7 +189,7 @@ def _read_series_file(path: Path) -> _SeriesFile:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file (its header is damaged)") from err
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageLoadError(f"{path.name} is not a DICOM image (no Rows/Columns)")
-    position = None
+    position, geometry = None, None
     try:
         iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
         ipp = np.asarray([float(v) for v in ds.ImagePositionPatient])
@@ -195,11 +198,35 @@ def _read_series_file(path: Path) -> _SeriesFile:
             position = float(ipp @ normal)
     except (AttributeError, TypeError, ValueError):
         position = None
+    try:  # where the slices lie, for a map volume written back aligned; without it the map is not written
+        spacing = tuple(float(v) for v in ds.PixelSpacing)
+        if position is not None and len(spacing) == 2 and min(spacing) > 0:
+            geometry = (ipp, iop, spacing)
+    except (AttributeError, TypeError, ValueError):
+        geometry = None
     try:
         instance = int(ds.get("InstanceNumber"))
     except (TypeError, ValueError):  # absent, empty or not a number: the file gives no instance number
         instance = None
-    return _SeriesFile(path, str(ds.get("SeriesInstanceUID", "")), position, instance, (int(ds.Rows), int(ds.Columns)))
+    size = (int(ds.Rows), int(ds.Columns))
+    return _SeriesFile(path, str(ds.get("SeriesInstanceUID", "")), position, instance, size, geometry)
+
+
+def series_affine(files: list[_SeriesFile]) -> np.ndarray | None:
+    """The NIfTI (RAS) affine of a series ordered along its normal, for the voxel order ``map_volume`` writes
+    (each slice as ``np.rot90(slice, -1)``, stacked in order); None when a file lacks its geometry.
+
+    Pixel (row r, column c) of slice k lies at IPP_0 + c·Δc·X + r·Δr·Y + k·S in patient (LPS) coordinates
+    (DICOM PS3.3 C.7.6.2.1.1), and rot90(·, -1) puts it at voxel (c, R-1-r, k)."""
+    if any(f.geometry is None for f in files):
+        return None
+    (ipp, iop, (dr, dc)), last = files[0].geometry, files[-1].geometry[0]
+    x, y = iop[:3], iop[3:]
+    step = (last - ipp) / (len(files) - 1) if len(files) > 1 else np.cross(x, y)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = dc * x, -dr * y, step
+    lps[:3, 3] = ipp + (files[0].size[0] - 1) * dr * y
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
 def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -> Volume:
@@ -236,9 +263,10 @@ def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -
                 f"{files[k + 1].label}, where the slices are {spacing:.1f} mm apart"
             )
         order = "ImagePositionPatient along the slice normal"
+        affine = series_affine(files)
     elif all(f.instance is not None for f in files):
         files.sort(key=lambda f: f.instance)
-        spacing = None
+        spacing, affine = None, None
         order = "InstanceNumber (the files give no positions)"
         notes.append("ordered by InstanceNumber: gaps cannot be checked without positions")
     else:
@@ -251,10 +279,11 @@ def dicom_series(paths: list[Path], window: tuple[float, float] | None = None) -
         "order": order,
         "Modality": images[0].meta.get("Modality"),
         "slice_spacing_mm": spacing,
+        "axis": 2,  # map_volume stacks the slices' maps along the third voxel axis
     }
     if notes:
         meta["notes"] = notes
-    return Volume([im.grey for im in images], meta, None, [f.label for f in files])
+    return Volume([im.grey for im in images], meta, affine, [f.label for f in files])
 
 
 def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progress=None) -> ComponentMaps:
@@ -275,16 +304,26 @@ def volume_maps(predictor: Predictor, volume: Volume, batch_size: int = 8, progr
     return out
 
 
-def volume_report(
-    predictor: Predictor,
-    volume: Volume,
-    maps: ComponentMaps,
-    weights: ScoreWeights | None = None,
-    in_domain: bool | None = None,
-) -> dict:
+def volume_scores(
+    predictor: Predictor, volume: Volume, weights: ScoreWeights | None = None, batch_size: int = 8, progress=None
+) -> Scores:
+    """Scores of every slice with the maps dropped as each batch is scored: what the API and the CLI need.
+    Keeping them (``volume_maps``) costs 1 MB a slice at 256², ~1 GB for a 1,024-slice volume; the score of a
+    slice does not depend on its neighbours, so the result equals scoring ``volume_maps`` (tested).
+    ``anomaly_map`` is left empty."""
+    parts = []
+    for i in range(0, len(volume), batch_size):
+        s = predictor.score(predictor.maps(volume.slices[i : i + batch_size]), weights)
+        parts.append(s._replace(anomaly_map=s.anomaly_map.new_empty((len(s.total), 0, 0))))
+        if progress is not None:
+            progress(min(1.0, (i + batch_size) / len(volume)))
+    return Scores(*(torch.cat(field) for field in zip(*parts, strict=True)))
+
+
+def volume_report(predictor: Predictor, volume: Volume, scores: Scores, in_domain: bool | None = None) -> dict:
     """Per-slice scores and components, the checkpoint's threshold, and the most anomalous slice with the
-    page's verdict for it: what ``/analyze_volume`` and ``spmamba predict VOLUME`` return."""
-    scores = predictor.score(maps, weights)
+    page's verdict for it: what ``/analyze_volume`` and ``spmamba predict VOLUME`` return. ``scores`` come from
+    ``volume_scores`` or ``predictor.score(volume_maps(...), weights)``; their maps are not read."""
     blank = np.array([float(np.ptp(s)) == 0 for s in volume.slices])  # nothing to score, as a blank image alone
     if blank.all():
         raise ImageLoadError("every slice of this volume is blank: there is nothing to analyse")

@@ -10,17 +10,21 @@ import functools
 from pathlib import Path
 
 from .checkpoint import BEST_EPOCH_SUFFIX, TRAIN_STATE_SUFFIX, CheckpointError, read_metadata, read_raw_metadata
+from .hub import CHECKOUT_WEIGHTS, weights_dir
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR = CHECKOUT_WEIGHTS  # the source checkout's weights (the tests' shipped checkpoints live there)
 LABEL_SEP = " — "  # a dropdown label: the file's stem, this, its card's one-line summary
 DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
 # what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
 MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
 
 
-def _labelled(folder: Path, read) -> dict[str, str]:
-    """{"<stem> — <summary>": path} for every checkpoint in ``folder`` that ``read`` accepts (training
-    states and best-epoch snapshots are not offered)."""
+def _labelled(folder: Path | None, read) -> dict[str, str]:
+    """{"<stem> — <summary>": path} for every checkpoint in ``folder`` (default: ``hub.weights_dir``'s search
+    order) that ``read`` accepts (training states and best-epoch snapshots are not offered)."""
+    folder = weights_dir() if folder is None else folder
+    if folder is None:
+        return {}
     out = {}
     for path in sorted(Path(folder).glob("*.safetensors")):
         if path.name.endswith((TRAIN_STATE_SUFFIX, BEST_EPOCH_SUFFIX)):
@@ -33,14 +37,14 @@ def _labelled(folder: Path, read) -> dict[str, str]:
     return out
 
 
-def list_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+def list_checkpoints(folder: Path | None = None) -> dict[str, str]:
     """{label shown in the dropdown: path} for every readable anomaly checkpoint, with its one-line summary;
     the default checkpoint first, then by file name."""
     out = _labelled(folder, read_metadata)
     return dict(sorted(out.items(), key=lambda kv: Path(kv[1]).stem != DEFAULT_CHECKPOINT))
 
 
-def list_seg_checkpoints(folder: Path = WEIGHTS_DIR) -> dict[str, str]:
+def list_seg_checkpoints(folder: Path | None = None) -> dict[str, str]:
     """{label: path} for every readable segmentation (Mamba-MIS or U-Net) checkpoint in ``folder``."""
     from .seg.checkpoint import read_seg_metadata
 

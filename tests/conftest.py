@@ -67,9 +67,9 @@ def serve(demo, attempts: int = 3, **options) -> str:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
-    from demo.app import allowed_paths, build_demo
-    from demo.examples import build_examples, build_seg_examples
-    from demo.volume import PROFILE_CLICK_JS
+    from spmamba.demo.app import allowed_paths, build_demo
+    from spmamba.demo.examples import build_examples, build_seg_examples
+    from spmamba.demo.volume import PROFILE_CLICK_JS
     from spmamba.zoo import list_seg_checkpoints
 
     cache = tmp_path_factory.mktemp("examples")

@@ -653,7 +653,7 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
 
     from gradio_client import Client
 
-    from demo.analyse import ANALYSE_CLIENT_OUTPUTS, REDRAW_CLIENT_OUTPUTS
+    from spmamba.demo.analyse import ANALYSE_CLIENT_OUTPUTS, REDRAW_CLIENT_OUTPUTS
 
     def session(path: Path) -> dict:
         client = Client(url, verbose=False)

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from demo import batch, handlers
-from demo.examples import build_examples
-from demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
 from spmamba import inference
 from spmamba.cli import main
 from spmamba.data import data_root
+from spmamba.demo import batch, handlers
+from spmamba.demo.examples import build_examples
+from spmamba.demo.render import WALK_FRAMES, maps_figure, scan_figure, walk_step
 from spmamba.imaging import ImageLoadError
 from spmamba.inference import image_modalities
 from spmamba.pipeline import Pipeline, get_predictor
@@ -141,8 +141,8 @@ def test_scan_figure_walks_the_path(order):
 def test_scan_tab_handlers_keep_title_path_and_directions_in_step(analysis):
     """Each walk step is drawn with the step it sets (the title never lags); the direction slider offers only the
     chosen number of directions; the analysed image is drawn in an explicit grey scale plotly.js understands."""
-    from demo import scan_order
-    from demo.render import GREY
+    from spmamba.demo import scan_order
+    from spmamba.demo.render import GREY
 
     nxt, fig, _ = scan_order.tick("circular_hilbert", 16, 8, 0, 40, False, None)
     assert f"step {nxt}/256" in fig.layout.title.text and nxt > 40
@@ -211,7 +211,7 @@ def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
 
 
 def test_predict_cli_says_what_the_page_says(png, capsys):
-    from demo.site import Site
+    from spmamba.demo.site import Site
 
     assert main(["predict", png, "--json", "--checkpoint", str(SHIPPED)]) == 0
     (report,) = json.loads(capsys.readouterr().out)
@@ -228,8 +228,8 @@ def test_predict_cli_says_what_the_page_says(png, capsys):
 
 
 def test_warm_up_loads_and_runs_the_default_checkpoint():
-    from demo.app import warm_up
     from spmamba import pipeline
+    from spmamba.demo.app import warm_up
 
     pipeline._predictor.cache_clear()
     warm_up({"x": str(SHIPPED)}).join()
@@ -381,7 +381,7 @@ def test_examples_gallery_builds_from_packages_and_folders(tmp_path, png):
 
 
 def test_command_line_limits_reach_launch(monkeypatch):
-    from demo.app import launch_options, parse_args
+    from spmamba.demo.app import launch_options, parse_args
 
     monkeypatch.setenv("SPMAMBA_MAX_UPLOAD_MB", "2.5")
     args = parse_args(["--port", "9999", "--max-pixels", "1000000"])
@@ -417,8 +417,8 @@ def test_modality_switches_to_a_checkpoint_trained_on_it(tmp_path):
 def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_path):
     """A brain MRI example is a PNG: the page knows it by its bytes (Gradio serves a copy), switches to the
     MR checkpoint as a DICOM with Modality MR would, and outlines its mask only when asked."""
-    from demo.examples import Example
-    from demo.site import Site
+    from spmamba.demo.examples import Example
+    from spmamba.demo.site import Site
     from spmamba.visualize import TRUTH_OUTLINE
     from tests.conftest import write_synthetic
 
@@ -449,7 +449,7 @@ def test_dataset_example_picks_its_checkpoint_and_shows_its_mask_on_request(tmp_
 
 
 def test_ct_checkpoint_reads_dicom_ct_in_its_training_window(tmp_path, capsys):
-    from demo.site import Site
+    from spmamba.demo.site import Site
 
     ct = get_testdata_file("CT_small.dcm")
     head = relabelled(tmp_path / "ct.safetensors", modalities=["CT"], dicom_window="brain")

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo import batch, handlers
 from spmamba import imaging
+from spmamba.demo import batch, handlers
 from spmamba.imaging import ImageLoadError, load_image
 from spmamba.pipeline import Pipeline
 from spmamba.zoo import list_checkpoints
@@ -247,8 +247,8 @@ def test_the_demo_refuses_untrusted_checkpoints(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from demo.site import user_errors
     from spmamba.checkpoint import CheckpointError
+    from spmamba.demo.site import user_errors
     from spmamba.pipeline import get_predictor
 
     marker = Path(tempfile.gettempdir()) / "spmamba_demo_pickle_ran"
@@ -297,7 +297,7 @@ def test_pixel_limit_is_configurable_and_explained(monkeypatch, tmp_path):
 def test_upload_size_limit_is_enforced_with_a_clear_message(tmp_path):
     from gradio_client import Client, handle_file
 
-    from demo.app import build_demo, launch_options, parse_args
+    from spmamba.demo.app import build_demo, launch_options, parse_args
 
     opts = launch_options(parse_args(["--max-upload-mb", "0.05", "--port", "0"]), [])
     opts.pop("server_port")
@@ -316,8 +316,8 @@ def test_upload_size_limit_is_enforced_with_a_clear_message(tmp_path):
 def test_queue_concurrency_is_set_per_kind_of_work(app_url):
     import torch
 
-    from demo.app import build_demo
-    from demo.site import NETWORK_CONCURRENCY
+    from spmamba.demo.app import build_demo
+    from spmamba.demo.site import NETWORK_CONCURRENCY
 
     demo = build_demo([])
     limits = {}
@@ -340,7 +340,7 @@ def test_the_pixel_limit_does_not_leak_into_pillow(monkeypatch, tmp_path):
 def test_unforeseen_errors_are_reported_without_their_message_or_class(caplog):
     import gradio as gr
 
-    from demo.site import user_errors
+    from spmamba.demo.site import user_errors
 
     @user_errors
     def crash(path):

@@ -196,7 +196,7 @@ def test_header_values_in_pydicom_warnings_never_reach_the_log(tmp_path, capfd, 
 def test_user_errors_are_not_printed_to_the_server_log():
     import gradio as gr
 
-    from demo.site import user_errors
+    from spmamba.demo.site import user_errors
 
     @user_errors
     def fails():
@@ -218,7 +218,7 @@ def test_png_with_an_archive_appended_is_a_png_in_the_batch_tab_too(tmp_path):
     import io
     import zipfile
 
-    from demo.batch import expand_uploads
+    from spmamba.demo.batch import expand_uploads
 
     png = tmp_path / "x.png"
     Image.fromarray(np.full((32, 32), 99, np.uint8)).save(png)
@@ -265,7 +265,7 @@ def test_dicom_without_transfer_syntax_is_read_as_uncompressed(tmp_path):
 
 
 def test_multipage_tiff_with_a_blank_first_page_offers_its_pages(tmp_path):
-    from demo import handlers
+    from spmamba.demo import handlers
 
     pages = [Image.fromarray(np.zeros((40, 40), np.uint8)), Image.fromarray(np.full((40, 40), 9, np.uint8))]
     pages[1].putpixel((3, 3), 200)
@@ -278,9 +278,9 @@ def test_multipage_tiff_with_a_blank_first_page_offers_its_pages(tmp_path):
 
 def test_the_endpoints_choose_a_page_with_index_as_their_message_says(tmp_path):
     """/analyze and /segment take the page the message tells an API user to choose; a bad index is said."""
-    from demo.analyse import analyse_api
-    from demo.segment import segment_api
-    from demo.site import Site
+    from spmamba.demo.analyse import analyse_api
+    from spmamba.demo.segment import segment_api
+    from spmamba.demo.site import Site
     from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 
     rng = np.random.default_rng(0)
@@ -296,7 +296,7 @@ def test_the_endpoints_choose_a_page_with_index_as_their_message_says(tmp_path):
     ):
         with pytest.raises(ImageLoadError, match="page 1 of 2 is blank.*index in /analyze and /segment, from 0"):
             call()
-        rep, _ = call(index=1)
+        rep = call(index=1)[0]
         assert rep["image"]["frame"] == 1 if "image" in rep else rep["frame"] == 1
         with pytest.raises(ImageLoadError, match="index must be a whole number from 0"):
             call(index=-1)
@@ -306,8 +306,8 @@ def test_analyze_with_an_unknown_checkpoint_label_says_so():
     import gradio as gr
     from pydicom.data import get_testdata_file
 
-    from demo.analyse import analyse_api
-    from demo.site import Site
+    from spmamba.demo.analyse import analyse_api
+    from spmamba.demo.site import Site
     from tests.conftest import SHIPPED
 
     site = Site({"chest": str(SHIPPED)}, [])
@@ -361,7 +361,7 @@ def test_every_family_case_gets_its_answer(tmp_path, monkeypatch):
     valid case loads to a finite image in [0, 1], each refused one names its reason, and
     ``declared_bytes`` puts each size case on the side of the limit its name says."""
     import spmamba.imaging as imaging
-    from demo import handlers
+    from spmamba.demo import handlers
 
     monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)
     monkeypatch.setattr(imaging, "MAX_PIXELS", 1 << 20)
@@ -390,7 +390,7 @@ def test_no_refusal_quotes_a_library_or_names_an_exception(tmp_path, monkeypatch
     plain words: no exception class, no decoder's own text (``Errno``, ``Whoops``, ``MAX_TEXT_CHUNK``), no
     Python identifiers or reprs. The file's own name is taken out first: it is the user's."""
     import spmamba.imaging as imaging
-    from demo import handlers
+    from spmamba.demo import handlers
     from spmamba.volume import load_volume
     from tests.malformed import build
 
@@ -417,10 +417,10 @@ def test_every_family_case_gets_its_answer_on_all_three_endpoints(tmp_path, monk
     import gradio as gr
 
     import spmamba.imaging as imaging
-    from demo.analyse import analyse_api
-    from demo.segment import segment_api
-    from demo.site import Site, user_errors
-    from demo.volume import volume_api
+    from spmamba.demo.analyse import analyse_api
+    from spmamba.demo.segment import segment_api
+    from spmamba.demo.site import Site, user_errors
+    from spmamba.demo.volume import volume_api
     from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 
     monkeypatch.setattr(imaging, "MAX_DECODED_BYTES", 4 << 20)

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import batch, handlers
-from demo.analyse import analyse_api
-from demo.segment import segment_api
-from demo.site import Site
-from demo.volume import volume_api
 from spmamba.cli import main as cli
 from spmamba.data import data_root
+from spmamba.demo import batch, handlers
+from spmamba.demo.analyse import analyse_api
+from spmamba.demo.segment import segment_api
+from spmamba.demo.site import Site
+from spmamba.demo.volume import volume_api
 from spmamba.domain import Domain, describe, write_domain
 from spmamba.pipeline import ANOMALY, SEGMENT, Pipeline
 from spmamba.zoo import WEIGHTS_DIR, list_checkpoints, list_seg_checkpoints
@@ -116,7 +116,7 @@ def test_an_image_unlike_every_training_set_gets_no_verdict(tmp_path, site):
         assert rep["looks_like"].startswith("Unlike any training set")
     rows, _ = batch.score_files([str(photo)], site.pipeline)
     assert rows[0][2] is False and rows[0][4] == "unlike the training images"
-    seg, _ = segment_api(site.pipeline, str(photo))
+    seg, _, _ = segment_api(site.pipeline, str(photo))
     assert seg["in_domain"] is False and "outline may mean nothing" in seg["looks_like"]
 
 
@@ -186,7 +186,7 @@ def test_the_same_files_get_the_same_answer_on_every_path(tmp_path, site, capsys
     assert [r["total"] for r in sapi["per_slice"]] == [r["total"] for r in scli["per_slice"]]
 
     derm = str(first(DATA / "ph2" / "images"))
-    seg, _ = segment_api(site.pipeline, derm)
+    seg, _, _ = segment_api(site.pipeline, derm)
     assert cli(["seg", "predict", derm, "--json"]) == 0
     sc = json.loads(capsys.readouterr().out)[0]
     assert (seg["checkpoint"], seg["lesion_pixels"], seg["in_domain"]) == (

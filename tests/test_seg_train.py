@@ -120,7 +120,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
         == 0
     )
     result = json.loads(capsys.readouterr().out)[0]
-    assert Image.open(result["mask"]).size == (40, 48)  # the mask comes back at the image's own size
+    (mask,) = result["masks"]  # a PNG input: the PNG alone, in a numbered folder, never under the input's name
+    assert Image.open(mask).size == (40, 48) and mask == str(tmp_path / "m" / "00000" / "lesion-mask.png")
     # resuming a finished run repeats only the final evaluation
     assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4", "--resume"]) == 0
     # the model card states the checkpoint's own figures, and its command line re-parses to the same run

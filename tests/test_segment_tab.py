@@ -1,12 +1,14 @@
 """The Segment tab's handlers without a server, and /segment through gradio_client."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from demo import segment
+from spmamba.demo import segment
 from spmamba.imaging import load_image
 from spmamba.seg.checkpoint import save_seg_checkpoint
 from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig
@@ -86,18 +88,24 @@ def test_truth_mask_must_cover_the_same_field_of_view(tmp_path):
 def test_segment_api_through_the_client(seg_checkpoints, colour_png):
     from gradio_client import Client, handle_file
 
-    from demo.app import build_demo
+    from spmamba.demo.app import build_demo
 
     demo = build_demo(examples=[], seg_checkpoints=seg_checkpoints)
     url = serve(demo)
     try:
         client = Client(url, verbose=False)
-        report, overlay = client.predict(handle_file(colour_png), api_name="/segment")
+        report, overlay, files = client.predict(handle_file(colour_png), api_name="/segment")
         assert report["checkpoint"] == "xc" and report["area_mm2"] is None
         assert 0 <= report["lesion_pixels"] <= 60 * 80 and report["notes"] == []
         assert np.asarray(Image.open(overlay)).shape[:2] == (384, 512)
-        named, _ = client.predict(handle_file(get_testdata_file("MR_small.dcm")), "mr — MR", api_name="/segment")
+        (png,) = [f if isinstance(f, str) else f["path"] for f in files]  # a PNG input: the PNG mask alone
+        mask = np.asarray(Image.open(png))
+        assert Path(png).name == "lesion-mask.png" and mask.shape == (60, 80)  # the image's own size
+        assert int((mask == 255).sum()) == report["lesion_pixels"] and set(np.unique(mask)) <= {0, 255}
+        named, _, files = client.predict(handle_file(get_testdata_file("MR_small.dcm")), "mr — MR", api_name="/segment")
         assert named["checkpoint"] == "mr" and named["area_mm2"] is not None
+        names = sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files)
+        assert names == ["lesion-mask-seg.dcm", "lesion-mask.png"]
     finally:
         demo.close()
 
@@ -106,9 +114,9 @@ def test_each_segment_example_is_its_datasets_median_image_and_the_page_reproduc
     """The Segment tab's examples (with shared data present): one per dataset, routed to a checkpoint of that
     dataset, and the Dice the page shows against the example's mask is the per-image Dice the checkpoint's
     card records for that image (the page and the evaluation resize differently: within 0.02)."""
-    from demo.examples import build_seg_examples
     from spmamba.checkpoint import read_raw_metadata
     from spmamba.data import data_root
+    from spmamba.demo.examples import build_seg_examples
     from spmamba.pipeline import Pipeline
     from spmamba.zoo import list_seg_checkpoints
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from gradio.data_classes import FileData, ListFiles
 from gradio.routes import App
 
-from demo import uploads
+from spmamba.demo import uploads
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from demo import handlers
 from spmamba.data import data_root
+from spmamba.demo import handlers
 from spmamba.imaging import ImageLoadError, load_image
 from spmamba.pipeline import Pipeline, get_predictor
-from spmamba.volume import load_volume, map_volume, save_map_nifti, volume_maps, volume_report
+from spmamba.volume import load_volume, map_volume, save_map_nifti, volume_maps, volume_report, volume_scores
 from tests.conftest import SHIPPED, needs_checkpoint
 from tests.malformed import write_dicom
 
@@ -71,6 +71,43 @@ def test_dicom_series_is_ordered_along_the_slice_normal_not_by_file_name(tmp_pat
     assert vol.meta["order"].startswith("ImagePositionPatient")
 
 
+def test_a_series_anomaly_map_lies_where_its_slices_are(tmp_path):
+    """An oblique series with unequal pixel spacing and rows != columns: each voxel of the map volume, put in
+    space by the NIfTI's affine, is where DICOM puts the pixel it came from (PS3.3 C.7.6.2.1.1)."""
+    import torch
+
+    from spmamba.scoring import ComponentMaps, ScoreWeights
+
+    x, y = np.array([0.8, 0.6, 0.0]), np.array([0.0, 0.0, -1.0])
+    normal, spacing, base = np.cross(x, y), (0.7, 0.9), np.array([-20.0, 35.0, 12.0])
+    rng = np.random.default_rng(0)
+    paths = [
+        write_dicom(
+            tmp_path / f"f{k}.dcm",
+            rng.integers(0, 4000, (40, 56)),
+            Modality="CT",
+            SeriesInstanceUID="1.2.3.4",
+            ImageOrientationPatient=[*x, *y],
+            ImagePositionPatient=list(base + 2.0 * k * normal),
+            PixelSpacing=list(spacing),
+            InstanceNumber=k + 1,
+        )
+        for k in range(5)
+    ]
+    vol = load_volume(paths)
+    slices = torch.tensor(np.stack(vol.slices))
+    maps = ComponentMaps(torch.zeros(len(vol), 3, *slices.shape[1:]), slices)  # the map of a slice: the slice
+    amap = map_volume(vol, maps, ScoreWeights(alpha=1.0, beta=0.0, gamma=0.0))
+    inverse = np.linalg.inv(vol.affine)
+    for k, r, c in [(0, 0, 0), (4, 39, 55), (2, 17, 3), (3, 5, 50)]:
+        lps = base + 2.0 * k * normal + c * spacing[1] * x + r * spacing[0] * y
+        i, j, kk = np.rint(inverse @ np.array([-lps[0], -lps[1], lps[2], 1.0]))[:3].astype(int)
+        assert np.allclose(inverse @ np.array([-lps[0], -lps[1], lps[2], 1.0]), [i, j, kk, 1], atol=1e-6)
+        assert amap[i, j, kk] == pytest.approx(vol.slices[k][r, c], abs=1e-6)
+    saved = nib.load(save_map_nifti(vol, maps, ScoreWeights(), tmp_path / "map.nii.gz"))
+    assert saved.shape == (56, 40, 5) and np.allclose(saved.affine, vol.affine)
+
+
 def test_series_problems_are_refused_with_the_reason(tmp_path):
     with pytest.raises(
         ImageLoadError,
@@ -104,7 +141,11 @@ def test_per_slice_scores_equal_single_slice_scores(tmp_path):
     seen = []
     maps = volume_maps(predictor, vol, batch_size=5, progress=seen.append)
     assert seen[-1] == 1.0 and len(seen) == 3  # 12 slices in batches of 5
-    report = volume_report(predictor, vol, maps)
+    report = volume_report(predictor, vol, predictor.score(maps))
+    # the API's path drops each batch's maps once scored: the same per-slice scores
+    streamed = volume_report(predictor, vol, volume_scores(predictor, vol, batch_size=3))
+    assert [r["total"] for r in streamed["per_slice"]] == pytest.approx([r["total"] for r in report["per_slice"]])
+    assert streamed["per_slice"][4] == pytest.approx(report["per_slice"][4])
     for i in (2, 5, 6, 9):  # the first and last slices are blank, which the page refuses alone
         single = handlers.analyse(str(tmp_path / "v.nii.gz"), str(SHIPPED), handlers.ImageOptions(index=i, axis=2))
         alone = handlers.render(single, single.weights).scores["total"]
@@ -152,8 +193,8 @@ def test_volume_tab_handlers_read_a_zipped_series_and_rescore_without_the_networ
     import csv
     import zipfile
 
-    from demo import volume as tab
     from spmamba import volume as lib
+    from spmamba.demo import volume as tab
 
     paths = _series(tmp_path / "s", n=6)
     with zipfile.ZipFile(tmp_path / "series.zip", "w") as z:
@@ -214,7 +255,7 @@ def test_an_lgg_patient_rebuilt_as_a_nifti_volume_scores_as_its_slices(tmp_path)
     vol = load_volume([tmp_path / f"{pid}.nii.gz"])
     assert len(vol) == len(mine)
     predictor = get_predictor(str(SHIPPED))
-    report = volume_report(predictor, vol, volume_maps(predictor, vol))
+    report = volume_report(predictor, vol, volume_scores(predictor, vol))
     for k in (0, len(mine) // 2):
         png = load_image(mine[k].path).grey  # the same picture, stretched to [0, 1] as every NIfTI slice is
         assert np.corrcoef(vol.slices[k].ravel(), png.ravel())[0, 1] > 0.9999

@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _line(v: dict) -> str:
     return f"DICE={v['dice']:.3f} IOU={v['iou']:.3f} HD95={v['hd95']:.1f}"
@@ -67,9 +65,9 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_seg_predict(args: argparse.Namespace) -> int:
-    from PIL import Image
-
+    from .. import __version__
     from ..archive import read_inputs
+    from ..export import export_mask
     from ..imaging import ImageLoadError
     from ..pipeline import SEGMENT, Pipeline, get_segmenter
 
@@ -85,13 +83,15 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
     files = [item.file for item in read_inputs(files)]
     pipe = Pipeline({}, {checkpoint: checkpoint} if checkpoint else None)
     if not pipe.seg_checkpoints:
-        print("no segmentation checkpoint: pass --checkpoint or put one in weights/", file=sys.stderr)
+        from ..hub import NO_WEIGHTS
+
+        print(f"no segmentation checkpoint; {NO_WEIGHTS}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
-    for name in files:
+    for position, name in enumerate(files):
         try:
             ready = pipe.prepare(name, family=SEGMENT, chosen=checkpoint, keep=bool(checkpoint))
         except ImageLoadError as err:
@@ -109,10 +109,10 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
             **ready.route.to_dict(),
             "notes": ready.route.notes,
         }
-        if out:
-            path = out / (Path(name).name.split(".")[0] + "-mask.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(path)
-            result["mask"] = str(path)
+        if out:  # numbered folders: an input's name may carry a patient's, and never reaches a written name
+            folder = out / f"{position:05d}"
+            written, notes = export_mask(mask, name, ready.image.meta, folder, result["checkpoint"], __version__)
+            result["masks"], result["notes"] = [str(f) for f in written], result["notes"] + notes
         results.append(result)
         if not args.json:
             print(
@@ -122,6 +122,8 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
             for line in [result["looks_like"], *result["notes"]]:
                 if line:
                     print(f"  {line}")
+            if out:
+                print(f"  mask: {', '.join(result['masks'])}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -147,7 +149,12 @@ def add_seg_parser(sub, add_options) -> None:
         "files", nargs="+", metavar="FILE", help="image files or folders (an older spelling puts a checkpoint first)"
     )
     pr.add_argument("--checkpoint", default=None, help="use this checkpoint for every file")
-    pr.add_argument("--out", default=None, metavar="DIR", help="write each mask PNG here")
+    pr.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write each file's mask here, in a numbered folder per file: PNG, and NIfTI or DICOM SEG for those inputs",
+    )
     pr.add_argument("--json", action="store_true")
     add_archive_options(pr)
     pr.set_defaults(func=cmd_seg_predict)

@@ -78,22 +78,22 @@ def analyse_volume(
     volume_index: int = 0,
     progress=None,
 ) -> tuple[VolumeAnalysis, str]:
-    """The pipeline's volume route (checkpoint by content, its CT window), every slice through the network once."""
+    """The pipeline's volume route (checkpoint by content, its CT window), every slice through the network once,
+    the maps kept for the slice view and the weight sliders."""
     if not paths:
         raise ImageLoadError("no file was given")
     with tempfile.TemporaryDirectory(prefix="spmamba-volume-") as tmp:  # extracted series files, removed at once
         ready = pipeline.prepare_volume(volume_files(paths, Path(tmp)), label, keep, axis, volume_index)
     predictor = get_predictor(ready.route.path)
     maps = volume_maps(predictor, ready.volume, progress=progress)
-    notes = list(ready.route.notes) + ready.volume.meta.get("notes", [])
-    va = VolumeAnalysis(ready.volume, maps, ready.route.path, predictor.weights, notes, ready.route.to_dict())
+    va = VolumeAnalysis(ready.volume, maps, ready.route.path, predictor.weights, ready.notes, ready.route.to_dict())
     return va, ready.route.label
 
 
 def report(va: VolumeAnalysis, weights: ScoreWeights | None = None) -> dict:
-    rep = volume_report(
-        get_predictor(va.checkpoint), va.volume, va.maps, weights or va.weights, va.route.get("in_domain")
-    )
+    predictor = get_predictor(va.checkpoint)
+    scores = predictor.score(va.maps, weights or va.weights)
+    rep = volume_report(predictor, va.volume, scores, va.route.get("in_domain"))
     return {**rep, **va.route}
 
 
@@ -261,9 +261,12 @@ def volume_tab(pipeline: Pipeline, user_errors, private: dict, network: dict) ->
 
 
 def volume_api(pipeline: Pipeline, paths: list[str] | None, checkpoint: str = "") -> dict:
-    """The /analyze_volume endpoint as a plain function: per-slice scores and the index of the highest."""
-    va, _ = analyse_volume(list(paths or []), pipeline, checkpoint or None, keep=bool(checkpoint))
-    return {**report(va), "notes": va.notes}
+    """The /analyze_volume endpoint as a plain function: per-slice scores and the index of the highest. No maps
+    are kept: nothing on the page shows them."""
+    if not paths:
+        raise ImageLoadError("no file was given")
+    with tempfile.TemporaryDirectory(prefix="spmamba-volume-") as tmp:
+        return pipeline.analyse_volume(volume_files(list(paths), Path(tmp)), checkpoint or None, bool(checkpoint))
 
 
 def volume_endpoint(pipeline: Pipeline, user_errors, network: dict) -> None:

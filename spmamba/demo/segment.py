@@ -16,12 +16,15 @@ from matplotlib import colormaps
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
+from spmamba import __version__
+from spmamba.export import export_mask
 from spmamba.imaging import LoadedImage
 from spmamba.pipeline import SEGMENT, Pipeline, get_segmenter
 from spmamba.seg.data import DEFAULT_THRESHOLD, MASK_LEVEL, load_truth_mask
 from spmamba.seg.metrics import dice, iou
 from spmamba.visualize import MAP_OUTLINE, TRUTH_OUTLINE
 
+from .batch import scratch_dir
 from .endpoints import api_index, file_endpoint
 from .examples import Example
 from .handlers import DISPLAY_MAX, ImageOptions, load
@@ -40,14 +43,27 @@ class Segmentation:
     image_meta: dict
     notes: list[str] = field(default_factory=list)
     route: dict = field(default_factory=dict)  # the pipeline's in_domain, domain_percentile, nearest, looks_like
+    source: str | None = None  # the stored upload, which a NIfTI or DICOM SEG export refers to
 
 
-def segment_image(image: LoadedImage, checkpoint: str, notes: list[str] | None = None) -> Segmentation:
+def segment_image(
+    image: LoadedImage, checkpoint: str, notes: list[str] | None = None, source: str | None = None
+) -> Segmentation:
     prob = get_segmenter(checkpoint).probabilities(image.pixels)
     h, w = prob.shape
     scale = DISPLAY_MAX / max(h, w)
     display = resize(image.pixels, (round(h * scale), round(w * scale)), anti_aliasing=True).astype(np.float32)
-    return Segmentation(prob, display, checkpoint, get_segmenter(checkpoint).threshold, image.meta, list(notes or []))
+    threshold = get_segmenter(checkpoint).threshold
+    return Segmentation(prob, display, checkpoint, threshold, image.meta, list(notes or []), source=source)
+
+
+def mask_files(seg: Segmentation, threshold: float) -> tuple[list[str], list[str]]:
+    """The mask at ``threshold`` in every form its input allows (PNG; NIfTI for NIfTI, DICOM SEG for DICOM), in a
+    fresh folder of neutral file names; and a note for a form that could not be written."""
+    files, notes = export_mask(
+        seg.prob >= threshold, seg.source, seg.image_meta, scratch_dir(), Path(seg.checkpoint).stem, __version__
+    )
+    return [str(f) for f in files], notes
 
 
 def measurements(seg: Segmentation, threshold: float, truth: np.ndarray | None = None) -> dict:
@@ -108,20 +124,23 @@ def prepared_segmentation(
         raise gr.Error("No segmentation checkpoint is installed: put one in weights/ and restart.")
     options = ImageOptions(index=index)
     ready = pipeline.prepare(path, functools.partial(load, options=options), family=SEGMENT, chosen=label, keep=keep)
-    seg = segment_image(ready.image, ready.route.path, ready.route.notes)
+    seg = segment_image(ready.image, ready.route.path, ready.route.notes, source=path)
     seg.route = ready.route.to_dict()
     return seg
 
 
 def segment_api(
     pipeline: Pipeline, path: str | None, checkpoint: str = "", index: int | None = None
-) -> tuple[dict, np.ndarray]:
-    """The /segment endpoint as a plain function: measurements as JSON and the mask overlay (``index``: a page,
-    frame or NIfTI slice, from 0). With no checkpoint named, the pipeline routes the image by its content."""
+) -> tuple[dict, np.ndarray, list[str]]:
+    """The /segment endpoint as a plain function: measurements as JSON, the mask overlay and the mask files
+    (``index``: a page, frame or NIfTI slice, from 0). With no checkpoint named, the pipeline routes the image
+    by its content."""
     seg = prepared_segmentation(pipeline, path, checkpoint or None, keep=bool(checkpoint), index=api_index(index))
     m = measurements(seg, seg.threshold)
-    report = {"checkpoint": Path(seg.checkpoint).stem, **m, **seg.route, "image": seg.image_meta, "notes": seg.notes}
-    return report, draw(seg, seg.threshold, 0.4)
+    files, export_notes = mask_files(seg, seg.threshold)
+    notes = seg.notes + export_notes
+    report = {"checkpoint": Path(seg.checkpoint).stem, **m, **seg.route, "image": seg.image_meta, "notes": notes}
+    return report, draw(seg, seg.threshold, 0.4), files
 
 
 def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict, examples: list[Example] = ()) -> None:
@@ -166,6 +185,14 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict, e
                     with gr.Tab("Probability"):
                         prob = gr.Image(label="Lesion probability", type="numpy")
                 summary = gr.Markdown(elem_id="seg-summary")
+                export = gr.Button("Save the mask at this threshold", elem_id="seg-export")
+                exported = gr.File(label="Mask files", file_count="multiple", elem_id="seg-files")
+                gr.Markdown(
+                    "The mask as PNG at the image's size; for a NIfTI input also as NIfTI on the input's grid "
+                    "and affine, for a DICOM image also as DICOM SEG. The SEG refers to the source image by its "
+                    "study, series and instance UIDs (so a viewer can lay it over the image); the patient's name, "
+                    "ID and birth date are left empty. File names never carry the upload's name."
+                )
 
     def redraw(seg, threshold_v, opacity_v, truth_path):
         if seg is None:
@@ -195,7 +222,17 @@ def segment_tab(pipeline: Pipeline, user_errors, private: dict, network: dict, e
         chosen = examples[evt.index]
         return str(chosen.path), str(chosen.truth) if chosen.truth else None
 
+    @user_errors
+    def save(seg, threshold_v):
+        if seg is None:
+            raise gr.Error("Segment an image first.", print_exception=False)
+        files, notes = mask_files(seg, threshold_v)
+        for note in notes:
+            gr.Warning(note)
+        return files
+
     outputs = [state, model, threshold, prob, picture, summary, looks]
+    export.click(save, [state, threshold], exported, **private)
     gallery.select(pick_example, None, [upload, truth_file], **private)
     upload.change(run, [upload, model, opacity, truth_file, keep], outputs, **network, **private)
     model.input(run, [upload, model, opacity, truth_file], outputs, **network, **private)
@@ -214,9 +251,10 @@ def segment_endpoint(pipeline: Pipeline, user_errors, network: dict) -> None:
 
     @user_errors
     def segment(path, label="", index=None):
-        """Lesion mask measurements as JSON and the mask overlay for one image; the checkpoint defaults to
-        the one trained on the image's modality (a colour photograph: dermoscopy); ``index`` chooses a page,
-        frame or NIfTI slice (from 0)."""
+        """Lesion mask measurements as JSON, the mask overlay, and the mask as PNG (plus NIfTI for a NIfTI
+        input, DICOM SEG for a DICOM image) for one image; the checkpoint defaults to the one trained on the
+        image's modality (a colour photograph: dermoscopy); ``index`` chooses a page, frame or NIfTI slice
+        (from 0)."""
         return segment_api(pipeline, path, label or "", index)
 
-    file_endpoint(segment, "segment", network)
+    file_endpoint(segment, "segment", network, files=True)

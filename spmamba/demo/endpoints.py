@@ -9,16 +9,19 @@ import gradio as gr
 from spmamba.imaging import ImageLoadError
 
 
-def file_endpoint(fn: Callable, api_name: str, network: dict) -> None:
-    """Serve ``fn(path, checkpoint_label, index)`` -> (JSON, overlay image) as ``/api_name`` on components the
-    page never shows, so the endpoint appears under "Use via API" without adding anything to the page.
-    ``index`` (optional, from 0) is what the page's Frame/Slice slider chooses: a page, frame or NIfTI slice."""
+def file_endpoint(fn: Callable, api_name: str, network: dict, files: bool = False) -> None:
+    """Serve ``fn(path, checkpoint_label, index)`` -> (JSON, overlay image[, files]) as ``/api_name`` on
+    components the page never shows, so the endpoint appears under "Use via API" without adding anything to the
+    page. ``index`` (optional, from 0) is what the page's Frame/Slice slider chooses: a page, frame or NIfTI
+    slice."""
     inputs = [
         gr.File(visible=False, type="filepath"),
         gr.Textbox("", visible=False),
         gr.Number(None, precision=0, visible=False, label="index"),
     ]
     outputs = [gr.JSON(visible=False), gr.Image(visible=False, type="numpy")]
+    if files:
+        outputs.append(gr.File(visible=False, file_count="multiple"))
     gr.Button(visible=False).click(fn, inputs, outputs, api_name=api_name, **network)
 
 
