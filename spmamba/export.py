@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imaging import ImageLoadError
+from .imaging import ImageLoadError, dicom_header
 
 STEM = "lesion-mask"
 EMPTIED = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID")
@@ -70,10 +70,9 @@ def mask_dicom_seg(
     """A binary DICOM Segmentation of one single-frame source image, written with highdicom, referencing the
     source by its UIDs; ``model`` and ``version`` name the network that drew it."""
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
-    ds = pydicom.dcmread(str(source), stop_before_pixels=True)
+    ds = dicom_header(source)
     if int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
         raise ImageLoadError("a DICOM SEG is written for single-frame DICOM images only")
     description = hd.seg.SegmentDescription(

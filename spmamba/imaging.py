@@ -373,11 +373,10 @@ def declared_bytes(path: str | os.PathLike) -> int | None:
     kind = _sniff(path, head)
     try:
         if kind == "dicom":
-            import pydicom
-
-            with quiet_headers():
-                ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-                return max(_dicom_pixel_bytes(ds), _inflated_size(path) or 0)
+            inflated = _inflated_size(path) or 0
+            if inflated > MAX_DECODED_BYTES // 4:  # a header read would inflate it whole (dicom_header)
+                return inflated
+            return max(_dicom_pixel_bytes(dicom_header(path)), inflated)
         if kind == "nifti":
             import nibabel as nib
 
@@ -440,6 +439,16 @@ def _check_deflated(path: Path) -> None:
             f"{path.name} is a deflated DICOM that inflates to more than the {_size(limit)} "
             "allowed for deflated files (they are inflated whole); it was not decoded"
         )
+
+
+def dicom_header(path: str | os.PathLike):
+    """A DICOM file's header without its pixel data, warnings silenced. pydicom inflates a deflated file whole
+    even to read its header, so the inflated size is checked first, as before decoding."""
+    import pydicom
+
+    _check_deflated(Path(path))
+    with quiet_headers():
+        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
 
 
 _CODE_STRING = re.compile(r"^[A-Z0-9 _]{1,16}$")  # DICOM CS values: BodyPartExamined, ViewPosition, Modality

@@ -22,6 +22,7 @@ from .imaging import (
     ImageLoadError,
     _check_size,
     _normalise,
+    dicom_header,
     is_dicom,
     is_nifti,
     load_dicom_frames,
@@ -114,15 +115,13 @@ def _declared_frames(path: Path) -> int | None:
         with open(path, "rb") as fh:
             head = fh.read(132)
         if path.name.lower().endswith(".dcm") or head[128:132] == b"DICM":
-            import pydicom
-
-            with quiet_headers():
-                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-                return int(ds.get("NumberOfFrames") or 1)
+            return int(dicom_header(path).get("NumberOfFrames") or 1)
         from PIL import Image
 
         with Image.open(path) as im:
             return int(getattr(im, "n_frames", 1))
+    except ImageLoadError:
+        raise  # a deflated file that inflates past its limit: refused here, before a header read inflates it
     except Exception:
         return None
 
@@ -181,10 +180,10 @@ def _series_file(path: Path) -> _SeriesFile:
 
 
 def _read_series_file(path: Path) -> _SeriesFile:
-    import pydicom
-
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        ds = dicom_header(path)
+    except ImageLoadError:
+        raise
     except Exception as err:
         raise ImageLoadError(f"{path.name} is not a readable DICOM file (its header is damaged)") from err
     if "Rows" not in ds or "Columns" not in ds:
