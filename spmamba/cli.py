@@ -272,15 +272,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
+    """The card goes through huggingface_hub's ModelCard, whose parser the Hub uses: a header it cannot read
+    fails here, not on upload."""
+    from huggingface_hub import ModelCard
+
     from .card import GENERATED_END, render_card
 
     text = render_card(args.checkpoint)
     if not args.out:
-        print(text)
+        print(ModelCard(text).content)
         return 0
     out = Path(args.out)
     notes = out.read_text().split(GENERATED_END, 1)[1] if out.is_file() and GENERATED_END in out.read_text() else "\n"
-    out.write_text(text.removesuffix("\n") + notes)
+    ModelCard(text.removesuffix("\n") + notes).save(out)
     return 0
 
 

@@ -79,6 +79,10 @@ def test_model_card_states_the_checkpoints_own_figures_and_keeps_notes(tmp_path)
     text = card.read_text()
     header = yaml.safe_load(text.split("---")[1])
     assert header["license"] == "cc-by-4.0" and header["datasets"] == ["zhanglab"]
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard.load(card)  # as the Hub reads it: the metadata parses into its model-index
+    assert hub.data.license == "cc-by-4.0" and hub.data.eval_results[0].metric_value == results_value(header)
     results = header["model-index"][0]["results"][0]["metrics"]
     assert results[0]["value"] == round(100 * meta["metrics"]["validation"]["auroc"], 1)
     assert f"{meta['calibration']['threshold']:.4f}" in text and "Kermany" in text
@@ -93,6 +97,10 @@ def test_model_card_states_the_checkpoints_own_figures_and_keeps_notes(tmp_path)
         options["epochs"],
         options["modalities"],
     )
+
+
+def results_value(header: dict) -> float:
+    return header["model-index"][0]["results"][0]["metrics"][0]["value"]
 
 
 def test_readme_data_section_names_every_dataset_a_checkpoint_was_trained_on():

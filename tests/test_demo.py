@@ -203,11 +203,28 @@ def test_readme_client_example_runs_as_written(app_url, tmp_path, capsys):
     code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if 'api_name="/analyze"' in b)
     texture = np.tile((np.arange(64) * 40).astype(np.uint16), (64, 1))
     dicom = malformed.write_dicom(tmp_path / "chest.dcm", texture)
-    assert '"http://127.0.0.1:7860/"' in code and '"chest.dcm"' in code
-    code = code.replace('"http://127.0.0.1:7860/"', repr(app_url)).replace('"chest.dcm"', repr(str(dicom)))
-    exec(compile(code, "README.md", "exec"), {})
-    printed = capsys.readouterr().out.strip().splitlines()[-1].split()  # the client first says where it connected
-    assert printed[0] == SHIPPED.stem and float(printed[1]) > 0  # checkpoint, score, ...
+    import nibabel as nib
+    from pydicom.data import get_testdata_file
+
+    from tests.test_volume import _head
+
+    nib.save(nib.Nifti1Image(_head(), np.eye(4)), tmp_path / "brain.nii.gz")
+    files = {
+        '"http://127.0.0.1:7860/"': app_url,
+        '"chest.dcm"': str(dicom),
+        '"brain.nii.gz"': str(tmp_path / "brain.nii.gz"),
+        '"lesion.dcm"': get_testdata_file("MR_small.dcm"),
+    }
+    for written, here in files.items():
+        assert written in code
+        code = code.replace(written, repr(here))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    analysed, volume = capsys.readouterr().out.strip().splitlines()[-2:]  # the client first says where it connected
+    assert analysed.split()[0] == SHIPPED.stem and float(analysed.split()[1]) > 0  # checkpoint, score, ...
+    assert int(volume.split()[0]) == scope["volume"]["highest_slice"] and float(volume.split()[1]) > 0
+    names = sorted(Path(f if isinstance(f, str) else f["path"]).name for f in scope["masks"])
+    assert names == ["lesion-mask-seg.dcm", "lesion-mask.png"] and scope["lesion"]["lesion_pixels"] >= 0
 
 
 def test_predict_cli_says_what_the_page_says(png, capsys):
