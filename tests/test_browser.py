@@ -242,6 +242,23 @@ def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_reque
     page.locator("#truth input").check()
     page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "mr-tumour-with-truth.png"), full_page=True)
+    # the same slice through two checkpoints on the Compare tab: the brain MRI model and the chest one
+    page.get_by_role("tab", name="Compare").click()
+    group = page.locator("#compare-choices")
+    for box in group.locator("input[type=checkbox]").all():
+        if box.is_checked():
+            box.uncheck()
+    group.get_by_text("lgg-flair-efficientnet_lite0", exact=False).first.click()
+    group.get_by_text("zhanglab128-efficientnet_lite0", exact=False).first.click()
+    page.get_by_role("button", name="Compare on the analysed image").click()
+    page.wait_for_function(
+        "document.querySelector('#compare-caption-1') && "
+        "document.querySelector('#compare-caption-1').innerText.includes('validation AUROC')",
+        timeout=120_000,
+    )
+    assert "lgg-flair-efficientnet_lite0" in page.locator("#compare-caption-0").inner_text()
+    page.wait_for_selector("#compare-map-1 img", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "compare-mr-tumour.png"), full_page=True)
 
 
 @pytest.mark.skipif(not CT_CHECKPOINT.is_file(), reason="head CT checkpoint not present")

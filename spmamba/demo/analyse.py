@@ -168,6 +168,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         analysis = handlers.analyse_image(
             ready.image, site.path(label), ready.route.notes, ready.truth, ready.route.in_domain
         )
+        analysis.source = (path, options)
         w = analysis.weights
         r = handlers.render(analysis, w, opacity_v, contour_v, truth_v)
         m = analysis.image_meta

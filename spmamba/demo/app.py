@@ -22,6 +22,7 @@ from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 from . import handlers, uploads
 from .analyse import analyse_tab, api
 from .batch import batch_tab
+from .compare import compare_tab
 from .examples import Example, build_examples, build_seg_examples
 from .scan_order import scan_tab
 from .segment import segment_endpoint, segment_tab
@@ -59,6 +60,8 @@ def build_demo(
             volume_tab(site.pipeline, user_errors, PRIVATE, network)
         if seg_checkpoints:  # the segmentation model appears where a checkpoint for it is installed
             segment_tab(site.pipeline, user_errors, PRIVATE, network, seg_examples)
+        if site.checkpoints:
+            compare_tab(site, state)
         scan_tab(state)
         api(site, network)
         if site.checkpoints:

@@ -48,6 +48,7 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     truth: np.ndarray | None = None  # (H, W) bool ground-truth mask at display size, for dataset examples
     in_domain: bool | None = None  # the pipeline's out-of-domain check: False gives no normal-range verdict
+    source: tuple[str, ImageOptions] | None = None  # the stored upload and how it was read, for the Compare tab
 
     def judge(self, total: float) -> Judgement:
         return get_predictor(self.checkpoint).judge(total, self.image_meta, self.in_domain)

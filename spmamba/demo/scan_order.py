@@ -22,7 +22,9 @@ def scan_tab(state: gr.State) -> None:
         gr.Markdown(
             "The order in which a Mamba layer reads each feature map. SP-Mamba's decoder: Circular-Hilbert, "
             "rings from the outside in, then a Hilbert curve through the centre, in 8 directions. Mamba-MIS's "
-            "BFSS: the raster order by rows and by columns, each forwards and backwards (4 directions), fused."
+            "BFSS: the raster order by rows and by columns, each forwards and backwards (4 directions), fused. "
+            "To see what an order changes on an image, put checkpoints trained with different orders side by "
+            "side on the **Compare** tab."
         )
         with gr.Row():
             model = gr.Radio(list(SCAN_MODELS), value="SP-Mamba (Circular-Hilbert)", label="Model", scale=2)
