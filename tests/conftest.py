@@ -67,13 +67,13 @@ def serve(demo, attempts: int = 3, **options) -> str:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """The demo app served on a free local port for the whole session, examples cached in a temp folder."""
-    from spmamba.demo.app import allowed_paths, build_demo
+    from spmamba.demo.app import PAGE_HEAD, allowed_paths, build_demo
+    from spmamba.demo.canvas import OVERLAY_CSS
     from spmamba.demo.examples import build_examples, build_seg_examples
-    from spmamba.demo.volume import PROFILE_CLICK_JS
     from spmamba.zoo import list_seg_checkpoints
 
     cache = tmp_path_factory.mktemp("examples")
     examples, seg_examples = build_examples(cache=cache), build_seg_examples(list_seg_checkpoints(), cache)
     demo = build_demo(examples, seg_examples=seg_examples)
-    yield serve(demo, allowed_paths=allowed_paths(examples + seg_examples), head=PROFILE_CLICK_JS)
+    yield serve(demo, allowed_paths=allowed_paths(examples + seg_examples), head=PAGE_HEAD, css=OVERLAY_CSS)
     demo.close()

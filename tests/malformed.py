@@ -553,7 +553,7 @@ def zip_cases(folder: Path, image: Path) -> dict[str, tuple[Path, list[tuple[str
 
 def ui_inputs(path: Path, label: str) -> tuple:
     """The Analyse tab's inputs for a fresh file: the file's own window, axial axis, first slice/frame."""
-    return (handle(path), label, "auto", 40, 400, 2, 0, 0.45, 0.9, False, "overlay")
+    return (handle(path), label, "auto", 40, 400, 2, 0)
 
 
 def handle(path: Path):
@@ -666,7 +666,7 @@ def concurrent_sessions(url: str, images: list[Path], label: str, beta: float) -
         moved = dict(
             zip(
                 REDRAW_CLIENT_OUTPUTS,
-                client.predict(*weights, 0.45, 0.9, False, "overlay", api_name="/ui_redraw"),
+                client.predict(*weights, api_name="/ui_redraw"),
                 strict=True,
             )
         )

@@ -48,8 +48,26 @@ def page(app_url):
         browser.close()
 
 
-def _overlay_src(pg) -> str:
-    return pg.locator("#overlay img").first.get_attribute("src") or ""
+FRAME = "(document.querySelector('#overlay-canvas canvas') || {dataset: {}}).dataset.frame"
+
+
+def _frame(pg) -> int:
+    """How many times the page's script has painted the overlay canvas."""
+    return int(pg.evaluate(FRAME) or 0)
+
+
+def _repainted(pg, after: int, timeout: float = 30_000) -> None:
+    pg.wait_for_function(f"(n) => parseInt({FRAME} || '0') > n", arg=after, timeout=timeout)
+
+
+def _canvas_pixels(pg) -> np.ndarray:
+    """The overlay canvas as the browser painted it, (H, W, 3) uint8."""
+    w, h, data = pg.evaluate(
+        "() => { const c = document.querySelector('#overlay-canvas canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " return [c.width, c.height, Array.from(d)]; }"
+    )
+    return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)[..., :3]
 
 
 def _score(verdict: str) -> float:
@@ -72,18 +90,35 @@ def test_upload_then_sliders_change_overlay_and_score(page, tmp_path):
         yy, xx = np.mgrid[:300, :260]
         Image.fromarray((127 + 100 * np.sin(xx / 17) * np.cos(yy / 23)).astype(np.uint8)).save(img)
     page.locator("#upload input[type=file]").set_input_files(str(img))
-    page.wait_for_selector("#overlay img", timeout=60_000)
+    _repainted(page, 0, 60_000)
     page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "browser-1-uploaded.png"), full_page=True)
-    src, text = _overlay_src(page), page.locator("#verdict").inner_text()
+    frame, text = _frame(page), page.locator("#verdict").inner_text()
     assert ("normal range for this model" if DATA is not None else "unlike the images this model") in text
     if DATA is not None:
         assert "Looks like: ZhangLab chest X-ray" in page.locator("#image-info").inner_text()
 
+    requests = []
+    page.on("request", lambda r: requests.append(r.url) if "/gradio_api/queue" in r.url else None)
     _set_slider(page, "opacity", 0.95)
-    page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
+    _repainted(page, frame)
     page.screenshot(path=str(ARTIFACTS / "browser-2-opacity.png"), full_page=True)
     assert _score(page.locator("#verdict").inner_text()) == _score(text)  # display only: same score
+    assert requests == []  # mixed in the browser: the opacity slider sent nothing to the server
+    frame = _frame(page)
+    _set_slider(page, "contour", 0.8)
+    _repainted(page, frame)
+    page.wait_for_timeout(300)  # the last event's frame
+    from spmamba.demo import handlers
+    from spmamba.demo.site import Site
+    from spmamba.zoo import list_checkpoints
+
+    site = Site(list_checkpoints(), [])  # the server's own drawing of the same image at the same settings
+    ready = site.prepare(str(img), handlers.ImageOptions())
+    analysed = handlers.analyse_image(ready.image, site.path(ready.label), in_domain=ready.route.in_domain)
+    server = handlers.render(analysed, analysed.weights, opacity=0.95, contour=0.8).overlay
+    painted = _canvas_pixels(page)
+    assert painted.shape == server.shape and np.array_equal(painted, server)
 
     page.get_by_text("Score weights (re-scored live").click()  # the expert sliders start folded away
     _set_slider(page, "beta", 0.2)
@@ -126,7 +161,7 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'auto'", timeout=10_000)
 
     page.get_by_role("tab", name="Before / after").click()
-    page.wait_for_function("document.querySelectorAll('#compare img').length >= 2", timeout=30_000)
+    page.wait_for_function("document.querySelector('#before-after canvas').width > 0", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "tab-before-after.png"), full_page=True)
     page.get_by_role("tab", name="Component maps").click()
     page.wait_for_selector("#maps .js-plotly-plot", timeout=30_000)
@@ -237,10 +272,10 @@ def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_reque
         timeout=60_000,
     )
     page.get_by_role("tab", name="Overlay").click()
-    page.wait_for_selector("#overlay img", timeout=60_000)
-    src = _overlay_src(page)
+    _repainted(page, 0, 60_000)
+    frame = _frame(page)
     page.locator("#truth input").check()
-    page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src, timeout=30_000)
+    _repainted(page, frame)
     page.screenshot(path=str(ARTIFACTS / "mr-tumour-with-truth.png"), full_page=True)
     # the same slice through two checkpoints on the Compare tab: the brain MRI model and the chest one
     page.get_by_role("tab", name="Compare").click()

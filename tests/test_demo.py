@@ -303,7 +303,8 @@ def test_notes_reach_the_verdict(png):
 def test_colour_bar_and_component_maps(analysis):
     r = handlers.render(analysis, analysis.weights, contour=0.9)
     assert f"{r.scores['map_max']:.3g} (most unusual)" in r.colour_bar and "outline ≥" in r.colour_bar
-    assert "outline" not in handlers.render(analysis, analysis.weights, contour=1.01).colour_bar
+    hidden = handlers.render(analysis, analysis.weights, contour=1.01).colour_bar  # no outline: its mark hidden
+    assert 'class="outline-label" style="display:none;' in hidden and "outline ≥" not in hidden
     for key in ("reconstruction", "prototype", "concentration", "contrast"):
         assert f"{r.scores[key]:.4g}" in r.table
     assert f"**{r.scores['total']:.4g}**" in r.table and f"β = {analysis.weights.beta:g}" in r.table

@@ -15,7 +15,8 @@ def test_own_range_outlines_the_top_of_this_maps_range_and_keeps_the_image_elsew
 
     picture = overlay_own_range(grey, amap, opacity=0.0, contour=0.75)
     green = np.all(np.abs(picture / 255.0 - MAP_OUTLINE) < 0.01, axis=-1)
-    expected = find_boundaries(amap >= 7.25, mode="inner")
+    levels = np.floor((amap - 5.0) / 3.0 * 255 + 0.5)  # the map as drawn: 256 levels over its range
+    expected = find_boundaries(levels >= np.floor(0.75 * 255 + 0.5), mode="inner")
     assert expected.sum() > 10 and np.array_equal(green, expected)
     shown = (grey * 255).astype(np.uint8)
     assert np.abs(picture[~green][:, 0].astype(int) - shown[~green]).max() <= 1  # opacity 0: the image itself

@@ -12,14 +12,15 @@ from spmamba.pipeline import get_predictor, report
 from spmamba.visualize import CONTOUR, OPACITY
 
 from . import handlers
+from .canvas import BEFORE_AFTER_HTML, OVERLAY_HTML, SOURCE_CLASS
 from .endpoints import api_index, file_endpoint
 from .render import maps_figure
 from .site import DEFAULT_WINDOW, NETWORK_CONCURRENCY, PRIVATE, Site, image_info, user_errors, weight_slider
 
 # What a client of the undocumented /ui_analyse endpoint receives, in order (the state and layout groups are not sent).
 ANALYSE_CLIENT_OUTPUTS = (
-    "picture",
-    "compare",
+    "base",
+    "layer",
     "bar",
     "plot",
     "verdict",
@@ -39,12 +40,11 @@ ANALYSE_CLIENT_OUTPUTS = (
     "centre",
     "width",
 )
-REDRAW_CLIENT_OUTPUTS = ("picture", "compare", "bar", "plot", "verdict", "table")
+REDRAW_CLIENT_OUTPUTS = ("layer", "bar", "plot", "verdict", "table")
 
 
 def analyse_tab(site: Site, state: gr.State) -> None:
     """Upload or pick an image, see its anomaly map and score; sliders re-score the cached maps live."""
-    view = gr.State("overlay")
     with gr.Tab("Analyse"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -84,31 +84,43 @@ def analyse_tab(site: Site, state: gr.State) -> None:
                     axis = gr.Radio([0, 1, 2], value=2, label="NIfTI slice axis (0 sagittal, 1 coronal, 2 axial)")
                 index = gr.Slider(0, 1, 0, step=1, label="Slice", visible=False)
                 go = gr.Button("Analyse", variant="primary")
-                opacity = gr.Slider(0, 1, OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity")
-                contour = gr.Slider(0.5, 1.01, CONTOUR, step=0.01, label="Outline above (fraction of map range)")
+                # read by the page's own script (canvas.py), never sent to the server
+                gr.Slider(0, 1, OPACITY, step=0.05, label="Heat-map opacity", elem_id="opacity", interactive=True)
+                gr.Slider(
+                    0.5,
+                    1.01,
+                    CONTOUR,
+                    step=0.01,
+                    label="Outline above (fraction of map range)",
+                    elem_id="contour",
+                    interactive=True,
+                )
                 truth = gr.Checkbox(
                     False,
                     label="Show the ground-truth outline (cyan) to compare with the map",
                     visible=False,
                     elem_id="truth",
+                    interactive=True,
                 )
                 with gr.Accordion("Score weights (re-scored live from cached maps)", open=False):
-                    alpha = weight_slider("alpha")
+                    alpha = weight_slider("alpha", elem_id="alpha")
                     beta = weight_slider("beta", elem_id="beta")
-                    gamma = weight_slider("gamma")
+                    gamma = weight_slider("gamma", elem_id="gamma")
                     dog_low = weight_slider("dog_sigma")
                     dog_high = weight_slider("dog_k_sigma")
                     reset_btn = gr.Button("Reset to the checkpoint's weights")
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    with gr.Tab("Overlay") as overlay_tab:
-                        picture = gr.Image(
-                            label="Anomaly map over the image (bright = unusual)", type="numpy", elem_id="overlay"
-                        )
-                    with gr.Tab("Before / after") as compare_tab:
-                        compare = gr.ImageSlider(label="Image ⟷ anomaly map", type="numpy", elem_id="compare")
+                    with gr.Tab("Overlay"):
+                        # mixed in the browser (canvas.py): opacity, outline and truth never call the server
+                        canvas = gr.HTML(OVERLAY_HTML, elem_id="overlay-canvas")
+                    with gr.Tab("Before / after"):
+                        gr.HTML(BEFORE_AFTER_HTML, elem_id="before-after")
                     with gr.Tab("Component maps"):
                         maps_plot = gr.Plot(label="Cached maps the sliders combine", elem_id="maps")
+                # what the canvases mix: the image (once per analysis) and the map's levels (once per re-scoring)
+                base = gr.Image(type="numpy", format="png", elem_id="overlay-base", elem_classes=SOURCE_CLASS)
+                layer = gr.Image(type="numpy", format="png", elem_id="overlay-layer", elem_classes=SOURCE_CLASS)
                 bar = gr.HTML()
                 verdict = gr.Markdown(elem_id="verdict")
                 plot = gr.Plot(label="Score components")
@@ -116,8 +128,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
 
     weight_sliders = [alpha, beta, gamma, dog_low, dog_high]
     named = dict(
-        picture=picture,
-        compare=compare,
+        base=base,
+        layer=layer,
         bar=bar,
         plot=plot,
         verdict=verdict,
@@ -141,21 +153,13 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     outputs = [state, *(named[n] for n in ANALYSE_CLIENT_OUTPUTS), dicom_box, nifti_box]
     results = [named[n] for n in REDRAW_CLIENT_OUTPUTS]
 
-    def views(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
-        """The overlay on every event; the before/after pair only while it is shown. The overlay is not left
-        to the tab's select event: a click on its tab while results were arriving could be lost, leaving
-        the main picture empty under a fresh verdict."""
-        if shown == "compare":
-            return {picture: r.overlay, compare: ((analysis.display * 255).astype(np.uint8), r.overlay)}
-        return {picture: r.overlay}
-
-    def drawn(analysis: handlers.Analysis, r: handlers.Rendered, shown: str) -> dict:
-        return {**views(analysis, r, shown), bar: r.colour_bar, plot: r.figure, verdict: r.verdict, table: r.table}
+    def drawn(r: handlers.Rendered) -> dict:
+        """What a re-scoring changes: the map's levels (the page mixes them over the image), the colour bar, the
+        score and its parts."""
+        return {layer: r.layer, bar: r.colour_bar, plot: r.figure, verdict: r.verdict, table: r.table}
 
     @user_errors
-    def analyse(
-        path, label, preset_name, centre_v, width_v, axis_v, index_v, opacity_v, contour_v, truth_v, shown, keep_v=True
-    ):
+    def analyse(path, label, preset_name, centre_v, width_v, axis_v, index_v, keep_v=True):
         """Run the network once for this file and these image options; fill every view. The checkpoint shown
         stays for the same file (``keep_v``); a new file is routed afresh unless the user keeps it."""
         if not path:
@@ -170,7 +174,7 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         )
         analysis.source = (path, options)
         w = analysis.weights
-        r = handlers.render(analysis, w, opacity_v, contour_v, truth_v)
+        r = handlers.render(analysis, w)
         m = analysis.image_meta
         nifti, frames = m.get("format") == "NIfTI", int(m.get("frames", 1))
         grey_dicom = m.get("format") == "DICOM" and m.get("PhotometricInterpretation", "").startswith("MONOCHROME")
@@ -179,7 +183,8 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         shown_window = imaging.WINDOW_PRESETS[ready.window] if ready.window else (centre_v, width_v)
         return {
             state: analysis,
-            **drawn(analysis, r, shown),
+            base: r.grey8,
+            **drawn(r),
             maps_plot: maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy()),
             alpha: w.alpha,
             beta: w.beta,
@@ -207,30 +212,30 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         """Another checkpoint from the dropdown: re-analyse the file shown; before any file, only remember it."""
         return analyse(path, *args) if path else {}
 
-    def fresh(path, label, opacity_v, contour_v, truth_v, shown, keep_v):
+    def fresh(path, label, keep_v):
         """A new file: routed afresh (the checkpoint stays only while "keep" is on), its own window, the middle
         slice, the axial axis. A cleared upload clears the cache."""
         if not path:
             return {state: None}
-        return analyse(path, label, "auto", *DEFAULT_WINDOW, 2, None, opacity_v, contour_v, truth_v, shown, keep_v)
+        return analyse(path, label, "auto", *DEFAULT_WINDOW, 2, None, keep_v)
 
-    def new_axis(path, label, preset_name, centre_v, width_v, axis_v, opacity_v, contour_v, truth_v, shown):
+    def new_axis(path, label, preset_name, centre_v, width_v, axis_v):
         """Another axis: start from its middle slice."""
-        return analyse(path, label, preset_name, centre_v, width_v, axis_v, None, opacity_v, contour_v, truth_v, shown)
+        return analyse(path, label, preset_name, centre_v, width_v, axis_v, None)
 
     def cleared():
         """A new file first clears the previous one's results, so a failed upload never shows stale maps."""
         return {
-            **{c: None for c in [state, *results, maps_plot, info]},
+            **{c: None for c in [state, base, *results, maps_plot, info]},
             **{c: gr.update(visible=False) for c in (dicom_box, nifti_box, index, truth)},
         }
 
     @user_errors
-    def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v, opacity_v, contour_v, truth_v, shown):
+    def redraw(analysis, alpha_v, beta_v, gamma_v, low_v, high_v):
         if analysis is None:  # nothing analysed yet (or a new file is loading): leave the page as it is
             return {c: gr.skip() for c in results}
         w = handlers.weights_from_sliders(analysis.weights, alpha_v, beta_v, gamma_v, low_v, high_v)
-        return drawn(analysis, handlers.render(analysis, w, opacity_v, contour_v, truth_v), shown)
+        return drawn(handlers.render(analysis, w))
 
     def reset(analysis):
         w = analysis.weights if analysis is not None else handlers.ScoreWeights()
@@ -243,45 +248,38 @@ def analyse_tab(site: Site, state: gr.State) -> None:
         window = imaging.WINDOW_PRESETS.get(preset_name)
         return {centre: window[0], width: window[1]} if window else {centre: centre_v, width: width_v}
 
-    inputs = [upload, model, preset, centre, width, axis, index, opacity, contour, truth, view]
-    # Progress and errors show on the picture only (plus the error's own message), not on every output.
-    net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=picture)
+    inputs = [upload, model, preset, centre, width, axis, index]
+    # Progress and errors show on the overlay only (plus the error's own message), not on every output.
+    net = dict(concurrency_id="network", concurrency_limit=NETWORK_CONCURRENCY, show_progress_on=canvas)
     upload.change(
         cleared,
         None,
-        [state, *results, maps_plot, info, dicom_box, nifti_box, index, truth],
+        [state, base, *results, maps_plot, info, dicom_box, nifti_box, index, truth],
         show_progress="hidden",
         **PRIVATE,
-    ).then(fresh, [upload, model, opacity, contour, truth, view, keep], outputs, **net, **PRIVATE)
+    ).then(fresh, [upload, model, keep], outputs, **net, **PRIVATE)
     gallery.select(pick_example, None, upload, **PRIVATE)
     # Callable by clients (the concurrency test drives sessions with it) but not documented as the API.
     go.click(analyse, inputs, outputs, api_name="ui_analyse", api_visibility="undocumented", **net)
     model.input(rechoose, inputs, outputs, **net, **PRIVATE)
     index.release(analyse, inputs, outputs, **net, **PRIVATE)
-    axis.input(
-        new_axis, [upload, model, preset, centre, width, axis, opacity, contour, truth, view], outputs, **net, **PRIVATE
-    )
+    axis.input(new_axis, [upload, model, preset, centre, width, axis], outputs, **net, **PRIVATE)
     preset.input(apply_preset, [preset, centre, width], [centre, width], **PRIVATE).then(
         analyse, inputs, outputs, **net, **PRIVATE
     )
     for s in (centre, width):
         s.release(lambda: "custom", None, preset, **PRIVATE).then(analyse, inputs, outputs, **net, **PRIVATE)
 
-    sliders = [*weight_sliders, opacity, contour, truth]
-    for i, s in enumerate(sliders):
+    for i, s in enumerate(weight_sliders):  # opacity, outline and truth are the page's own (canvas.py)
         s.change(
             redraw,
-            [state, *sliders, view],
+            [state, *weight_sliders],
             results,
             trigger_mode="always_last",
             show_progress="hidden",
             concurrency_id="render",
             concurrency_limit=4,
             **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else PRIVATE),
-        )
-    for tab, name in ((overlay_tab, "overlay"), (compare_tab, "compare")):
-        tab.select(lambda n=name: n, None, view, **PRIVATE).then(
-            redraw, [state, *sliders, view], results, show_progress="hidden", **PRIVATE
         )
     reset_btn.click(reset, state, weight_sliders, **PRIVATE)
 

@@ -22,12 +22,15 @@ from spmamba.zoo import list_checkpoints, list_seg_checkpoints
 from . import handlers, uploads
 from .analyse import analyse_tab, api
 from .batch import batch_tab
+from .canvas import OVERLAY_CSS, OVERLAY_JS
 from .compare import compare_tab
 from .examples import Example, build_examples, build_seg_examples
 from .scan_order import scan_tab
 from .segment import segment_endpoint, segment_tab
 from .site import BANNER, NETWORK_CONCURRENCY, PRIVATE, Site, log, user_errors
 from .volume import PROFILE_CLICK_JS, volume_endpoint, volume_tab
+
+PAGE_HEAD = PROFILE_CLICK_JS + OVERLAY_JS  # the page's own scripts: the profile's clicks, the overlay canvas
 
 
 def header(site: Site) -> None:
@@ -139,7 +142,8 @@ def launch_options(args: argparse.Namespace, examples: list[Example]) -> dict:
         server_port=args.port,
         max_file_size=int(args.max_upload_mb * 1024**2),
         allowed_paths=allowed_paths(examples),
-        head=PROFILE_CLICK_JS,
+        head=PAGE_HEAD,
+        css=OVERLAY_CSS,
     )
 
 

@@ -7,11 +7,13 @@ session's ``gr.State``; ``render`` re-weights and redraws from that cache only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from spmamba.data import resize_grey
@@ -19,7 +21,7 @@ from spmamba.imaging import WINDOW_PRESETS, ImageLoadError, LoadedImage, load_im
 from spmamba.inference import Judgement, score_components
 from spmamba.pipeline import get_predictor, load_checked
 from spmamba.scoring import ComponentMaps, ScoreWeights, rescore
-from spmamba.visualize import CONTOUR, OPACITY, overlay, own_range
+from spmamba.visualize import CONTOUR, OPACITY, compose, image_bytes, map_levels, outline_level, own_range
 
 from .render import colour_bar, components_table, score_figure
 
@@ -56,13 +58,25 @@ class Analysis:
 
 @dataclass
 class Rendered:
-    overlay: np.ndarray
+    """One re-scoring, drawn. The page receives ``layer`` (the map's levels, the ground-truth edge) and mixes it
+    with the image in the browser; ``overlay`` is the same mix made here, for the API and the downloads."""
+
+    grey8: np.ndarray  # (H, W) uint8: the image as shown
+    layer: np.ndarray  # (H, W, 4) uint8: R the map's level (0-255 over its own range), G 255 on the truth's edge
+    opacity: float
+    contour: float
+    show_truth: bool
     figure: object
     verdict: str
     scores: dict
     colour_bar: str
     table: str
     judgement: Judgement
+
+    @functools.cached_property
+    def overlay(self) -> np.ndarray:
+        edge = self.layer[..., 1] > 0 if self.show_truth else None
+        return compose(self.grey8, self.layer[..., 0], self.opacity, outline_level(self.contour), edge)
 
 
 def window_for(preset: str, centre: float, width: float) -> tuple[float, float] | None:
@@ -131,7 +145,9 @@ def render(
     s = rescore(analysis.maps, weights)
     amap = s.anomaly_map[0].numpy()
     lo, hi, line = own_range(amap, contour)
-    picture = overlay(analysis.display, amap, lo, hi, opacity, line, analysis.truth if show_truth else None)
+    levels = map_levels(amap, lo, hi, analysis.display.shape)
+    edge = np.zeros_like(levels) if analysis.truth is None else find_boundaries(analysis.truth, mode="inner")
+    layer = np.dstack([levels, edge.astype(np.uint8) * 255, np.zeros_like(levels), np.full_like(levels, 255)])
     total = float(s.total[0])
     parts = {
         "peak": float(s.peak[0]),
@@ -149,7 +165,11 @@ def render(
     verdict = judgement.text if own else reweighted_text(total)
     text = "\n\n".join([verdict] + [f"⚠️ {n}" for n in analysis.notes])
     return Rendered(
-        picture,
+        base_image(analysis),
+        layer,
+        opacity,
+        contour,
+        show_truth,
         fig,
         text,
         scores,
@@ -157,6 +177,11 @@ def render(
         components_table(scores, weights),
         judgement,
     )
+
+
+def base_image(analysis: Analysis) -> np.ndarray:
+    """(H, W) uint8: the image as shown, sent to the page once per analysis; the overlay is mixed over it."""
+    return image_bytes(analysis.display)
 
 
 def reweighted_text(total: float) -> str:

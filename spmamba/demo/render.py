@@ -19,20 +19,23 @@ _GRADIENT = ", ".join(
 
 
 def colour_bar(vmin: float, vmax: float, outline: float | None) -> str:
-    """HTML colour bar for the overlay: the map's range, and where the outline is drawn."""
-    mark = ""
-    if outline is not None and vmax > vmin:
-        pos = 100 * (outline - vmin) / (vmax - vmin)
-        mark = (
-            f'<div style="position:absolute;left:{pos:.1f}%;top:-3px;height:20px;border-left:2px solid #33ff66"></div>'
-        )
+    """HTML colour bar for the overlay: the map's range, and where the outline is drawn (``outline`` in map
+    units). The Analyse tab's script moves the mark with the outline slider, reading the range from the bar."""
+    pos = 100 * (outline - vmin) / (vmax - vmin) if outline is not None and vmax > vmin else None
+    hidden = "" if pos is not None and pos <= 100 else "display:none;"
+    mark = (
+        f'<div class="outline-mark" style="{hidden}position:absolute;left:{pos or 0:.1f}%;top:-3px;height:20px;'
+        'border-left:2px solid #33ff66"></div>'
+    )
+    label = f"outline ≥ {outline:.3g}" if outline is not None else ""
     return (
-        '<div style="font-size:12px;line-height:1.3">anomaly map (colour scale of the overlay)'
+        f'<div class="colour-bar" data-lo="{vmin!r}" data-hi="{vmax!r}" style="font-size:12px;line-height:1.3">'
+        "anomaly map (colour scale of the overlay)"
         f'<div style="position:relative;height:14px;margin:4px 0;border-radius:3px;'
         f'background:linear-gradient(to right, {_GRADIENT})">{mark}</div>'
         f'<div style="display:flex;justify-content:space-between"><span>{vmin:.3g} (usual)</span>'
-        + (f'<span style="color:#1a9641">outline ≥ {outline:.3g}</span>' if mark else "")
-        + f"<span>{vmax:.3g} (most unusual)</span></div></div>"
+        f'<span class="outline-label" style="{hidden}color:#1a9641">{label}</span>'
+        f"<span>{vmax:.3g} (most unusual)</span></div></div>"
     )
 
 
