@@ -1,6 +1,6 @@
 """What a user feels: slider input event to repainted pixels, in a real browser.
 
-    python bench/bench_browser.py [--steps 20] [--threads 2]
+    python bench/bench_browser.py [--steps 20] [--threads 2] [--reference DIR]
 
 Starts ``python app.py`` as its own process and drives it with headless Chromium (Playwright, as the browser
 tests): analyses a chest X-ray, then drags each slider through ``steps`` values, one input event at a time.
@@ -9,6 +9,8 @@ to the first animation frame after the view changed: the overlay (a new server i
 client-side canvas's next frame), the verdict for the weight sliders, the slice view for the Volume tab. Median
 and p95 per slider, and beside them the server-side time of the same redraw (``handlers.render`` on the same
 image, in this process: the network excluded). A step that shows nothing within 10 s counts as 10 s.
+``--reference DIR`` runs the same drags, in the same run, on the app of another checkout (e.g. a ``git worktree``
+of the commit before a change), printed beside ours.
 """
 
 from __future__ import annotations
@@ -121,46 +123,61 @@ def p95(xs: list[float]) -> float:
     return float(np.percentile(xs, 95))
 
 
-def main() -> None:
-    ap = parser(__doc__, repeat=1)
-    ap.add_argument("--steps", type=int, default=20, help="input events per slider (a drag)")
-    args = ap.parse_args()
+def measure(app_dir: Path, film: Path, head: Path, steps: int, env: dict, chromium: str) -> dict[str, list[float]]:
+    """Start ``app_dir``'s app.py and drag every slider in a fresh browser page."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import _chromium
-    from tests.test_volume import _head
-
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GRADIO_ANALYTICS_ENABLED="False")
-    start(args.threads, ["slider", "median ms (event → pixels)", "p95 ms", "events", "server-side ms"])
     port = free_port()
-    proc, _ = start_server([sys.executable, "app.py", "--port", str(port)], port, ROOT, env)
+    proc, _ = start_server([sys.executable, "app.py", "--port", str(port)], port, app_dir, env)
     try:
-        with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-            import nibabel as nib
-            from PIL import Image
-
-            film = Path(tmp) / "film.png"
-            yy, xx = np.mgrid[:400, :360]
-            Image.fromarray((127 + 90 * np.sin(xx / 23) * np.cos(yy / 31)).astype(np.uint8)).save(film)
-            head = Path(tmp) / "head.nii.gz"
-            nib.save(nib.Nifti1Image(_head(), np.eye(4)), head)
-            browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox"])
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"http://127.0.0.1:{port}/")
             page.locator("#upload input[type=file]").set_input_files(str(film))
             page.wait_for_function("document.querySelector('#verdict').innerText.includes('Score')", timeout=120_000)
             page.get_by_text("Score weights").click()  # the accordion: its sliders are laid out once opened
             page.wait_for_timeout(500)
-            results = drags(page, args.steps)
-            results["Volume slice"] = volume_drag(page, head, args.steps)
+            results = drags(page, steps)
+            results["Volume slice"] = volume_drag(page, head, steps)
             browser.close()
-        server = server_ms(film)
-        for name, times in results.items():
-            side = f"{server['render']:.0f}" if name != "Volume slice" else "–"
-            print(f"| {name} | {statistics.median(times):.0f} | {p95(times):.0f} | {len(times)} | {side} |")
+        return results
     finally:
         proc.terminate()
         proc.wait()
+
+
+def main() -> None:
+    ap = parser(__doc__, repeat=1)
+    ap.add_argument("--steps", type=int, default=20, help="input events per slider (a drag)")
+    ap.add_argument("--reference", type=Path, default=None, help="another checkout's app, timed beside ours")
+    args = ap.parse_args()
+    import nibabel as nib
+    from PIL import Image
+
+    from tests.test_browser import _chromium
+    from tests.test_volume import _head
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GRADIO_ANALYTICS_ENABLED="False")
+    columns = ["slider", "median ms (event → pixels)", "p95 ms", "events", "server-side ms"]
+    if args.reference:
+        columns[1:1] = ["reference median ms", "reference p95 ms"]
+    start(args.threads, columns)
+    with tempfile.TemporaryDirectory() as tmp:
+        film = Path(tmp) / "film.png"
+        yy, xx = np.mgrid[:400, :360]
+        Image.fromarray((127 + 90 * np.sin(xx / 23) * np.cos(yy / 31)).astype(np.uint8)).save(film)
+        head = Path(tmp) / "head.nii.gz"
+        nib.save(nib.Nifti1Image(_head(), np.eye(4)), head)
+        reference = measure(args.reference, film, head, args.steps, env, _chromium()) if args.reference else None
+        ours = measure(ROOT, film, head, args.steps, env, _chromium())
+        server = server_ms(film)
+    for name, times in ours.items():
+        side = f"{server['render']:.0f}" if name != "Volume slice" else "–"
+        ref = ""
+        if reference is not None:
+            ref = f"{statistics.median(reference[name]):.0f} | {p95(reference[name]):.0f} | "
+        print(f"| {name} | {ref}{statistics.median(times):.0f} | {p95(times):.0f} | {len(times)} | {side} |")
 
 
 if __name__ == "__main__":
