@@ -33,7 +33,8 @@ SCORE_COLUMNS = ["total", "reconstruction", "prototype", "concentration", "contr
 COLUMNS = {
     ANOMALY: ["file", "label", *ROUTE_COLUMNS, *SCORE_COLUMNS, "verdict", "above_threshold"]
     + ["percentile_among_normal", "notes", "error"],
-    SEGMENT: ["file", "mask", *ROUTE_COLUMNS, "lesion_pixels", "share_of_image", "dice", "iou", "notes", "error"],
+    SEGMENT: ["file", "mask", *ROUTE_COLUMNS, "lesion_pixels", "share_of_image", "dice", "iou", "mask_files"]
+    + ["notes", "error"],
 }
 
 
@@ -53,6 +54,7 @@ class Job:
     family: str = ANOMALY
     checkpoint: str | None = None
     ablations: bool = False  # evaluation: also the total under each score ablation (see scoring.ablation_weights)
+    masks: str | None = None  # segmentation: write each file's mask under this folder (export.mask_folder)
 
 
 def read_inputs(names: Iterable[str]) -> list[Item]:
@@ -151,6 +153,8 @@ def _anomaly_rows(job: Job, items: list[Item]) -> list[dict]:
 
 
 def _segment_row(job: Job, item: Item) -> dict:
+    from . import __version__
+    from .export import export_mask, mask_folder
     from .pipeline import get_segmenter
     from .seg.data import load_truth_mask
     from .seg.metrics import dice, iou
@@ -161,6 +165,17 @@ def _segment_row(job: Job, item: Item) -> dict:
         segmenter = get_segmenter(ready.route.path)
         mask = segmenter.probabilities(ready.image.pixels) >= segmenter.threshold
         truth = load_truth_mask(item.mask, mask.shape)
+        written, notes = [], list(ready.route.notes)
+        if job.masks:
+            written, more = export_mask(
+                mask,
+                item.file,
+                ready.image.meta,
+                mask_folder(job.masks, item.file),
+                Path(ready.route.path).stem,
+                __version__,
+            )
+            notes += more
     except ImageLoadError as err:
         return _failed(SEGMENT, item, str(err))
     return {
@@ -173,7 +188,8 @@ def _segment_row(job: Job, item: Item) -> dict:
         "share_of_image": float(mask.mean()),
         "dice": None if truth is None else float(dice(mask, truth)),
         "iou": None if truth is None else float(iou(mask, truth)),
-        "notes": " ".join(ready.route.notes),
+        "mask_files": ";".join(str(f) for f in written) or None,
+        "notes": " ".join(notes),
     }
 
 

@@ -144,7 +144,8 @@ def score_archive(args: argparse.Namespace, family: str) -> int:
 
     items = read_inputs(args.files)
     try:
-        s = run(items, Job(family, args.checkpoint), args.table, args.resume, args.workers, args.scheduler, args.chunk)
+        job = Job(family, args.checkpoint, masks=getattr(args, "out", None))  # seg predict --out: the masks too
+        s = run(items, job, args.table, args.resume, args.workers, args.scheduler, args.chunk)
     except FileExistsError as err:
         print(err, file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ emptied (the standard lets them be empty; they are Type 2).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from .imaging import ImageLoadError, dicom_header
 
 STEM = "lesion-mask"
 EMPTIED = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "ReferringPhysicianName", "StudyID")
+
+
+def mask_folder(out: str | os.PathLike, source: str | os.PathLike) -> Path:
+    """Where one input's mask files go under ``out``: a folder named by a digest of the input's path, never by its
+    name (which may carry a patient's), and the same on every run and worker (``--resume`` rewrites, never
+    duplicates)."""
+    return Path(out) / hashlib.sha256(str(source).encode()).hexdigest()[:16]
 
 
 def _at_file_size(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -4,7 +4,9 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
@@ -125,7 +127,18 @@ def test_segmentation_rows_carry_dice_against_a_manifests_masks(tmp_path):
     pd.DataFrame({"path": names, "mask": [ROOT / "ph2" / "masks" / n.name for n in names]}).to_csv(
         manifest, index=False
     )
-    run(read_inputs([str(manifest)]), Job(SEGMENT), tmp_path / "rows.csv", progress=False)
+    run(
+        read_inputs([str(manifest)]), Job(SEGMENT, masks=str(tmp_path / "masks")), tmp_path / "rows.csv", progress=False
+    )
     table = read_rows(tmp_path / "rows.csv")
     assert len(table) == 4 and table["error"].isna().all()
     assert (table["checkpoint"].str.startswith("ph2")).all() and table["dice"].between(0, 1).all()
+    from PIL import Image
+
+    from spmamba.export import mask_folder
+
+    for row in table.itertuples():  # each row names its mask, in a folder named by a digest of the file's path
+        (written,) = row.mask_files.split(";")
+        assert Path(written) == mask_folder(tmp_path / "masks", row.file) / "lesion-mask.png"
+        drawn = np.asarray(Image.open(written)) > 0
+        assert int(drawn.sum()) == row.lesion_pixels and Path(row.file).stem not in written

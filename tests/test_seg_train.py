@@ -120,8 +120,11 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys, model):
         == 0
     )
     result = json.loads(capsys.readouterr().out)[0]
-    (mask,) = result["masks"]  # a PNG input: the PNG alone, in a numbered folder, never under the input's name
-    assert Image.open(mask).size == (40, 48) and mask == str(tmp_path / "m" / "00000" / "lesion-mask.png")
+    (mask,) = result["masks"]  # a PNG input: the PNG alone, in a folder named by a digest, never by the input
+    from spmamba.export import mask_folder
+
+    source = str(tmp_path / "data/images/case_0.png")
+    assert Image.open(mask).size == (40, 48) and mask == str(mask_folder(tmp_path / "m", source) / "lesion-mask.png")
     # resuming a finished run repeats only the final evaluation
     assert main([*args, "--epochs", "2", "--batch-size", "4", "--channels", "4", "--resume"]) == 0
     # the model card states the checkpoint's own figures, and its command line re-parses to the same run

@@ -67,7 +67,7 @@ def cmd_seg_evaluate(args: argparse.Namespace) -> int:
 def cmd_seg_predict(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..archive import read_inputs
-    from ..export import export_mask
+    from ..export import export_mask, mask_folder
     from ..imaging import ImageLoadError
     from ..pipeline import SEGMENT, Pipeline, get_segmenter
 
@@ -91,7 +91,7 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results, failed = [], 0
-    for position, name in enumerate(files):
+    for name in files:
         try:
             ready = pipe.prepare(name, family=SEGMENT, chosen=checkpoint, keep=bool(checkpoint))
         except ImageLoadError as err:
@@ -109,8 +109,8 @@ def cmd_seg_predict(args: argparse.Namespace) -> int:
             **ready.route.to_dict(),
             "notes": ready.route.notes,
         }
-        if out:  # numbered folders: an input's name may carry a patient's, and never reaches a written name
-            folder = out / f"{position:05d}"
+        if out:
+            folder = mask_folder(out, name)
             written, notes = export_mask(mask, name, ready.image.meta, folder, result["checkpoint"], __version__)
             result["masks"], result["notes"] = [str(f) for f in written], result["notes"] + notes
         results.append(result)
@@ -153,7 +153,8 @@ def add_seg_parser(sub, add_options) -> None:
         "--out",
         default=None,
         metavar="DIR",
-        help="write each file's mask here, in a numbered folder per file: PNG, and NIfTI or DICOM SEG for those inputs",
+        help="write each file's mask here (a folder per file, named by a digest of its path): PNG, and NIfTI or "
+        "DICOM SEG for those inputs; with --table the rows name the files",
     )
     pr.add_argument("--json", action="store_true")
     add_archive_options(pr)
