@@ -135,9 +135,14 @@ OVERLAY_JS = """
   const mine = (el) => el && el.closest && el.closest('#opacity, #contour, #truth, #before-after');
   document.addEventListener('input', (e) => { if (mine(e.target)) schedule(); }, true);
   document.addEventListener('change', (e) => { if (mine(e.target)) schedule(); }, true);
-  // a new image or map from the server: the sources' URLs change
+  // a new image or map from the server (the sources' URLs change), or a canvas mounted by its tab's first showing
+  const CANVASES = '#overlay-canvas canvas, #before-after canvas';
+  const mounted = (c) => [...c.addedNodes].some(
+    (n) => n.querySelector && (n.matches(CANVASES) || n.querySelector(CANVASES)));
   new MutationObserver((changes) => {
-    if (changes.some((c) => c.target.closest && c.target.closest('#overlay-base, #overlay-layer'))) schedule();
+    if (changes.some((c) => (c.target.closest && c.target.closest('#overlay-base, #overlay-layer')) || mounted(c))) {
+      schedule();
+    }
   }).observe(document.documentElement, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
   window.spmambaDrawOverlay = draw;
 })();
