@@ -19,9 +19,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
-from spmamba.demo.app import allowed_paths, build_demo  # noqa: E402
+from spmamba.demo.app import PAGE_HEAD, allowed_paths, build_demo  # noqa: E402
+from spmamba.demo.canvas import OVERLAY_CSS  # noqa: E402
 from spmamba.demo.examples import build_examples  # noqa: E402
-from spmamba.demo.volume import PROFILE_CLICK_JS  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.zoo import list_checkpoints, list_seg_checkpoints  # noqa: E402
 
@@ -54,7 +54,7 @@ def main() -> None:
     examples = build_examples(cache=tmp / "examples")
     demo = build_demo(examples)
     demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, allowed_paths=allowed_paths(examples), head=PROFILE_CLICK_JS
+        prevent_thread_lock=True, quiet=True, allowed_paths=allowed_paths(examples), head=PAGE_HEAD, css=OVERLAY_CSS
     )
     checkpoints = " ".join(list_checkpoints().values())
     with sync_playwright() as p:
@@ -70,17 +70,19 @@ def main() -> None:
                 return
             before = page.locator("#verdict").inner_text()
             page.locator("#examples").get_by_text(caption).click()
-            # this image's verdict, not the previous example's, and no request still running (its spinner)
+            # this image's verdict, not the previous example's: a new file first clears the verdict; then no
+            # request still running (its progress text or bar)
+            page.wait_for_function("(b) => document.querySelector('#verdict').innerText !== b", arg=before)
             page.wait_for_function(
-                "(b) => { const t = document.querySelector('#verdict').innerText;"
-                " return t.includes('Score') && t !== b && !document.querySelector('.eta-bar'); }",
-                arg=before,
+                "(() => { const t = document.querySelector('#verdict').innerText;"
+                " return t.includes('Score') && !document.querySelector('.eta-bar, .progress-text'); })()",
                 timeout=90_000,
             )
-            if truth:
-                src = page.locator("#overlay img").first.get_attribute("src")
+            if truth:  # the page's script repaints the canvas (its frame count goes up)
+                frame = "parseInt(document.querySelector('#overlay-canvas canvas').dataset.frame || '0')"
+                painted = page.evaluate(frame)
                 page.locator("#truth input").check()
-                page.wait_for_function("(s) => document.querySelector('#overlay img').src !== s", arg=src)
+                page.wait_for_function(f"(n) => {frame} > n", arg=painted)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             print(f"wrote {name}.png")

@@ -211,6 +211,8 @@ def test_a_bad_upload_shows_its_reason_and_the_page_keeps_working(page, tmp_path
     page.locator("#upload input[type=file]").set_input_files(str(bad))
     toast = page.get_by_text("This file is not an image file this app can read")
     toast.first.wait_for(timeout=30_000)
+    # the previous image's map is gone, not left standing beside the refusal
+    page.wait_for_function("document.querySelector('#overlay-canvas canvas').width === 0", timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "browser-4-bad-upload.png"), full_page=True)
     page.locator("#examples").get_by_text("Synthetic chest phantom").click()
     page.wait_for_function("document.querySelector('#image-info').innerText.includes('PNG')", timeout=60_000)
@@ -276,6 +278,11 @@ def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_reque
         arg=before,
         timeout=60_000,
     )
+    # its checkpoint keeps the peak alone (α = β = γ = 0): setting the sliders to them re-scores nothing
+    page.wait_for_timeout(1500)
+    verdict = page.locator("#verdict").inner_text()
+    assert "Re-weighted" not in verdict and "Score" in verdict
+    assert "β = 0\t" in page.locator("#components").inner_text()  # the table's cells, tab-separated
     page.get_by_role("tab", name="Overlay").click()
     _repainted(page, 0, 60_000)
     frame = _frame(page)

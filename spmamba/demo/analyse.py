@@ -270,18 +270,22 @@ def analyse_tab(site: Site, state: gr.State) -> None:
     for s in (centre, width):
         s.release(lambda: "custom", None, preset, **PRIVATE).then(analyse, inputs, outputs, **net, **PRIVATE)
 
-    for i, s in enumerate(weight_sliders):  # opacity, outline and truth are the page's own (canvas.py)
-        s.change(
+    # A user's moves only (.input): when an analysis sets the five sliders to its checkpoint's weights, a .change
+    # per slider would re-score with some set and others not yet (the verdict then said "re-weighted").
+    # Opacity, outline and truth are the page's own (canvas.py).
+    render_lane = dict(show_progress="hidden", concurrency_id="render", concurrency_limit=4)
+    for i, s in enumerate(weight_sliders):
+        s.input(
             redraw,
             [state, *weight_sliders],
             results,
             trigger_mode="always_last",
-            show_progress="hidden",
-            concurrency_id="render",
-            concurrency_limit=4,
+            **render_lane,
             **(dict(api_name="ui_redraw", api_visibility="undocumented") if i == 0 else PRIVATE),
         )
-    reset_btn.click(reset, state, weight_sliders, **PRIVATE)
+    reset_btn.click(reset, state, weight_sliders, **PRIVATE).then(
+        redraw, [state, *weight_sliders], results, **render_lane, **PRIVATE
+    )
 
 
 def analyse_api(

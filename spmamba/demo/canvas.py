@@ -40,6 +40,7 @@ OVERLAY_JS = """
 <script>
 (() => {
   const LUT = %s, OUTLINE = %s, TRUTH = %s;
+  const CANVASES = '#overlay-canvas canvas, #before-after canvas';
   // the two sources' bytes, by URL: loaded here (the hidden components' own images may never load)
   const sources = new Map();
   const bytes = (sel) => {
@@ -103,9 +104,13 @@ OVERLAY_JS = """
     if (label) label.textContent = 'outline ≥ ' + Number((lo + c * (hi - lo)).toPrecision(3));
   };
   const draw = () => {
+    if (!document.querySelector('#overlay-base img[src]')) {  // a new file cleared the image: show no stale map
+      for (const c of document.querySelectorAll(CANVASES)) { c.width = 0; c.height = 0; }
+      return;
+    }
     const grey = bytes('#overlay-base'), levels = bytes('#overlay-layer');
     const canvas = document.querySelector('#overlay-canvas canvas');
-    if (!grey || !levels || !canvas) return;
+    if (!grey || !levels || !canvas) return;  // still loading: the last paint stays until the new one
     if (grey.width !== levels.width || grey.height !== levels.height) return;  // one arrived before the other
     const a = slider('opacity'), c = slider('contour');
     const truth = !!(document.querySelector('#truth input') || {}).checked;
@@ -136,7 +141,6 @@ OVERLAY_JS = """
   document.addEventListener('input', (e) => { if (mine(e.target)) schedule(); }, true);
   document.addEventListener('change', (e) => { if (mine(e.target)) schedule(); }, true);
   // a new image or map from the server (the sources' URLs change), or a canvas mounted by its tab's first showing
-  const CANVASES = '#overlay-canvas canvas, #before-after canvas';
   const mounted = (c) => [...c.addedNodes].some(
     (n) => n.querySelector && (n.matches(CANVASES) || n.querySelector(CANVASES)));
   new MutationObserver((changes) => {
