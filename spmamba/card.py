@@ -122,7 +122,8 @@ def render_card(path: str | Path) -> str:
             f"`{t.get('options', {}).get('config')}`: {cfg['encoder']} encoder (frozen, ImageNet), "
             f"{cfg['image_size']}×{cfg['image_size']} input, bottleneck {cfg['bottleneck_dim']} channels, decoder "
             f"depths {cfg['depths']}, d_state {cfg['d_state']}, {cfg['scan_order']} scan in "
-            f"{cfg['num_directions']} directions, K = {cfg['prototype_banks']} prototype banks",
+            f"{cfg['num_directions']} directions, "
+            + (f"K = {cfg['prototype_banks']} prototype banks" if cfg["prototype_banks"] else "no prototype module"),
         ),
         ("Data", _data_line(t)),
         ("Images are not redistributed", "the data is read from `$SPMAMBA_DATA`; the test part is held out"),

@@ -34,6 +34,7 @@ from .metrics import (
     pixel_report,
 )
 from .model import PRESETS, SPMamba, SPMambaConfig
+from .scan import ORDERS
 from .scoring import WEIGHT_SETTINGS, ComponentMaps, MapNorm, ScoreWeights, ablation_weights, rescore
 from .training import end_epoch, load_state, machine_record, opt_field, run_paths, save_state, seed_everything
 
@@ -45,6 +46,12 @@ class TrainOptions:
     data: str = opt_field(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
     out: str = opt_field(None, "checkpoint to write (.safetensors)")
     config: str = opt_field("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
+    # the paper's Table-4 ablations: the preset's value unless given
+    scan_order: str | None = opt_field(None, "the decoder's scan order (default: the preset's)", choices=list(ORDERS))
+    num_directions: int | None = opt_field(None, "scan directions (default: the preset's)", choices=[1, 2, 4, 8])
+    prototype_banks: int | None = opt_field(
+        None, "prototype banks K; 0 switches the prototype module off (default: the preset's)"
+    )
     # spelt: a card's command names it even at the default, since each dataset's command sets its own schedule
     epochs: int = opt_field(20, "training epochs", spelt=True)
     batch_size: int = opt_field(16, "images per step")
@@ -81,6 +88,13 @@ class TrainOptions:
         "CT window the training images were exported in; the demo and spmamba predict apply it to DICOM CT",
         choices=[k for k, v in WINDOW_PRESETS.items() if v],
     )
+
+
+def model_config(opts: TrainOptions) -> SPMambaConfig:
+    """The preset, with the run's intensity rule and any ablation switch (scan order, directions, prototypes)."""
+    switches = {k: getattr(opts, k) for k in ("scan_order", "num_directions", "prototype_banks")}
+    overrides = {k: v for k, v in switches.items() if v is not None}
+    return dataclasses.replace(SPMambaConfig.preset(opts.config), intensity=opts.intensity, **overrides)
 
 
 def select_weights(maps: ComponentMaps, labels: np.ndarray) -> tuple[ScoreWeights, dict]:
@@ -141,7 +155,7 @@ def train(opts: TrainOptions) -> dict:
     shift_set = [] if opts.val_list else subsample(splits.shift_val, opts.max_val, opts.seed)
     shift_labels = np.array([s.label for s in shift_set])
     choose_set, choose_labels = (shift_set, shift_labels) if len(set(shift_labels)) == 2 else (val_set, val_labels)
-    cfg = dataclasses.replace(SPMambaConfig.preset(opts.config), intensity=opts.intensity)
+    cfg = model_config(opts)
     model = SPMamba(cfg, encoder_weights=opts.encoder_weights)
     lr = opts.lr if opts.lr is not None else 0.005 * opts.batch_size / 16
     opt = torch.optim.AdamW(model.parameter_groups(opts.weight_decay), lr=lr, betas=(0.9, 0.999))

@@ -1,15 +1,18 @@
 """The whole path on a tiny synthetic dataset: train, resume, calibrate, evaluate (seconds, no real data)."""
 
 import csv
+import dataclasses
 import json
 import re
 
 import numpy as np
 import pytest
+import torch
 
 from spmamba.checkpoint import read_metadata
 from spmamba.cli import main
 from spmamba.data import discover
+from spmamba.model import SPMamba
 from spmamba.train import TrainOptions, train
 from tests.conftest import write_synthetic
 
@@ -129,3 +132,36 @@ def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_
     text = Predictor(out).judge(float(scores.max()), {}).text
     assert "training normals, each scored by a model that did not train on it" in text and "weak" in text
     assert "out-of-fold" in capsys.readouterr().out
+
+
+def test_ablation_switches_build_the_table_4_networks(dataset, tmp_path):
+    """--scan-order, --num-directions and --prototype-banks 0 change the preset as the paper's ablations do;
+    with the prototype module off the distance map is zero and the loss is reconstruction alone."""
+    from spmamba.train import model_config
+
+    base = model_config(TrainOptions(config="cpu-lite0"))
+    raster = model_config(TrainOptions(config="cpu-lite0", scan_order="raster", num_directions=4))
+    assert (raster.scan_order, raster.num_directions) == ("raster", 4)
+    assert dataclasses.replace(raster, scan_order=base.scan_order, num_directions=base.num_directions) == base
+    off = model_config(TrainOptions(config="cpu-lite0", prototype_banks=0))
+    model = SPMamba(off, encoder_weights=None).eval()
+    assert model.prototype is None and not any(k.startswith("prototype.") for k in model.state_dict())
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, off.image_size, off.image_size))
+    assert out.prototype_distance.shape[0] == 2 and not out.prototype_distance.any()
+    mse = sum(torch.nn.functional.mse_loss(r, f) for f, r in zip(out.features, out.reconstructions, strict=True))
+    assert torch.isclose(model.loss(out), off.loss_mse_weight * mse)
+    # trained, saved, loaded and scored like any checkpoint; its card states the switches
+    ckpt = tmp_path / "raster-noproto.safetensors"
+    args = ["train", str(dataset), "--out", str(ckpt), "--epochs", "1", "--batch-size", "8", "--config", "cpu-lite0"]
+    assert main([*args, "--scan-order", "raster", "--num-directions", "4", "--prototype-banks", "0"]) == 0
+    from spmamba.card import render_card
+    from spmamba.inference import Predictor
+
+    predictor = Predictor(ckpt)
+    assert predictor.model.prototype is None and predictor.model.config.scan_order == "raster"
+    scores = predictor.score(predictor.maps([np.random.default_rng(0).random((64, 64)).astype(np.float32)]))
+    assert np.isfinite(float(scores.total[0])) and float(scores.prototype[0]) == 0
+    card = render_card(ckpt)
+    assert "raster scan in 4 directions, no prototype module" in card
+    assert "--scan-order raster --num-directions 4 --prototype-banks 0" in card  # the command retrains it

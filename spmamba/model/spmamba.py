@@ -114,9 +114,11 @@ class SPMamba(nn.Module):
         self.config = cfg = config or SPMambaConfig.paper()
         self.encoder = Encoder(cfg.encoder, encoder_weights)
         self.bottleneck = HalfFPN(self.encoder.channels, cfg.bottleneck_dim)
-        self.prototype = MedicalPrototype(
-            cfg.bottleneck_dim, cfg.bottleneck_size, cfg.prototype_banks, cfg.prototype_window, cfg.prototype_init_std
-        )
+        # K = 0 switches the module off (the paper's ablation): its distance map is then zero
+        self.prototype = None
+        if cfg.prototype_banks:
+            sizes = (cfg.bottleneck_dim, cfg.bottleneck_size, cfg.prototype_banks, cfg.prototype_window)
+            self.prototype = MedicalPrototype(*sizes, cfg.prototype_init_std)
         self.decoder = SPSSDecoder(
             cfg.bottleneck_dim,
             cfg.depths,
@@ -148,7 +150,10 @@ class SPMamba(nn.Module):
     def forward_features(self, feats: list[torch.Tensor]) -> SPMambaOutput:
         """Everything after the frozen encoder: lets training reuse cached encoder features."""
         fused = self.bottleneck(feats)
-        dist = self.prototype(fused)
+        if self.prototype is None:
+            dist = fused.new_zeros(fused.shape[0], *fused.shape[2:])
+        else:
+            dist = self.prototype(fused)
         recs = [head(r) for head, r in zip(self.heads, self.decoder(fused), strict=True)]
         return SPMambaOutput(list(feats), recs, dist)
 
