@@ -208,6 +208,11 @@ def rescore(maps: ComponentMaps, weights: ScoreWeights) -> Scores:
         _rescore(ComponentMaps(maps.per_scale[i : i + RESCORE_CHUNK], maps.prototype[i : i + RESCORE_CHUNK]), weights)
         for i in range(0, n, RESCORE_CHUNK)
     ]
+    return cat_scores(parts)
+
+
+def cat_scores(parts: list[Scores]) -> Scores:
+    """The scores of several batches as one, in order (each field concatenated along the images)."""
     return Scores(*(torch.cat(field) for field in zip(*parts, strict=True)))
 
 

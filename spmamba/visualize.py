@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from matplotlib import colormaps
 from skimage.segmentation import find_boundaries
@@ -29,9 +31,13 @@ def image_bytes(grey: np.ndarray) -> np.ndarray:
     return _byte(np.asarray(grey, dtype=np.float64) * 255)
 
 
+@functools.lru_cache(maxsize=1)
 def colour_table() -> np.ndarray:
-    """(256, 3) uint8: the colour of each map level (the page's script gets the same table)."""
-    return _byte(colormaps[CMAP](np.arange(LEVELS + 1) / LEVELS)[:, :3] * 255)
+    """(256, 3) uint8: the colour of each map level (the page's script gets the same table). Made once: every
+    overlay, a weight slider's included, reads it."""
+    table = _byte(colormaps[CMAP](np.arange(LEVELS + 1) / LEVELS)[:, :3] * 255)
+    table.flags.writeable = False
+    return table
 
 
 def map_levels(amap: np.ndarray, vmin: float, vmax: float, shape: tuple[int, int]) -> np.ndarray:

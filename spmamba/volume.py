@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from .imaging import (
@@ -32,7 +31,7 @@ from .imaging import (
     signal_fraction,
 )
 from .inference import Predictor, score_components
-from .scoring import ComponentMaps, Scores, ScoreWeights
+from .scoring import ComponentMaps, Scores, ScoreWeights, cat_scores
 
 MAX_SLICES = 1024
 MAX_VOXELS = 64 * 2**20  # e.g. 512 x 512 x 256: 256 MB as float32
@@ -43,7 +42,6 @@ class Volume:
     slices: list[np.ndarray]  # (H, W) float32 in [0, 1] each, in order
     meta: dict[str, Any] = field(default_factory=dict)  # source, axis, Modality, spacing: never identifiers
     affine: np.ndarray | None = None  # maps written back aligned: a NIfTI's canonical affine, series_affine
-
     labels: list[str] = field(default_factory=list)  # what each slice is called (instance and position, frame)
 
     def __len__(self) -> int:
@@ -112,9 +110,7 @@ def _declared_frames(path: Path) -> int | None:
     """How many frames or pages a file says it holds, read from its header without decoding any pixels;
     None when the header cannot say (the loader then reports why)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-        if path.name.lower().endswith(".dcm") or head[128:132] == b"DICM":
+        if is_dicom(path):
             return int(dicom_header(path).get("NumberOfFrames") or 1)
         from PIL import Image
 
@@ -316,7 +312,7 @@ def volume_scores(
         parts.append(s._replace(anomaly_map=s.anomaly_map.new_empty((len(s.total), 0, 0))))
         if progress is not None:
             progress(min(1.0, (i + batch_size) / len(volume)))
-    return Scores(*(torch.cat(field) for field in zip(*parts, strict=True)))
+    return cat_scores(parts)
 
 
 def volume_report(predictor: Predictor, volume: Volume, scores: Scores, in_domain: bool | None = None) -> dict:

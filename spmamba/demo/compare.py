@@ -19,7 +19,6 @@ import plotly.graph_objects as go
 from spmamba.checkpoint import read_metadata
 from spmamba.hub import CHECKOUT_WEIGHTS
 from spmamba.pipeline import Pipeline, get_predictor
-from spmamba.scoring import rescore
 from spmamba.visualize import OPACITY, overlay
 from spmamba.zoo import list_checkpoints
 
@@ -72,7 +71,7 @@ def compare(offered: dict[str, str], analysis: handlers.Analysis | None, labels:
     for label in labels:
         ready = pipeline.prepare(path, functools.partial(handlers.load, options=options), chosen=label, keep=True)
         predictor = get_predictor(offered[label])
-        scores = rescore(predictor.maps([ready.image.grey]), predictor.weights)
+        scores = predictor.score(predictor.maps([ready.image.grey]))
         total = float(scores.total[0])
         cfg = predictor.model.config
         panels.append(

@@ -55,6 +55,16 @@ class Analysis:
     def judge(self, total: float) -> Judgement:
         return get_predictor(self.checkpoint).judge(total, self.image_meta, self.in_domain)
 
+    @functools.cached_property
+    def grey8(self) -> np.ndarray:
+        """(H, W) uint8: the image as shown, sent to the page once per analysis; the overlay is mixed over it."""
+        return image_bytes(self.display)
+
+    @functools.cached_property
+    def truth_edge(self) -> np.ndarray:
+        """(H, W) bool: the ground-truth mask's outline (none without a mask), made once, not per re-scoring."""
+        return np.zeros(self.display.shape, bool) if self.truth is None else find_boundaries(self.truth, mode="inner")
+
 
 @dataclass
 class Rendered:
@@ -146,8 +156,8 @@ def render(
     amap = s.anomaly_map[0].numpy()
     lo, hi, line = own_range(amap, contour)
     levels = map_levels(amap, lo, hi, analysis.display.shape)
-    edge = np.zeros_like(levels) if analysis.truth is None else find_boundaries(analysis.truth, mode="inner")
-    layer = np.dstack([levels, edge.astype(np.uint8) * 255, np.zeros_like(levels), np.full_like(levels, 255)])
+    edge = analysis.truth_edge.astype(np.uint8) * 255
+    layer = np.dstack([levels, edge, np.zeros_like(levels), np.full_like(levels, 255)])
     total = float(s.total[0])
     parts = {
         "peak": float(s.peak[0]),
@@ -165,7 +175,7 @@ def render(
     verdict = judgement.text if own else reweighted_text(total)
     text = "\n\n".join([verdict] + [f"⚠️ {n}" for n in analysis.notes])
     return Rendered(
-        base_image(analysis),
+        analysis.grey8,
         layer,
         opacity,
         contour,
@@ -177,11 +187,6 @@ def render(
         components_table(scores, weights),
         judgement,
     )
-
-
-def base_image(analysis: Analysis) -> np.ndarray:
-    """(H, W) uint8: the image as shown, sent to the page once per analysis; the overlay is mixed over it."""
-    return image_bytes(analysis.display)
 
 
 def reweighted_text(total: float) -> str:
