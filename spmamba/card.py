@@ -28,6 +28,28 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _threshold_text(cal: dict) -> str:
+    """The threshold, the rule it was read by, and the shares of normal (and abnormal) images it flags on
+    each validation split it was measured on."""
+    if "threshold" not in cal:
+        return "none (uncalibrated)"
+    rule = cal.get("rule", f"flags at most {100 * TARGET_FPR:g}% of the normal validation images")
+
+    def rate(key: str) -> str:
+        lo, hi = cal.get(f"{key}_ci95", (None, None))
+        return f"{_pct(cal[key])}%" + (f" (95% CI {_pct(lo)}–{_pct(hi)}%)" if lo is not None else "")
+
+    parts = []
+    for split, label in (("val", "the validation"), ("shift", "the shift split's")):
+        if f"{split}_false_positive_rate" in cal:
+            flagged = f"{rate(f'{split}_false_positive_rate')} of {label} normals"
+            if f"{split}_true_positive_rate" in cal:
+                flagged += f" and {rate(f'{split}_true_positive_rate')} of its abnormal images"
+            parts.append(flagged)
+    text = f"{cal['threshold']:.4f}: {rule}"
+    return f"{text}; it flags " + "; ".join(parts) if parts else text
+
+
 def _ci(d: dict, key: str) -> str:
     lo, hi = d.get(f"{key}_ci95", (None, None))
     return f"{_pct(d[key])} (95% CI {_pct(lo)}–{_pct(hi)})" if lo is not None else _pct(d[key])
@@ -161,13 +183,7 @@ def render_card(path: str | Path) -> str:
             f"DoG {w['dog_sigma']:g}/{w['dog_k_sigma']:g} (the paper's unless another principled setting beats "
             "them on validation beyond chance)",
         ),
-        (
-            "Threshold",
-            f"{cal.get('threshold', float('nan')):.4f}: flags at most {100 * TARGET_FPR:g}% of the validation "
-            f"normals, here {_pct(cal.get('val_false_positive_rate', float('nan')))}% (95% CI "
-            f"{_pct(cal.get('val_false_positive_rate_ci95', [float('nan')] * 2)[0])}–"
-            f"{_pct(cal.get('val_false_positive_rate_ci95', [float('nan')] * 2)[1])}%)",
-        ),
+        ("Threshold", _threshold_text(cal)),
     ]
     out = [
         _yaml(meta, path.stem),

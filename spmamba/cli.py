@@ -253,13 +253,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Out-of-fold calibration of a checkpoint's threshold (spmamba.oof), written into the checkpoint."""
     from .checkpoint import read_metadata
     from .data import data_root
-    from .oof import out_of_fold_calibration, write_calibration
+    from .oof import out_of_fold_calibration, train_fold, write_calibration
 
     root = data_root()
     if args.data is None and root is None:
         print("no data folder: pass DATA or set SPMAMBA_DATA", file=sys.stderr)
         return 2
     folder = Path(args.data) if args.data else root / read_metadata(args.checkpoint)["training"]["data_path_name"]
+    if args.fold is not None:
+        if not 0 <= args.fold < args.folds:
+            print(f"--fold must be between 0 and {args.folds - 1}", file=sys.stderr)
+            return 2
+        model = train_fold(args.checkpoint, folder, args.fold, args.folds, args.workdir)
+        print(f"fold {args.fold} of {args.folds}: {model}")
+        return 0
     cal = out_of_fold_calibration(args.checkpoint, folder, args.folds, args.workdir)
     write_calibration(args.checkpoint, cal)
     fpr, tpr = cal["val_false_positive_rate"], cal["val_true_positive_rate"]
@@ -442,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("data", nargs="?", help="dataset root (default: $SPMAMBA_DATA/<the checkpoint's data>)")
     cal.add_argument("--folds", type=int, default=5)
     cal.add_argument("--workdir", default="runs/oof", help="where the fold models are kept (resumable)")
+    cal.add_argument(
+        "--fold",
+        type=int,
+        help="train this fold's model only and stop (run several at once, one fold each; then run without it)",
+    )
     cal.set_defaults(func=cmd_calibrate)
 
     dom = sub.add_parser(

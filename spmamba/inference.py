@@ -212,6 +212,12 @@ class Predictor:
         if rate is not None:
             interval = f" ({100 * ci[0]:.0f}–{100 * ci[1]:.0f}%)" if ci else ""
             flags = f", which {100 * rate:.1f}%{interval} of the normal validation images also reach"
+        shift, shift_ci = cal.get("shift_false_positive_rate"), cal.get("shift_false_positive_rate_ci95")
+        if shift is not None:
+            flags += (
+                f", as do {100 * shift:.1f}% ({100 * shift_ci[0]:.0f}–{100 * shift_ci[1]:.0f}%) of normal images "
+                "from another acquisition group"
+            )
         population = (
             "training normals, each scored by a model that did not train on it"
             if cal.get("out_of_fold")

@@ -37,6 +37,21 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target_fpr: float = TARGET
     }
 
 
+def flag_rates(scores: np.ndarray, labels: np.ndarray, threshold: float, prefix: str) -> dict:
+    """The shares of normal and abnormal images a threshold flags, with bootstrap 95% intervals, as
+    ``{prefix}_false_positive_rate`` (and ``_ci95``) and ``{prefix}_true_positive_rate``: what a verdict can
+    promise about images the threshold was not read on."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    out = {}
+    for name, cls in (("false_positive_rate", 0), ("true_positive_rate", 1)):
+        flagged = scores[labels == cls] >= threshold
+        if len(flagged):
+            out[f"{prefix}_{name}"] = float(flagged.mean())
+            interval = bootstrap_interval(lambda i, f=flagged: float(f[i].mean()), len(flagged))
+            out[f"{prefix}_{name}_ci95"] = list(interval)
+    return out
+
+
 def image_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict:
     """AUROC and AP; accuracy and F1 at ``threshold``; the test-oracle accuracy/F1 the reference code reports."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)

@@ -21,7 +21,7 @@ import numpy as np
 from .checkpoint import add_to_checkpoint, read_metadata
 from .data import Sample, discover, patient_id, subsample
 from .inference import Predictor
-from .metrics import TARGET_FPR, bootstrap_interval, calibrate
+from .metrics import TARGET_FPR, calibrate, flag_rates
 from .train import TrainOptions, train
 
 
@@ -41,6 +41,46 @@ def _write_list(samples: list[Sample], path: Path) -> Path:
     return path
 
 
+def _folds(checkpoint: str | os.PathLike, data: str | os.PathLike, folds: int):
+    """The checkpoint's training options, its data splits, its training normals and their folds."""
+    meta = read_metadata(checkpoint)
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    stored = meta["training"]["options"]
+    opts = TrainOptions(**{k: (tuple(v) if k == "modalities" else v) for k, v in stored.items() if k in names})
+    splits = discover(data, seed=opts.seed)
+    normals = subsample(splits.train, opts.max_train, opts.seed)
+    return opts, splits, normals, fold_of(normals, folds, opts.seed)
+
+
+def train_fold(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    fold: int,
+    folds: int = 5,
+    workdir: str | os.PathLike = "runs/oof",
+) -> Path:
+    """Train the model of one fold (all training normals but that fold's) with the checkpoint's recipe, unless
+    it is already in ``workdir``; an interrupted one resumes. Folds are independent, so several processes can
+    train different folds at once."""
+    opts, _, normals, assignment = _folds(checkpoint, data, folds)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"fold{fold}.safetensors"
+    if not out.is_file():
+        fit = [s for s, f in zip(normals, assignment, strict=True) if f != fold]
+        fold_opts = dataclasses.replace(
+            opts,
+            data=str(data),
+            out=str(out),
+            train_list=str(_write_list(fit, work / f"fold{fold}-train.csv")),
+            resume=True,
+            keep="last",
+            val_every=opts.epochs,
+        )
+        train(fold_opts)
+    return out
+
+
 def out_of_fold_calibration(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike,
@@ -48,37 +88,15 @@ def out_of_fold_calibration(
     workdir: str | os.PathLike = "runs/oof",
     target_fpr: float = TARGET_FPR,
 ) -> dict:
-    """Train ``folds`` models with the checkpoint's recipe, score each held-out fold, and return the
-    calibration those out-of-fold normal scores give, with its false-positive and true-positive rates on the
-    checkpoint's validation images (intervals by bootstrap). Resumable: finished folds are kept in
-    ``workdir``."""
-    meta = read_metadata(checkpoint)
-    stored = meta["training"]["options"]
-    names = {f.name for f in dataclasses.fields(TrainOptions)}
-    opts = TrainOptions(**{k: (tuple(v) if k == "modalities" else v) for k, v in stored.items() if k in names})
-    splits = discover(data, seed=opts.seed)
-    normals = subsample(splits.train, opts.max_train, opts.seed)
-    assignment = fold_of(normals, folds, opts.seed)
+    """Train ``folds`` models with the checkpoint's recipe (those not yet in ``workdir``), score each held-out
+    fold, and return the calibration those out-of-fold normal scores give, with its false-positive and
+    true-positive rates on the checkpoint's validation images (intervals by bootstrap)."""
+    _, splits, normals, assignment = _folds(checkpoint, data, folds)
     final = Predictor(checkpoint)
-    work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
     oof = np.full(len(normals), np.nan)
     for k in range(folds):
         held = [s for s, f in zip(normals, assignment, strict=True) if f == k]
-        out = work / f"fold{k}.safetensors"
-        if not out.is_file():
-            fit = [s for s, f in zip(normals, assignment, strict=True) if f != k]
-            fold_opts = dataclasses.replace(
-                opts,
-                data=str(data),
-                out=str(out),
-                train_list=str(_write_list(fit, work / f"fold{k}-train.csv")),
-                resume=True,
-                keep="last",
-                val_every=opts.epochs,
-            )
-            train(fold_opts)
-        fold_model = Predictor(out)
+        fold_model = Predictor(train_fold(checkpoint, data, k, folds, workdir))
         totals = final.score(fold_model.maps_for_samples(held), final.weights).total.numpy()
         oof[[i for i, f in enumerate(assignment) if f == k]] = totals
     cal = calibrate(oof, np.zeros(len(oof), int), target_fpr)
@@ -88,11 +106,7 @@ def out_of_fold_calibration(
     )
     labels = np.array([s.label for s in splits.val])
     val = final.score(final.maps_for_samples(splits.val), final.weights).total.numpy()
-    flagged = val >= cal["threshold"]
-    for name, mask in (("val_false_positive_rate", labels == 0), ("val_true_positive_rate", labels == 1)):
-        part = flagged[mask]
-        cal[name] = float(part.mean())
-        cal[f"{name}_ci95"] = list(bootstrap_interval(lambda i, p=part: float(p[i].mean()), len(part)))
+    cal.update(flag_rates(val, labels, cal["threshold"], "val"))
     cal["n_abnormal"] = int((labels == 1).sum())
     cal["out_of_fold"] = {"folds": folds, "n_normal": len(oof), "scores": [float(x) for x in oof]}
     return cal

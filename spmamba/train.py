@@ -29,6 +29,7 @@ from .metrics import (
     auroc_gain_interval,
     auroc_interval,
     calibrate,
+    flag_rates,
     image_metrics,
     image_metrics_with_intervals,
     pixel_report,
@@ -242,6 +243,7 @@ def train(opts: TrainOptions) -> dict:
         shift_maps = scored(shift_set)
         shift_scores = rescore(shift_maps, weights).total.numpy()
         metrics["shift_validation"] = image_metrics_with_intervals(shift_scores, shift_labels, calibration["threshold"])
+        calibration.update(flag_rates(shift_scores, shift_labels, calibration["threshold"], "shift"))
         metrics["shift_ablation_auroc"] = {
             name: image_metrics(rescore(shift_maps, w).total.numpy(), shift_labels)["auroc"]
             for name, w in ablation_weights(weights).items()

@@ -106,6 +106,10 @@ def test_verdict_places_the_score_and_never_diagnoses(analysis):
     for text in (hi, lo):  # the threshold's false-alarm rate on validation, with its interval
         assert "not whether disease is present" in text and rate in text
         assert "weak" not in text  # 121 calibration normals
+    shifted = copy.copy(predictor)  # a checkpoint trained with a shift split states that split's rate too
+    shifted.calibration = {**cal, "shift_false_positive_rate": 0.123, "shift_false_positive_rate_ci95": [0.08, 0.17]}
+    assert "as do 12.3% (8–17%) of normal images from another acquisition group" in shifted.judge(0.0).text
+    assert "another acquisition group" not in lo
     uncalibrated = copy.copy(predictor)
     uncalibrated.calibration = None
     assert "cannot be placed" in uncalibrated.judge(1.0).text

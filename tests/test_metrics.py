@@ -152,6 +152,25 @@ def test_fpr_interval_covers_the_rate():
     assert 0.04 < lo < 0.1 < hi < 0.16  # binomial sd for 200 normals is 2.1 points
 
 
+def test_flag_rates_count_each_class_at_the_threshold():
+    """The shares a threshold flags are plain counts per class, each with an interval around it; a split with
+    one class gives that class's rate alone."""
+    from spmamba.metrics import flag_rates
+
+    rng = np.random.default_rng(8)
+    scores, labels = rng.random(120), rng.integers(0, 2, 120)
+    out = flag_rates(scores, labels, 0.7, "shift")
+    assert out["shift_false_positive_rate"] == (scores[labels == 0] >= 0.7).sum() / (labels == 0).sum()
+    assert out["shift_true_positive_rate"] == (scores[labels == 1] >= 0.7).sum() / (labels == 1).sum()
+    for key in ("shift_false_positive_rate", "shift_true_positive_rate"):
+        lo, hi = out[f"{key}_ci95"]
+        assert lo < out[key] < hi
+    assert set(flag_rates(scores[labels == 0], labels[labels == 0], 0.7, "val")) == {
+        "val_false_positive_rate",
+        "val_false_positive_rate_ci95",
+    }
+
+
 def test_oracle_threshold_matches_one_accuracy_pass_per_threshold():
     from sklearn.metrics import accuracy_score
 

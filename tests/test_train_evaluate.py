@@ -119,7 +119,12 @@ def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_
     args = ["train", str(dataset), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--config", "cpu-lite0"]
     assert main(args) == 0
     before = read_metadata(out)["calibration"]
-    assert main(["calibrate", str(out), str(dataset), "--folds", "2", "--workdir", str(tmp_path / "oof")]) == 0
+    calibrate_args = ["calibrate", str(out), str(dataset), "--folds", "2", "--workdir", str(tmp_path / "oof")]
+    assert main([*calibrate_args, "--fold", "1"]) == 0  # one fold alone (folds can train in parallel processes)
+    assert [p.name for p in (tmp_path / "oof").glob("fold*.safetensors")] == ["fold1.safetensors"]
+    assert read_metadata(out)["calibration"] == before  # training a fold does not calibrate
+    assert main([*calibrate_args, "--fold", "2"]) == 2
+    assert main(calibrate_args) == 0  # trains fold 0, reuses fold 1, calibrates
     meta = read_metadata(out)
     cal = meta["calibration"]
     scores = np.array(cal["out_of_fold"]["scores"])
@@ -132,6 +137,34 @@ def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_
     text = Predictor(out).judge(float(scores.max()), {}).text
     assert "training normals, each scored by a model that did not train on it" in text and "weak" in text
     assert "out-of-fold" in capsys.readouterr().out
+
+
+def test_a_shift_split_gets_its_own_false_alarm_rate_at_the_threshold(tmp_path):
+    """With another acquisition group held out (numbered patients), the checkpoint's calibration states the
+    share of that group's normals its threshold flags: the rate a verdict promises for new patients."""
+    from spmamba.inference import Predictor
+
+    rng = np.random.default_rng(1)
+    for i in range(1, 21):
+        write_synthetic(tmp_path / "train" / "NORMAL" / f"IM-{i:04d}-0001.png", rng, False)
+    for i in range(1, 11):
+        write_synthetic(tmp_path / "val" / "PNEUMONIA" / f"person{i}_virus_{i}.png", rng, True)
+    for i in range(21, 25):
+        write_synthetic(tmp_path / "val" / "NORMAL" / f"IM-{i:04d}-0001.png", rng, False)
+    splits = discover(tmp_path)
+    shift = splits.shift_val
+    assert {s.label for s in shift} == {0, 1}
+    out = tmp_path / "m.safetensors"
+    args = ["train", str(tmp_path), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--config", "cpu-lite0"]
+    assert main(args) == 0
+    cal = read_metadata(out)["calibration"]
+    model = Predictor(out)
+    totals = model.score(model.maps_for_samples(shift), model.weights).total.numpy()
+    labels = np.array([s.label for s in shift])
+    flagged = totals >= cal["threshold"]
+    assert cal["shift_false_positive_rate"] == pytest.approx(flagged[labels == 0].mean())
+    assert cal["shift_true_positive_rate"] == pytest.approx(flagged[labels == 1].mean())
+    assert "from another acquisition group" in model.judge(float(totals.max()), {}).text
 
 
 def test_ablation_switches_build_the_table_4_networks(dataset, tmp_path):
