@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The unseen-patients issue's training queue (docs/experiments-shift.md): rule 1's choice,
-# then the long run. Resumable: an interrupted long run continues from its train state. Outputs go to runs/ (git-ignored). Run in the background:
+# then the long run. Resumable: an interrupted long run continues from its train state. Outputs go to runs/
+# (git-ignored). Run in the background:
 #   nohup bash bench/long_runs.sh > runs/queue.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,0 +1,121 @@
+"""The paper's Table 4, reproduced: scan orders and the prototype module, compared on the shift split with paired
+intervals (docs/scan-order.md says how the rows are trained and what counts).
+
+    python bench/scan_table.py score weights/ablations/zhanglab128-e10-*.safetensors
+    python bench/scan_table.py table zhanglab128-e10
+
+``score`` scores a row's shift-split images with the maps' peak alone (the same weights for every row, so the
+comparison is of the maps) and keeps every image's score, plus pixel AUROC where the images have masks, in
+``docs/ablations/<row>.scores.json``: the paired differences can be computed again after the weights are gone.
+``table`` reads those files for one prefix and prints the table, each row against the Circular-Hilbert row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spmamba.checkpoint import read_metadata  # noqa: E402
+from spmamba.data import data_root, discover, load_masks  # noqa: E402
+from spmamba.inference import Predictor  # noqa: E402
+from spmamba.metrics import auroc_gain_interval, auroc_interval, pixel_report  # noqa: E402
+from spmamba.scoring import ScoreWeights  # noqa: E402
+
+RECORDS = ROOT / "docs" / "ablations"
+BASE = "circular-hilbert"
+ROWS = {
+    "circular-hilbert": "Circular-Hilbert (the paper's)",
+    "raster": "raster",
+    "boustrophedon": "boustrophedon",
+    "hilbert": "Hilbert",
+    "no-prototypes": "Circular-Hilbert, prototype module off",
+}
+
+
+def score(checkpoint: Path, data: Path | None) -> Path:
+    """Every shift-split image's max-only score under ``checkpoint``, with its pixel AUROC where masks exist."""
+    meta = read_metadata(checkpoint)
+    folder = data or data_root() / meta["training"]["data_path_name"]
+    shift = discover(folder, seed=meta["training"]["options"]["seed"]).shift_val
+    model = Predictor(checkpoint)
+    maps = model.maps_for_samples(shift, desc=checkpoint.stem)
+    scores = model.score(maps, ScoreWeights.max_only())
+    record = {
+        "checkpoint": checkpoint.name,
+        "split": "shift",
+        "weights": "max-only",
+        "files": [s.path.name for s in shift],
+        "labels": [int(s.label) for s in shift],
+        "scores": [float(x) for x in scores.total.numpy()],
+        "train_seconds": meta["training"].get("train_seconds"),
+    }
+    masks = load_masks(shift, model.image_size)
+    if masks is not None:
+        record["pixel"] = pixel_report(scores.anomaly_map.numpy(), masks.numpy())
+    out = RECORDS / f"{checkpoint.stem}.scores.json"
+    out.write_text(json.dumps(record) + "\n")
+    return out
+
+
+def table(prefix: str) -> str:
+    """The markdown table of every row scored for ``prefix``, each against its Circular-Hilbert row."""
+    rows = {k: json.loads(p.read_text()) for k in ROWS if (p := RECORDS / f"{prefix}-{k}.scores.json").is_file()}
+    if BASE not in rows:
+        raise SystemExit(f"no {prefix}-{BASE}.scores.json in {RECORDS}: score the Circular-Hilbert row first")
+    base = rows[BASE]
+    labels = np.array(base["labels"])
+    pixel = "pixel" in base
+    head = "| row | image AUROC (95% CI) | − Circular-Hilbert (paired 95% CI) |"
+    head += " pixel AUROC (95% CI) |" if pixel else ""
+    head += " training minutes |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, row in rows.items():
+        if row["files"] != base["files"]:
+            raise SystemExit(f"{key} was scored on other images than the Circular-Hilbert row")
+        s = np.array(row["scores"])
+        auc, (lo, hi) = roc_auc_score(labels, s), auroc_interval(s, labels)
+        cells = [ROWS[key], f"{100 * auc:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"]
+        if key == BASE:
+            cells.append("–")
+        else:
+            d, dlo, dhi = auroc_gain_interval(s, np.array(base["scores"]), labels)
+            cells.append(f"{100 * d:+.1f} ({100 * dlo:+.1f} to {100 * dhi:+.1f})")
+        if pixel:
+            p = row["pixel"]
+            cells.append(
+                f"{100 * p['pixel_auroc']:.1f} ({100 * p['pixel_auroc_ci95'][0]:.1f}–"
+                f"{100 * p['pixel_auroc_ci95'][1]:.1f})"
+            )
+        minutes = row.get("train_seconds")
+        cells.append(f"{minutes / 60:.0f}" if minutes else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    n0, n1 = int((labels == 0).sum()), int((labels == 1).sum())
+    return "\n".join(out) + f"\n\nShift split: {n0} normal / {n1} abnormal images; scores: the maps' peak alone.\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sc = sub.add_parser("score")
+    sc.add_argument("checkpoints", nargs="+", type=Path)
+    sc.add_argument("--data", type=Path, default=None, help="dataset root (default: $SPMAMBA_DATA/<its data>)")
+    tb = sub.add_parser("table")
+    tb.add_argument("prefix")
+    args = ap.parse_args()
+    if args.cmd == "score":
+        for path in args.checkpoints:
+            print(score(path, args.data))
+    else:
+        print(table(args.prefix))
+
+
+if __name__ == "__main__":
+    main()
