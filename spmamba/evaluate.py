@@ -108,8 +108,8 @@ def write_rows(rows: list[dict], path: str | Path) -> Path:
 
 
 def save_curve(history: list[dict], path: str | Path, title: str) -> None:
-    """Validation AUROC (paper's weights and max-only, on the in-pool and the shift split where recorded) and
-    training loss per epoch, from a checkpoint's training history."""
+    """Validation AUROC (paper's, reference code's and max-only weights, on the in-pool and the shift split where
+    recorded) and training loss per epoch, from a checkpoint's training history."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,8 +118,10 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
     curves = [
         ("val_auroc_paper_weights", "o-", "in-pool validation, paper's weights"),
+        ("val_auroc_reference", "o--", "in-pool validation, reference code's weights"),
         ("val_auroc_max_only", "o:", "in-pool validation, max-only"),
         ("shift_auroc_paper_weights", "^-", "shift validation, paper's weights"),
+        ("shift_auroc_reference", "^--", "shift validation, reference code's weights"),
         ("shift_auroc_max_only", "^:", "shift validation, max-only"),
     ]
     for key, style, label in curves:
