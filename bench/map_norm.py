@@ -30,6 +30,7 @@ TERMS = {
     "reconstruction + prototype": lambda m: rescore(m, ScoreWeights(beta=0.0, gamma=0.0)).total,
     "paper's weights (all four)": lambda m: rescore(m, ScoreWeights.paper()).total,
 }
+COMBINATION_ALPHAS = (0.25, 0.5, 1.0, 2.0)  # rule 2b's prototype weights for standardised maps, fixed in advance
 
 
 def main() -> None:
@@ -64,6 +65,28 @@ def main() -> None:
                 f"{100 * image_metrics(b, labels)['auroc']:.1f} ({100 * lo_b:.1f}–{100 * hi_b:.1f}) | "
                 f"{100 * gain:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) |"
             )
+        if name == "shift":
+            rule_2b(raw, normed, labels, ScoreWeights.from_dict(meta["score_weights"]))
+
+
+def rule_2b(raw, normed, labels: np.ndarray, shipped: ScoreWeights) -> None:
+    """Rule 2b (docs/experiments-shift.md): standardised maps scored as reconstruction + a x prototype, a chosen
+    on the shift split, against the raw maps under the checkpoint's own weights, paired, on that split."""
+    print("\nRule 2b (shift split): standardised maps, reconstruction + a × prototype\n")
+    print("| a | AUROC |\n|---|---|")
+    combined = {}
+    for a in COMBINATION_ALPHAS:
+        combined[a] = rescore(normed, ScoreWeights(alpha=a, beta=0.0, gamma=0.0)).total.numpy()
+        print(f"| {a:g} | {100 * image_metrics(combined[a], labels)['auroc']:.1f} |")
+    best = max(combined, key=lambda a: image_metrics(combined[a], labels)["auroc"])
+    base = rescore(raw, shipped).total.numpy()
+    gain, lo, hi = auroc_gain_interval(combined[best], base, labels)
+    verdict = "normalised maps" if lo > 0 else "raw maps stay"
+    print(
+        f"\nchosen a = {best:g}; against the raw maps under the checkpoint's weights "
+        f"({100 * image_metrics(base, labels)['auroc']:.1f}): {100 * gain:+.1f} ({100 * lo:+.1f} to "
+        f"{100 * hi:+.1f}) → {verdict}"
+    )
 
 
 if __name__ == "__main__":
