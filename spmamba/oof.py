@@ -21,8 +21,8 @@ import numpy as np
 from .checkpoint import add_to_checkpoint, read_metadata
 from .data import Sample, discover, patient_id, subsample
 from .inference import Predictor
-from .metrics import TARGET_FPR, calibrate, flag_rates
-from .train import TrainOptions, train
+from .metrics import TARGET_FPR, calibrate, flag_rates, image_metrics_with_intervals
+from .train import TrainOptions, summary_line, train, write_metrics_json
 
 
 def fold_of(samples: list[Sample], folds: int, seed: int = 0) -> list[int]:
@@ -107,13 +107,29 @@ def out_of_fold_calibration(
     labels = np.array([s.label for s in splits.val])
     val = final.score(final.maps_for_samples(splits.val), final.weights).total.numpy()
     cal.update(flag_rates(val, labels, cal["threshold"], "val"))
+    at = image_metrics_with_intervals(val, labels, cal["threshold"])
+    cal["validation_at_threshold"] = {k: at[k] for k in ("threshold", "accuracy", "accuracy_ci95", "f1", "f1_ci95")}
     cal["n_abnormal"] = int((labels == 1).sum())
     cal["out_of_fold"] = {"folds": folds, "n_normal": len(oof), "scores": [float(x) for x in oof]}
     return cal
 
 
 def write_calibration(checkpoint: str | os.PathLike, calibration: dict) -> None:
-    """Make ``calibration`` the checkpoint's own, keeping the one it replaces as ``calibration_validation``."""
-    meta = read_metadata(checkpoint)
+    """Make ``calibration`` the checkpoint's own, keeping the one it replaces as ``calibration_validation``; the
+    validation accuracy and F1 (in the metrics, the summary line and ``.metrics.json``) become those at the new
+    threshold, the old ones kept as ``validation_at_validation_threshold``."""
+    path = Path(checkpoint)
+    meta = read_metadata(path)
     kept = meta.get("calibration_validation") or meta.get("calibration")
-    add_to_checkpoint(checkpoint, {}, {"calibration": calibration, "calibration_validation": kept})
+    update = {"calibration": calibration, "calibration_validation": kept}
+    at = calibration.get("validation_at_threshold")
+    if at:
+        metrics = dict(meta["metrics"])
+        metrics.setdefault("validation_at_validation_threshold", metrics["validation"])
+        metrics["validation"] = {**metrics["validation"], **at}
+        config, name = meta["model_config"], meta["training"]["dataset"]
+        summary = summary_line(name, config["encoder"], config["image_size"], metrics["validation"])
+        update.update(metrics=metrics, summary=summary)
+    add_to_checkpoint(path, {}, update)
+    if path.with_suffix(".metrics.json").is_file():
+        write_metrics_json(path)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import add_to_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import add_to_checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from .data import csv_list, discover, load_batch, load_masks, subsample
 from .evaluate import save_curve
 from .imaging import WINDOW_PRESETS
@@ -138,6 +138,22 @@ def validation_record(model: SPMamba, samples: list, labels: np.ndarray, batch_s
         selection["settings"][chosen]["auroc"],
     )
     return record
+
+
+def summary_line(dataset: str, encoder: str, size: int, validation: dict) -> str:
+    """The one line a checkpoint list shows: data, encoder, size, and validation AUROC, accuracy and F1."""
+    v = validation
+    return (
+        f"{dataset}, {encoder}, {size}px: val AUROC {100 * v['auroc']:.1f}, "
+        f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}"
+    )
+
+
+def write_metrics_json(checkpoint: Path) -> None:
+    """The checkpoint's figures beside it as ``.metrics.json``, for readers without safetensors."""
+    meta = read_metadata(checkpoint)
+    keys = ("summary", "metrics", "score_weights", "training")
+    checkpoint.with_suffix(".metrics.json").write_text(json.dumps({k: meta[k] for k in keys}, indent=2))
 
 
 def train(opts: TrainOptions) -> dict:
@@ -277,18 +293,11 @@ def train(opts: TrainOptions) -> dict:
         "dicom_window": opts.dicom_window,
     }
     v = metrics["validation"]
-    summary = (
-        f"{name}, {cfg.encoder}, {cfg.image_size}px: val AUROC {100 * v['auroc']:.1f}, "
-        f"acc {100 * v['accuracy']:.1f}, F1 {100 * v['f1']:.1f}"
-    )
+    summary = summary_line(name, cfg.encoder, cfg.image_size, v)
     save_checkpoint(out, model, weights, calibration=calibration, training=training, metrics=metrics, summary=summary)
     # the statistics are kept either way, so normalised scoring can be measured on the checkpoint later
     in_use = opts.map_norm == "normalised"
     add_to_checkpoint(out, norm.tensors(), {"map_norm": {"in_use": in_use, "n_train": len(train_set)}})
-    out.with_suffix(".metrics.json").write_text(
-        json.dumps(
-            {"summary": summary, "metrics": metrics, "score_weights": weights.to_dict(), "training": training}, indent=2
-        )
-    )
+    write_metrics_json(out)
     save_curve(info["history"], out.with_suffix(".curve.png"), f"{name}: {cfg.encoder}, {cfg.image_size}px")
     return metrics

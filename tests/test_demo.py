@@ -315,6 +315,8 @@ def test_colour_bar_and_component_maps(analysis):
     fig = maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy())
     assert [a.text for a in fig.layout.annotations][-1] == "prototype distance" and len(fig.data) == 4
     np.testing.assert_array_equal(fig.data[3].z, analysis.maps.prototype[0].numpy()[::-1])
+    assert fig.layout.title.text.startswith("raw maps")  # the shipped checkpoint scores raw maps
+    assert maps_figure(np.zeros((3, 4, 4)), np.zeros((4, 4)), True).layout.title.text.startswith("standardised")
 
 
 def _zip(path, members: dict[str, bytes]):

@@ -121,7 +121,7 @@ def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_
     before = read_metadata(out)["calibration"]
     calibrate_args = ["calibrate", str(out), str(dataset), "--folds", "2", "--workdir", str(tmp_path / "oof")]
     assert main([*calibrate_args, "--fold", "1"]) == 0  # one fold alone (folds can train in parallel processes)
-    assert [p.name for p in (tmp_path / "oof").glob("fold*.safetensors")] == ["fold1.safetensors"]
+    assert [p.name for p in (tmp_path / "oof").glob("fold?.safetensors")] == ["fold1.safetensors"]
     assert read_metadata(out)["calibration"] == before  # training a fold does not calibrate
     assert main([*calibrate_args, "--fold", "2"]) == 2
     assert main(calibrate_args) == 0  # trains fold 0, reuses fold 1, calibrates
@@ -134,6 +134,18 @@ def test_out_of_fold_calibration_scores_every_training_normal_once(dataset, tmp_
         lo, hi = cal[f"{key}_ci95"]
         assert 0 <= lo <= cal[key] <= hi <= 1
     assert meta["calibration_validation"] == before
+    # accuracy and F1 on validation are those at the new threshold, wherever they are shown
+    from spmamba.metrics import image_metrics
+
+    val = discover(dataset).val
+    model = Predictor(out)
+    totals = model.score(model.maps_for_samples(val), model.weights).total.numpy()
+    at = image_metrics(totals, np.array([s.label for s in val]), cal["threshold"])
+    v = meta["metrics"]["validation"]
+    assert v["threshold"] == cal["threshold"] and v["f1"] == pytest.approx(at["f1"])
+    assert v["accuracy"] == pytest.approx(at["accuracy"]) and f"F1 {100 * at['f1']:.1f}" in meta["summary"]
+    assert meta["metrics"]["validation_at_validation_threshold"]["threshold"] == before["threshold"]
+    assert json.loads(out.with_suffix(".metrics.json").read_text())["summary"] == meta["summary"]
     text = Predictor(out).judge(float(scores.max()), {}).text
     assert "training normals, each scored by a model that did not train on it" in text and "weak" in text
     assert "out-of-fold" in capsys.readouterr().out

@@ -185,7 +185,11 @@ def analyse_tab(site: Site, state: gr.State) -> None:
             state: analysis,
             base: r.grey8,
             **drawn(r),
-            maps_plot: maps_figure(analysis.maps.per_scale[0].numpy(), analysis.maps.prototype[0].numpy()),
+            maps_plot: maps_figure(
+                analysis.maps.per_scale[0].numpy(),
+                analysis.maps.prototype[0].numpy(),
+                standardised=get_predictor(analysis.checkpoint).map_norm is not None,
+            ),
             alpha: w.alpha,
             beta: w.beta,
             gamma: w.gamma,

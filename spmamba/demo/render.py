@@ -56,8 +56,9 @@ def components_table(scores: dict, weights) -> str:
     )
 
 
-def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
-    """The cached component maps side by side: the three reconstruction scales and the prototype distance."""
+def maps_figure(per_scale: np.ndarray, prototype: np.ndarray, standardised: bool = False) -> go.Figure:
+    """The cached component maps side by side: the three reconstruction scales and the prototype distance; the
+    title says whether they are raw or standardised against the training normals (the checkpoint's setting)."""
     levels = ["fine", "middle", "coarse"] if len(per_scale) == 3 else [str(i + 1) for i in range(len(per_scale))]
     titles = [f"{name} features" for name in levels] + ["prototype distance"]
     fig = make_subplots(1, len(titles), subplot_titles=titles, horizontal_spacing=0.04)
@@ -77,7 +78,14 @@ def maps_figure(per_scale: np.ndarray, prototype: np.ndarray) -> go.Figure:
         height=300,
         template="plotly_white",
         margin=dict(l=5, r=5, t=60, b=5),
-        title=dict(text="reconstruction error (1 − cos) per feature level, and prototype distance", font_size=13),
+        title=dict(
+            text=(
+                "standardised maps: deviation from the training normals at each position (in their spreads)"
+                if standardised
+                else "raw maps: reconstruction error (1 − cos) per feature level, and prototype distance"
+            ),
+            font_size=13,
+        ),
     )
     return fig
 
