@@ -68,16 +68,19 @@ def image_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | Non
 
 def image_metrics_with_intervals(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict:
     """:func:`image_metrics` plus stratified bootstrap 95% intervals of AUROC, AP and (at ``threshold``)
-    accuracy and F1: the figures a model card states."""
+    accuracy and F1: the figures a model card states. Every resample is scored at once, as item weights."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)
     out = image_metrics(scores, labels, threshold)
-    stats = {"auroc": roc_auc_score, "ap": average_precision_score}
+    counts = bootstrap_counts(len(labels), labels)
+    vals = {"auroc": weighted_auroc(scores, labels, counts), "ap": weighted_ap(scores, labels, counts)}
     if threshold is not None:
-        stats.update(
-            accuracy=lambda y, s: accuracy_score(y, s >= threshold), f1=lambda y, s: f1_score(y, s >= threshold)
-        )
-    for name, fn in stats.items():
-        out[f"{name}_ci95"] = list(bootstrap_interval(lambda i, fn=fn: fn(labels[i], scores[i]), len(labels), labels))
+        pred = scores >= threshold
+        tp, fp = counts @ (pred & (labels == 1)), counts @ (pred & (labels == 0))
+        fn, tn = counts @ (~pred & (labels == 1)), counts @ (~pred & (labels == 0))
+        vals["accuracy"] = (tp + tn) / counts.sum(1)
+        vals["f1"] = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0)
+    for name, v in vals.items():
+        out[f"{name}_ci95"] = list(_quantiles(v))
     return out
 
 
@@ -87,21 +90,66 @@ def best_f1(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.max(np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)))
 
 
+def _resamples(n: int, labels: np.ndarray | None, rounds: int, seed: int):
+    """The bootstrap draws every interval here uses: ``rounds`` index arrays of n items, stratified by
+    ``labels`` when given (each class resampled within itself, so AUROC is always defined)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    for _ in range(rounds):
+        yield np.concatenate([rng.choice(g, len(g)) for g in groups])
+
+
 def bootstrap_interval(
     stat, n: int, labels: np.ndarray | None = None, rounds: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile interval of ``stat(indices)`` over bootstrap resamples of n items; with ``labels``
-    the resampling is stratified (each class resampled within itself, so AUROC is always defined)."""
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    vals = np.array([stat(np.concatenate([rng.choice(g, len(g)) for g in groups])) for _ in range(rounds)])
+    """95% percentile interval of ``stat(indices)`` over bootstrap resamples of n items (stratified by
+    ``labels`` when given)."""
+    vals = np.array([stat(idx) for idx in _resamples(n, labels, rounds, seed)])
+    return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
+
+
+def bootstrap_counts(n: int, labels: np.ndarray | None = None, rounds: int = 2000, seed: int = 0) -> np.ndarray:
+    """(rounds, n) multiplicities of each item in the resamples :func:`bootstrap_interval` draws (the same
+    draws), so a statistic can be computed for every resample at once as a weighted one."""
+    return np.stack([np.bincount(idx, minlength=n) for idx in _resamples(n, labels, rounds, seed)]).astype(float)
+
+
+def _class_weights_by_score(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray, descending: bool = False):
+    """Per resample, the weight of normal and abnormal items at each distinct score, distinct scores in order:
+    what AUROC and AP are sums over (tied items share one threshold)."""
+    order = np.argsort(-scores if descending else scores, kind="stable")
+    s, y, c = scores[order], labels[order], counts[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    return np.add.reduceat(c * (y == 0), starts, axis=1), np.add.reduceat(c * (y == 1), starts, axis=1)
+
+
+def weighted_auroc(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUROC of each row of ``counts`` (item weights), ties counting half: sklearn's ``roc_auc_score`` of the
+    resample, for every resample in one pass."""
+    w0, w1 = _class_weights_by_score(np.asarray(scores, float), np.asarray(labels, int), np.atleast_2d(counts))
+    below = np.cumsum(w0, axis=1) - w0
+    return (w1 * (below + 0.5 * w0)).sum(1) / (w1.sum(1) * w0.sum(1))
+
+
+def weighted_ap(scores: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Average precision of each row of ``counts`` (item weights): sklearn's ``average_precision_score`` of the
+    resample (precision at each distinct score times the recall it adds), for every resample in one pass."""
+    w0, w1 = _class_weights_by_score(
+        np.asarray(scores, float), np.asarray(labels, int), np.atleast_2d(counts), descending=True
+    )
+    tp, fp = np.cumsum(w1, axis=1), np.cumsum(w0, axis=1)
+    precision = tp / np.maximum(tp + fp, 1e-300)
+    return (w1 / tp[:, -1:] * precision).sum(1)
+
+
+def _quantiles(vals: np.ndarray) -> tuple[float, float]:
     return float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))
 
 
 def auroc_interval(scores: np.ndarray, labels: np.ndarray, rounds: int = 2000) -> tuple[float, float]:
     """Stratified bootstrap 95% interval of the AUROC."""
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)
-    return bootstrap_interval(lambda i: roc_auc_score(labels[i], scores[i]), len(labels), labels, rounds)
+    return _quantiles(weighted_auroc(scores, labels, bootstrap_counts(len(labels), labels, rounds)))
 
 
 def auroc_gain_interval(
@@ -109,12 +157,9 @@ def auroc_gain_interval(
 ) -> tuple[float, float, float]:
     """AUROC(new) - AUROC(base) on the same images, with its paired stratified bootstrap 95% interval."""
     new, base, labels = np.asarray(new, float), np.asarray(base, float), np.asarray(labels, int)
-
-    def gain(i):
-        return roc_auc_score(labels[i], new[i]) - roc_auc_score(labels[i], base[i])
-
-    lo, hi = bootstrap_interval(gain, len(labels), labels, rounds)
-    return float(gain(np.arange(len(labels)))), lo, hi
+    counts = bootstrap_counts(len(labels), labels, rounds)
+    lo, hi = _quantiles(weighted_auroc(new, labels, counts) - weighted_auroc(base, labels, counts))
+    return float(roc_auc_score(labels, new) - roc_auc_score(labels, base)), lo, hi
 
 
 def oracle_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
