@@ -14,7 +14,7 @@ from .hub import CHECKOUT_WEIGHTS, weights_dir
 
 WEIGHTS_DIR = CHECKOUT_WEIGHTS  # the source checkout's weights (the tests' shipped checkpoints live there)
 LABEL_SEP = " — "  # a dropdown label: the file's stem, this, its card's one-line summary
-DEFAULT_CHECKPOINT = "zhanglab-efficientnet_lite0"  # first in every list: the page's and the API's default
+DEFAULT_CHECKPOINT = "zhanglab128-clahe-efficientnet_lite0"  # first in every list: the page's and the API's default
 # what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
 MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
 

@@ -9,7 +9,7 @@ from PIL import Image
 from spmamba.model import SPMamba, SPMambaConfig
 from spmamba.zoo import WEIGHTS_DIR
 
-SHIPPED = WEIGHTS_DIR / "zhanglab-efficientnet_lite0.safetensors"  # the chest X-ray checkpoint
+SHIPPED = WEIGHTS_DIR / "zhanglab128-clahe-efficientnet_lite0.safetensors"  # the default chest X-ray checkpoint
 needs_checkpoint = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped checkpoint {SHIPPED.name} not present")
 
 

@@ -41,9 +41,13 @@ def test_shipped_checkpoint_is_a_complete_model_card():
     assert SHIPPED.stat().st_size < 50e6
     assert meta["model_config"]["scan_order"] == "circular_hilbert" and meta["model_config"]["num_directions"] == 8
     cal = meta["calibration"]
-    assert cal["n_normal"] == 121 and cal["n_abnormal"] == 400 and np.isfinite(cal["threshold"])
+    assert cal["n_normal"] == 106 and cal["n_abnormal"] == 314 and np.isfinite(cal["threshold"])
     assert cal["val_false_positive_rate"] <= 0.05 and len(cal["val_false_positive_rate_ci95"]) == 2
-    assert meta["training"]["train_images"] == 1220 and meta["training"]["moved_to_val_by_patient"] == 29
+    assert meta["training"]["train_images"] == 1049 and meta["training"]["moved_to_val_by_patient"] == 27
+    # trained with the shift split held out: its figures and the threshold's rates there are in the card
+    assert (meta["training"]["shift_normal"], meta["training"]["shift_abnormal"]) == (186, 839)
+    assert meta["metrics"]["weight_selection"]["split"] == "shift" and "shift_false_positive_rate" in cal
+    assert meta["training"]["options"]["intensity"] == "clahe" and meta["training"]["options"]["keep"] == "last"
     assert meta["metrics"]["weight_selection"]["chosen"] in ("paper", "reference", "max-only")
     assert 0.5 < meta["metrics"]["validation"]["auroc"] <= 1
 
