@@ -115,7 +115,7 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=120)
     curves = [
         ("val_auroc_paper_weights", "o-", "in-pool validation, paper's weights"),
         ("val_auroc_reference", "o--", "in-pool validation, reference code's weights"),
@@ -134,7 +134,8 @@ def save_curve(history: list[dict], path: str | Path, title: str) -> None:
     twin.plot([h["epoch"] for h in history], [h["loss"] for h in history], "s--", color="grey", lw=1, label="loss")
     twin.set_ylabel("training loss")
     lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="lower right", fontsize=8)
+    labels = [ln.get_label() for ln in lines]  # below the axes: the curves stay visible
+    ax.legend(lines, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
