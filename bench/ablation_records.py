@@ -42,7 +42,7 @@ def main() -> None:
     for path in args.checkpoints:
         (OUT / f"{path.stem}.json").write_text(json.dumps(read_raw_metadata(path), indent=1, sort_keys=True) + "\n")
     rows = []
-    for record in sorted(OUT.glob("*.json")):
+    for record in sorted(r for r in OUT.glob("*.json") if not r.name.endswith(".scores.json")):  # scan_table's
         meta = json.loads(record.read_text())
         rows.append(f"| `{record.stem}` | `{retrain_command(meta, record.stem + '.safetensors')}` |")
     (OUT / "COMMANDS.md").write_text(
