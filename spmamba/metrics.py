@@ -21,13 +21,10 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target_fpr: float = TARGET
     normal = np.sort(scores[labels == 0])
     allowed = int(np.floor(target_fpr * len(normal)))
     threshold = float((normal[-allowed - 1] + normal[-allowed]) / 2 if allowed else np.nextafter(normal[-1], np.inf))
-    flagged = normal >= threshold
-    lo, hi = bootstrap_interval(lambda idx: float(flagged[idx].mean()), len(normal))
     return {
         "threshold": threshold,
         "rule": f"flags at most {100 * target_fpr:g}% of the normal validation images",
-        "val_false_positive_rate": float(flagged.mean()),
-        "val_false_positive_rate_ci95": [lo, hi],
+        **flag_rates(normal, np.zeros(len(normal), int), threshold, "val"),
         "normal_mean": float(normal.mean()),
         "normal_std": float(normal.std()),
         "normal_quantiles": {str(q): float(np.quantile(normal, q / 100)) for q in (5, 25, 50, 75, 95, 99)},

@@ -63,6 +63,10 @@ def train_fold(
     it is already in ``workdir``; an interrupted one resumes. Folds are independent, so several processes can
     train different folds at once."""
     opts, _, normals, assignment = _folds(checkpoint, data, folds)
+    return _train_fold(opts, normals, assignment, fold, data, workdir)
+
+
+def _train_fold(opts: TrainOptions, normals: list[Sample], assignment: list[int], fold: int, data, workdir) -> Path:
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"fold{fold}.safetensors"
@@ -91,12 +95,12 @@ def out_of_fold_calibration(
     """Train ``folds`` models with the checkpoint's recipe (those not yet in ``workdir``), score each held-out
     fold, and return the calibration those out-of-fold normal scores give, with its false-positive and
     true-positive rates on the checkpoint's validation images (intervals by bootstrap)."""
-    _, splits, normals, assignment = _folds(checkpoint, data, folds)
+    opts, splits, normals, assignment = _folds(checkpoint, data, folds)
     final = Predictor(checkpoint)
     oof = np.full(len(normals), np.nan)
     for k in range(folds):
         held = [s for s, f in zip(normals, assignment, strict=True) if f == k]
-        fold_model = Predictor(train_fold(checkpoint, data, k, folds, workdir))
+        fold_model = Predictor(_train_fold(opts, normals, assignment, k, data, workdir))
         totals = final.score(fold_model.maps_for_samples(held), final.weights).total.numpy()
         oof[[i for i, f in enumerate(assignment) if f == k]] = totals
     cal = calibrate(oof, np.zeros(len(oof), int), target_fpr)
