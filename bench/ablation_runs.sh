@@ -4,9 +4,10 @@
 # last epoch kept, the dataset's rule-1 intensity; a Circular-Hilbert row trained the same way, then one switch
 # per row. Research checkpoints: written to the git-ignored weights/ablations/, where the demo's Compare tab
 # lists them; their metadata and shift-split scores go to docs/ablations/ (bench/ablation_records.py,
-# bench/scan_table.py score), so the table survives the weights. One network at a time;
-# resumable. Run in the background:
-#   nohup bash bench/ablation_runs.sh > runs/queue-ablations.log 2>&1 &
+# bench/scan_table.py score), so the table survives the weights. One network per worker, resumable; a second
+# worker takes the next row not taken (runs/lock-<row>; after a killed worker, remove its lock). Run in the
+# background:
+#   OMP_NUM_THREADS=1 nohup bash bench/ablation_runs.sh > runs/queue-ablations.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${SPMAMBA_DATA:-../shared/data}"
@@ -16,11 +17,14 @@ run() {  # dataset folder, name prefix, dataset name, modality, intensity, name 
   local data=$1 prefix=$2 name=$3 modality=$4 intensity=$5 suffix=$6
   shift 6
   local out="weights/ablations/$prefix-$suffix.safetensors"
-  [ -f "$out" ] && return
+  # a row whose records are in docs/ablations is done, even where its weights went with a replaced machine
+  [ -f "$out" ] || [ -f "docs/ablations/$prefix-$suffix.scores.json" ] && return
+  mkdir "runs/lock-$prefix-$suffix" 2> /dev/null || return 0  # another worker has this row
   spmamba train "$DATA/$data" --out "$out" --config cpu-lite0 --epochs 10 --val-every 5 --keep last \
     --intensity "$intensity" --resume --dataset-name "$name" --modality $modality "$@"
   python bench/ablation_records.py "$out"
   python bench/scan_table.py score "$out"
+  rmdir "runs/lock-$prefix-$suffix"
 }
 
 rows() {  # the five rows of one dataset: dataset folder, name prefix, dataset name, modality, intensity
