@@ -15,6 +15,8 @@ echo "rule 1 chooses intensity: $chosen"
 
 out="runs/zhanglab128-e100.safetensors"
 if [ ! -f "$out" ]; then
+  bash bench/carried.sh restore "$out"  # a state committed at the end of an earlier session
   spmamba train "$DATA/zhanglab" --out "$out" --config cpu-lite0 --epochs 100 --val-every 5 --keep last \
     --intensity "$chosen" --resume --dataset-name 'ZhangLab chest X-ray (Kermany et al. 2018)' --modality CR DX
+  bash bench/carried.sh drop "$out"  # the run has written its checkpoint
 fi

@@ -17,6 +17,8 @@ echo "rule 1 (brain MRI) chooses intensity: $chosen"
 
 out="runs/lgg128-e100.safetensors"
 if [ ! -f "$out" ]; then
+  bash bench/carried.sh restore "$out"  # a state committed at the end of an earlier session
   spmamba train "$DATA/lgg-flair" --out "$out" --config cpu-lite0 --epochs 100 --val-every 5 --keep last \
     --intensity "$chosen" --resume --dataset-name "$NAME" --modality MR
+  bash bench/carried.sh drop "$out"  # the run has written its checkpoint
 fi

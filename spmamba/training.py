@@ -68,7 +68,8 @@ def _frozen_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
 
 
 def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, info: dict) -> None:
-    """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles)."""
+    """Everything needed to resume: trainable weights, AdamW moments, schedule, history (no pickles). Written
+    beside the file and renamed into place, so a copy taken while a run trains is never half an epoch."""
     frozen = _frozen_prefixes(model)
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith(frozen)}
     osd = opt.state_dict()
@@ -76,7 +77,9 @@ def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, s
         for k, v in st.items():
             tensors[f"optim.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
     meta = dict(info, param_groups=osd["param_groups"], scheduler=sched.state_dict())
-    save_file(tensors, str(path), metadata={"train_state": json.dumps(meta, default=list)})
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata={"train_state": json.dumps(meta, default=list)})
+    partial.replace(path)
 
 
 def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> dict:

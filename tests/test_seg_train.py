@@ -177,6 +177,7 @@ def test_train_state_restores_every_trainable_weight(tmp_path):
     sched.step()
     path = tmp_path / "run.train-state.safetensors"
     save_state(path, model, opt, sched, {"epoch": 1})
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # written aside and renamed into place
     other, other_opt, other_sched = fresh(1)
     assert load_state(path, other, other_opt, other_sched) == {"epoch": 1}
     for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
