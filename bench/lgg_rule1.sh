@@ -16,7 +16,7 @@ fi
 for rule in raw percentile stretch equalize clahe; do
   out="runs/pilot-lgg128-$rule.safetensors"
   [ -f "$out" ] && continue
-  spmamba train "$DATA/lgg-flair" --out "$out" --config cpu-lite0 --epochs 3 --val-every 3 --intensity "$rule" \
+  spmamba train "$DATA/lgg-flair" --out "$out" --config cpu-lite0 --epochs 3 --val-every 3 --intensity "$rule" --resume \
     --dataset-name 'LGG FLAIR brain MRI (Buda et al. 2019, TCGA-LGG)' --modality MR >&2
 done
 python - "$record" <<'PY'
