@@ -93,7 +93,8 @@ def main() -> None:
             x = inputs(rows, length, n, k, np.random.default_rng(0))
             f0, b0, out0 = run(before, x, args.repeat)
             f1, b1, out1 = run(_scan_cpu, x, args.repeat)
-            diff = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)) for a, b in zip(out0, out1))
+            pairs = zip(out0, out1, strict=True)
+            diff = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)) for a, b in pairs)
             shape = f"{rows} × {length}, {n}"
             print(f"| {shape} | {args.before} | {f0:.1f} | {b0:.1f} | | | |")
             print(f"| {shape} | this checkout | {f1:.1f} | {b1:.1f} | {f0 / f1:.2f}× | {b0 / b1:.2f}× | {diff:.1e} |")
