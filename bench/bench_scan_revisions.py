@@ -62,6 +62,8 @@ def run(kernels, x: dict, repeat: int) -> tuple[float, float, list[np.ndarray]]:
     rows, length = x["u"].shape
     d, n = x["A"].shape
     shared = (x["u"], x["delta"], x["bias"], True, x["A"], x["Bt"], x["Ct"], x["Dv"], d, 1, d)
+    if "perm" in kernels.forward.py_func.__code__.co_varnames:  # kernels since 2026-12-07 read through an order
+        shared = (x["u"], np.arange(length)[None], *shared[1:])
     y = np.empty_like(x["u"])
     hs = np.empty((rows, kernels.n_chunks(length), n), np.float32)
     fwd_ms = timeit(lambda: kernels.forward(*shared, y, hs, True), repeat=repeat)

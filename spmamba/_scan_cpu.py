@@ -11,6 +11,11 @@ before every division; ``error_model="numpy"`` drops it, and no kernel divides b
 anything that can be zero). With both in, the forward kernel was 4.5x slower.
 The forward pass saves the state at chunk boundaries; the backward pass
 recomputes each chunk from its saved state, so memory stays O(L/T * N).
+
+The kernels read the sequence through ``perm`` (K, L): channel row ``c`` of direction ``k`` reads ``u`` at
+``perm[k, l]`` and writes its output (and, backwards, its input gradient) at that same position. A 2-D scan's
+K directions thus run on the map itself, with no gathered copy per direction; a plain scan passes one
+identity row. Within a row the reads jump, but the row (L floats) stays in cache.
 """
 
 from __future__ import annotations
@@ -101,11 +106,20 @@ def delta_row(delta, bias, softplus, out, slope):
             slope[l] = one
 
 
+@njit(inline="always", error_model="numpy")
+def source_row(c, d_model, per_dir):
+    """Channel row ``c``'s direction, and the row of ``u`` it reads."""
+    b, d = c // d_model, c % d_model
+    k = d // per_dir
+    return k, b * per_dir + d - k * per_dir
+
+
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
-    bd, L = u.shape
+def forward(u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
+    bd, L = delta.shape
     N = A.shape[1]
     T = CHUNK
+    per_dir = d_model // perm.shape[0]
     n_blocks = min(bd, BLOCKS)
     for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
         h = np.empty(N, u.dtype)
@@ -114,6 +128,8 @@ def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
         for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
             d = c % d_model
             g = (c // d_model) * groups + d // per_group
+            k, row = source_row(c, d_model, per_dir)
+            p = perm[k]
             h[:] = 0.0
             delta_row(delta[c], bias[d], softplus, dt, slope)
             a = A[d]
@@ -121,20 +137,22 @@ def forward(u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
                 if save_states and l % T == 0:
                     hs[c, l // T, :] = h
                 dl = dt[l]
-                ul = u[c, l]
+                ul = u[row, p[l]]
                 du = dl * ul
                 acc = u.dtype.type(0.0)
                 for n in range(N):
                     h[n] = _exp(dl * a[n]) * h[n] + du * Bt[g, l, n]
                     acc += h[n] * Ct[g, l, n]
-                y[c, l] = acc + Dv[d] * ul
+                y[c, p[l]] = acc + Dv[d] * ul
 
 
 @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def backward(
-    u, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias
-):
-    bd, L = u.shape
+    u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
+    hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias,
+):  # fmt: skip
+    bd, L = delta.shape
+    per_dir = d_model // perm.shape[0]
     N = A.shape[1]
     T = CHUNK
     n_chunks = hs.shape[1]
@@ -150,6 +168,8 @@ def backward(
         for j in range(per_group):
             d = (g % groups) * per_group + j
             c = b * d_model + d
+            k, row = source_row(c, d_model, per_dir)
+            p = perm[k]
             delta_row(delta[c], bias[d], softplus, dt, slope)
             a = A[d]
             dh[:] = 0.0
@@ -163,16 +183,17 @@ def backward(
                 for l in range(l0, l1):
                     i = l - l0
                     dl = dt[l]
-                    du_ = dl * u[c, l]
+                    du_ = dl * u[row, p[l]]
                     for n in range(N):
                         e = _exp(dl * a[n])
                         abuf[i, n] = e
                         hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
                 for l in range(l1 - 1, l0 - 1, -1):
                     i = l - l0
-                    dyl = dy[c, l]
+                    pl = p[l]
+                    dyl = dy[c, pl]
                     dl = dt[l]
-                    ul = u[c, l]
+                    ul = u[row, pl]
                     dd_acc += dyl * ul
                     ddt_acc = u.dtype.type(0.0)
                     du_acc = u.dtype.type(0.0)
@@ -189,7 +210,7 @@ def backward(
                     gd = ddt_acc * slope[l]
                     ddelta[c, l] = gd
                     db_acc += gd
-                    du[c, l] = du_acc * dl + Dv[d] * dyl
+                    du[c, pl] = du_acc * dl + Dv[d] * dyl
             dA[c] = dA_c
             dD[c] = dd_acc
             dbias[c] = db_acc

@@ -138,37 +138,7 @@ def scan_path(order: str, n: int, direction: str = "identity") -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _perms_np(order: str, n: int, num_directions: int) -> tuple[np.ndarray, np.ndarray]:
+def scan_permutations(order: str, n: int, num_directions: int = 8, device: str = "cpu") -> torch.Tensor:
+    """Cached (num_directions, n*n) long tensor: ``seq[k] = flat[perm[k]]`` reads the map in direction k."""
     paths = [scan_path(order, n, d) for d in direction_names(num_directions)]
-    perms = np.stack([p[:, 0] * n + p[:, 1] for p in paths])  # flat index of each step
-    inv = np.empty_like(perms)
-    rows = np.arange(perms.shape[0])[:, None]
-    inv[rows, perms] = np.arange(n * n)[None, :]
-    return perms, inv
-
-
-@lru_cache(maxsize=None)
-def scan_permutations(
-    order: str, n: int, num_directions: int = 8, device: str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached (perm, inverse) long tensors of shape (num_directions, n*n).
-
-    ``seq[k] = flat[perm[k]]`` reads the map in direction k and
-    ``flat = seq[k][inverse[k]]`` puts a sequence back on the map.
-    """
-    perms, inv = _perms_np(order, n, num_directions)
-    return torch.from_numpy(perms).to(device), torch.from_numpy(inv).to(device)
-
-
-def gather_directions(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) map -> (B, K, C, L) sequences, one per direction."""
-    b, c, h, w = x.shape
-    flat = x.reshape(b, 1, c, h * w).expand(b, perm.shape[0], c, h * w)
-    return torch.gather(flat, 3, perm.view(1, -1, 1, h * w).expand(b, -1, c, -1))
-
-
-def scatter_sum(seqs: torch.Tensor, inverse: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, K, C, L) sequence outputs -> (B, C, H, W) map, summed over directions."""
-    b, k, c, l = seqs.shape
-    back = torch.gather(seqs, 3, inverse.view(1, k, 1, l).expand(b, -1, c, -1))
-    return back.sum(1).view(b, c, h, w)
+    return torch.from_numpy(np.stack([p[:, 0] * n + p[:, 1] for p in paths])).to(device)

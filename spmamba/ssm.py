@@ -98,52 +98,58 @@ def _on_torch_threads(kernel, *args) -> None:
         torch.set_num_threads(n)
 
 
-def _inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups) -> tuple:
+def _inputs(u2, perm, delta2, bias, softplus, A, Bt, Ct, Dv, groups) -> tuple:
     """The arguments the numba forward and backward kernels share, in their order."""
     d = A.shape[0]
-    return (u2.numpy(), delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy(), d // groups, groups, d)
+    arrays = (u2.numpy(), perm, delta2.numpy(), bias.numpy(), softplus, A.numpy(), Bt, Ct, Dv.numpy())
+    return (*arrays, d // groups, groups, d)
 
 
 class _CPUScan(torch.autograd.Function):
+    """The numba kernels. ``perm`` (K, L) or None: with K orderings, ``u`` is (b, d / K, L) and direction k's
+    rows read it at ``perm[k]`` and write their outputs there; the result is (b, K, d / K, L)."""
+
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, record):
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus, record, perm):
         ctx.record = record
-        b, d, L = u.shape
+        b, d, L = delta.shape
         groups = 1 if B.dim() == 3 else B.shape[1]
         if d % groups:
             raise ValueError(f"d_inner {d} is not divisible by the {groups} B/C groups")
         fwd, _ = _scan_cpu.kernels(u.numpy().dtype)
-        u2 = u.detach().reshape(b * d, L).contiguous()
+        order = np.arange(L)[None] if perm is None else perm.numpy()
+        u2 = u.detach().reshape(-1, L).contiguous()
         delta2 = delta.detach().reshape(b * d, L).contiguous()
         Bt, Ct = _time_major(B.detach(), b), _time_major(C.detach(), b)
         Dv = (D if D is not None else u.new_zeros(d)).detach().contiguous()
         bias = (delta_bias if delta_bias is not None else u.new_zeros(d)).detach().contiguous()
         A = A.detach().contiguous()
-        y = torch.empty_like(u2)
+        y = torch.empty_like(delta2)
         save = ctx.record
         hs = u.new_empty(b * d, _scan_cpu.n_chunks(L) if save else 1, A.shape[1])
-        _on_torch_threads(fwd, *_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups), y.numpy(), hs.numpy(), save)
+        shared = _inputs(u2, order, delta2, bias, softplus, A, Bt, Ct, Dv, groups)
+        _on_torch_threads(fwd, *shared, y.numpy(), hs.numpy(), save)
         if save:
             ctx.save_for_backward(u2, delta2, bias, A, Dv, hs)
-            ctx.extra = (Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
-        return y.view(b, d, L)
+            ctx.extra = (order, Bt, Ct, B.shape, C.shape, groups, softplus, D is not None, delta_bias is not None)
+        return y.view(b, d, L) if perm is None else y.view(b, len(order), -1, L)
 
     @staticmethod
     def backward(ctx, dy):
         u2, delta2, bias, A, Dv, hs = ctx.saved_tensors
-        Bt, Ct, b_shape, c_shape, groups, softplus, has_d, has_bias = ctx.extra
-        bd, L = u2.shape
-        d = A.shape[0]
+        order, Bt, Ct, b_shape, c_shape, groups, softplus, has_d, has_bias = ctx.extra
+        bd, L = delta2.shape
+        d, k = A.shape[0], len(order)
         b = bd // d
         _, bwd = _scan_cpu.kernels(u2.numpy().dtype)
         dy2 = dy.reshape(bd, L).contiguous()
-        du, ddelta = torch.empty_like(u2), torch.empty_like(u2)
+        du, ddelta = torch.empty_like(delta2), torch.empty_like(delta2)
         dA = u2.new_zeros(bd, A.shape[1])
         dD, dbias = u2.new_zeros(bd), u2.new_zeros(bd)
         dBt, dCt = np.zeros_like(Bt), np.zeros_like(Ct)
         _on_torch_threads(
             bwd,
-            *_inputs(u2, delta2, bias, softplus, A, Bt, Ct, Dv, groups),
+            *_inputs(u2, order, delta2, bias, softplus, A, Bt, Ct, Dv, groups),
             hs.numpy(),
             dy2.numpy(),
             du.numpy(),
@@ -159,7 +165,7 @@ class _CPUScan(torch.autograd.Function):
             return torch.from_numpy(x).view(b, -1, L, shape[-2]).transpose(-1, -2).reshape(shape)
 
         return (
-            du.view(b, d, L),
+            du.view(b, k, d // k, L).sum(1),  # each direction's gradient is already at the positions it read
             ddelta.view(b, d, L),
             dA.view(b, d, -1).sum(0),
             back(dBt, b_shape),
@@ -168,7 +174,20 @@ class _CPUScan(torch.autograd.Function):
             dbias.view(b, d).sum(0) if has_bias else None,
             None,
             None,
+            None,
         )
+
+
+def _uses_numba(u: torch.Tensor) -> bool:
+    return u.device.type == "cpu" and not _FORCE_REFERENCE
+
+
+def _numba_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, perm=None) -> torch.Tensor:
+    inputs = (u, delta, A, B, C, D, delta_bias)
+    record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    dtype = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
+    args = [None if t is None else t.to(dtype) for t in inputs]
+    return _CPUScan.apply(*args, bool(delta_softplus), record, perm).to(u.dtype)
 
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -179,13 +198,31 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
         if cuda_fn is not None:
             return cuda_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    if u.device.type != "cpu" or _FORCE_REFERENCE:
+    if not _uses_numba(u):
         return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    inputs = (u, delta, A, B, C, D, delta_bias)
-    record = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    dtype = u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
-    args = [None if t is None else t.to(dtype) for t in inputs]
-    y = _CPUScan.apply(*args, bool(delta_softplus), record).to(u.dtype)
-    if z is not None:
-        y = y * F.silu(z)
-    return y
+    y = _numba_scan(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    return y if z is None else y * F.silu(z)
+
+
+def selective_scan_directions(u, perm, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """The same sequence scanned in K orders, each direction's outputs put back where it read them.
+
+    u (b, d, l); perm (K, l) long: direction k reads ``u[..., perm[k]]``; delta (b, K*d, l) and B, C
+    (b, K, n, l) in each direction's own order; A (K*d, n); D, delta_bias (K*d,), direction-major as in
+    ``selective_scan_fn``. Returns (b, K, d, l) in u's order. On the CPU the kernel reads and writes through
+    ``perm``: no copy of u per direction, no gather back. Elsewhere it is ``gathered_directions``.
+    """
+    if _uses_numba(u):
+        return _numba_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, perm.long().contiguous())
+    return gathered_directions(u, perm, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+def gathered_directions(u, perm, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """``selective_scan_directions`` by its definition: a gathered copy of u per direction, one
+    ``selective_scan_fn`` over all of them, each output scattered back to the position it was read from."""
+    b, d, length = u.shape
+    k = perm.shape[0]
+    index = perm.view(1, k, 1, length).expand(b, -1, d, -1)
+    seqs = torch.gather(u.unsqueeze(1).expand(b, k, d, length), 3, index)
+    ys = selective_scan_fn(seqs.reshape(b, k * d, length), delta, A, B, C, D, None, delta_bias, delta_softplus)
+    return torch.zeros_like(seqs).scatter(3, index, ys.view(b, k, d, length))

@@ -6,10 +6,8 @@ from spmamba.scan import (
     ORDERS,
     base_path,
     direction_names,
-    gather_directions,
     scan_path,
     scan_permutations,
-    scatter_sum,
 )
 
 SIZES = (4, 8, 16, 32, 64)
@@ -63,12 +61,12 @@ def test_baseline_orders_on_4x4():
 
 @pytest.mark.parametrize("k", [8, 16])
 def test_directions_are_distinct_permutations(k):
-    perm, inv = scan_permutations("circular_hilbert", 16, k)
+    perm = scan_permutations("circular_hilbert", 16, k)
     assert perm.shape == (k, 256)
     assert len({tuple(r.tolist()) for r in perm}) == k
     ar = torch.arange(256)
-    for p, q in zip(perm, inv, strict=True):
-        assert torch.equal(p[q], ar) and torch.equal(q[p], ar)
+    for p in perm:
+        assert torch.equal(p.sort().values, ar)
 
 
 def test_paper_directions_start_corners_and_sense():
@@ -87,15 +85,6 @@ def test_paper_directions_start_corners_and_sense():
         # forward directions read out-to-centre: the last position is inside the core
         r, c = scan_path("circular_hilbert", n, d)[-1]
         assert n // 4 <= r < 3 * n // 4 and n // 4 <= c < 3 * n // 4
-
-
-def test_gather_scatter_round_trip():
-    x = torch.randn(2, 5, 8, 8)
-    perm, inv = scan_permutations("circular_hilbert", 8, 8)
-    seqs = gather_directions(x, perm)
-    assert seqs.shape == (2, 8, 5, 64)
-    np.testing.assert_array_equal(seqs[0, 0, 0].numpy(), x[0, 0].flatten()[perm[0]].numpy())
-    torch.testing.assert_close(scatter_sum(seqs, inv, 8, 8), 8 * x)
 
 
 def test_bad_sizes_and_names():

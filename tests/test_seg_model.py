@@ -60,8 +60,7 @@ def test_bfss_starts_as_the_plain_sum_and_numba_matches_the_reference():
     torch.manual_seed(1)
     layer = BFSS(8, d_state=4, expand=1)
     x = torch.randn(1, 8, 16, 16)
-    ys, inv = layer.scan_directions(x)
-    plain = torch.gather(ys, 3, inv.view(1, 4, 1, -1).expand(1, -1, 8, -1)).sum(1).view(1, 8, 16, 16)
+    plain = layer.scan_directions(x).sum(1).view(1, 8, 16, 16)
     assert torch.allclose(layer.scan(x), plain, atol=1e-5)
     with reference_backend():
         ref = layer.scan(x)

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from ..scan import gather_directions, scan_permutations, scatter_sum
-from ..ssm import selective_scan_fn
+from ..scan import scan_permutations
+from ..ssm import selective_scan_directions
 
 
 class SS2D(nn.Module):
@@ -52,28 +52,30 @@ class SS2D(nn.Module):
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H, W): S6 along every direction, outputs summed on the map."""
-        b, d, h, w = x.shape
-        ys, inv = self.scan_directions(x)
-        return scatter_sum(ys, inv, h, w)
+        return self.scan_directions(x).sum(1).view_as(x)
 
-    def scan_directions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, D, H, W) -> (B, K, D, L) outputs of each direction's S6, still in that direction's order, and
-        the (K, L) inverse permutations that put them back on the map."""
+    def scan_directions(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) -> (B, K, D, H*W): each direction's S6 outputs, each at the map position it read."""
         b, d, h, w = x.shape
         if h != w:
             raise ValueError(f"scan orders are defined on square maps; got {h}x{w}")
-        perm, inv = scan_permutations(self.scan_order, h, self.k, str(x.device))
-        return self.s6(gather_directions(x, perm)), inv
+        perm = scan_permutations(self.scan_order, h, self.k, str(x.device))
+        return self.s6(x.reshape(b, d, h * w), perm)
 
-    def s6(self, xs: torch.Tensor) -> torch.Tensor:
-        """(B, K, D, L) sequences -> (B, K, D, L): sequence k through direction k's S6 parameters, all K as
-        one grouped scan."""
-        b, k, d, length = xs.shape
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+    def s6(self, u: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """(B, D, L) sequence -> (B, K, D, L): read in order ``perm[k]`` (K, L) through direction k's S6
+        parameters, all K as one grouped scan, each output at the position it was read from."""
+        b, d, length = u.shape
+        k = perm.shape[0]
+        # The projections are per position: computed on u in its own order, then only their few rows are read
+        # in each direction's order (not the D rows of u).
+        x_dbl = torch.einsum("bdl,kcd->bkcl", u, self.x_proj_weight)
+        x_dbl = torch.gather(x_dbl, 3, perm.view(1, k, 1, length).expand(b, -1, x_dbl.shape[2], -1))
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj_weight)
-        ys = selective_scan_fn(
-            xs.reshape(b, -1, length),
+        return selective_scan_directions(
+            u,
+            perm,
             dts.reshape(b, -1, length),
             -torch.exp(self.A_log.float()),
             Bs.contiguous(),
@@ -82,7 +84,6 @@ class SS2D(nn.Module):
             delta_bias=self.dt_proj_bias.reshape(-1).float(),
             delta_softplus=True,
         )
-        return ys.view(b, k, d, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""

@@ -35,10 +35,7 @@ class BFSS(SS2D):
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H, W)."""
-        b, d, h, w = x.shape
-        ys, inv = self.scan_directions(x)
-        back = torch.gather(ys, 3, inv.view(1, self.k, 1, -1).expand(b, -1, d, -1))  # each on the map
-        return torch.einsum("bkdl,kd->bdl", back, self.fusion_weights()).view(b, d, h, w)
+        return torch.einsum("bkdl,kd->bdl", self.scan_directions(x), self.fusion_weights()).view_as(x)
 
 
 class BidirectionalScan1D(SS2D):
@@ -52,6 +49,6 @@ class BidirectionalScan1D(SS2D):
         """(B, L, C) -> (B, L, C)."""
         xin, z = self.in_proj(seq).chunk(2, dim=-1)
         xin = F.silu(self.conv(xin.transpose(1, 2)[:, :, None]))[:, :, 0]  # (B, D, L): the 3x3 conv on a line
-        ys = self.s6(torch.stack([xin, xin.flip(-1)], 1))
-        y = (ys[:, 0] + ys[:, 1].flip(-1)).transpose(1, 2)
+        forwards = torch.arange(xin.shape[-1], device=xin.device)
+        y = self.s6(xin, torch.stack([forwards, forwards.flip(0)])).sum(1).transpose(1, 2)
         return self.out_proj(self.out_norm(y) * F.silu(z))

@@ -1,0 +1,107 @@
+"""Scan directions read through the kernel's index against a gathered copy per direction, in one run.
+
+    python bench/bench_directions.py [--threads 2] [--repeat 7]
+
+Every SS2D layer (SP-Mamba's decoder, Mamba-MIS's BFSS) scans its map in K orders. ``gathered`` is the layout
+before 2026-12-07: a copy of the map per direction (``torch.gather``), one scan, each output gathered back;
+its backward pass scatters. ``through index`` is ``selective_scan_directions``: the kernel reads the map and
+writes each output through the direction's permutation. Both run the same model, weights and inputs, the two
+layouts alternating within each repetition so drift in machine speed hits both alike; medians.
+
+Rows: SP-Mamba ``paper`` and ``paper-lite0`` forward per 256² image (with the floor: the model's FLOPs at
+the matmul rate measured in this run, as bench_forward.py), a ``cpu-lite0`` training step at 128² (batch 8,
+cached features: forward, loss, backward, AdamW), and Mamba-MIS per 256² image with the U-Net beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import parser, start  # noqa: E402
+from spmamba import ssm  # noqa: E402
+from spmamba.model import SPMamba, SPMambaConfig, ss2d  # noqa: E402
+from spmamba.profiling import model_cost  # noqa: E402
+from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig  # noqa: E402
+from spmamba.seg.unet import UNet, UNetConfig  # noqa: E402
+
+
+@contextmanager
+def gathered():
+    """Every SS2D layer on the gathered layout."""
+    fused = ss2d.selective_scan_directions
+    ss2d.selective_scan_directions = ssm.gathered_directions
+    try:
+        yield
+    finally:
+        ss2d.selective_scan_directions = fused
+
+
+def side_by_side(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median ms of ``fn`` on the gathered layout and through the index, alternating."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(repeat + 1):
+        for gather in (True, False):
+            with gathered() if gather else nullcontext():
+                t = time.perf_counter()
+                fn()
+                if i:  # the first round warms up: kernel compilation, allocator
+                    times[gather].append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
+def training_step(model: SPMamba, size: int, batch: int = 8) -> Callable[[], None]:
+    feats = [f.detach() for f in model.encoder(torch.rand(batch, 1, size, size))]
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+
+    def step() -> None:
+        loss = model.loss(model.forward_features(feats))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    ap = parser(__doc__, repeat=7)
+    args = ap.parse_args()
+    gflops = start(
+        args.threads, ["measurement", "gathered ms", "through index ms", "speed-up", "beside it", "ratio to it"]
+    )
+    x = torch.rand(1, 3, 256, 256)
+    for preset in ("paper", "paper-lite0"):
+        torch.manual_seed(0)
+        model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed
+        floor = 2 * model_cost(model).gmacs / gflops * 1e3
+        with torch.no_grad():
+            before, after = side_by_side(lambda m=model: m(x), args.repeat)
+        print(
+            f"| SP-Mamba `{preset}` forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
+            f"floor {floor:.0f} ms | {before / floor:.1f}× → {after / floor:.1f}× |"
+        )
+    torch.manual_seed(0)
+    model = SPMamba(SPMambaConfig.preset("cpu-lite0"), encoder_weights=None).train()
+    before, after = side_by_side(training_step(model, 128), args.repeat)
+    print(f"| SP-Mamba `cpu-lite0` training step, 8 × 128² | {before:.0f} | {after:.0f} | {before / after:.2f}× | | |")
+    torch.manual_seed(0)
+    mis = MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=256, channels=18)).eval()
+    unet = UNet(UNetConfig(image_size=256)).eval()
+    with torch.no_grad():
+        before, after = side_by_side(lambda: mis(x), args.repeat)
+        unet_ms = side_by_side(lambda: unet(x), args.repeat)[1]
+    print(
+        f"| Mamba-MIS (C 18) forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
+        f"U-Net {unet_ms:.0f} ms | {before / unet_ms:.2f}× → {after / unet_ms:.2f}× |"
+    )
+
+
+if __name__ == "__main__":
+    main()
