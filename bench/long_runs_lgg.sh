@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The unseen-patients issue's brain MRI queue (docs/experiments-shift.md, "Rule 1 for brain MRI"): it waits for
-# the chest queue (bench/long_runs.sh) to finish, then runs the intensity pilots and applies the rule
-# (bench/lgg_rule1.sh), and trains 100 epochs. Resumable like the chest queue. Outputs go to runs/ (git-ignored).
+# The unseen-patients issue's brain MRI queue (docs/experiments-shift.md, "Rule 1 for brain MRI"): the intensity
+# pilots and the rule (bench/lgg_rule1.sh), then 100 epochs. It runs beside the chest queue (bench/long_runs.sh),
+# one core each. Resumable like the chest queue. Outputs go to runs/ (git-ignored).
 # Run in the background:
 #   nohup bash bench/long_runs_lgg.sh > runs/queue-lgg.log 2>&1 &
 set -euo pipefail
@@ -9,8 +9,6 @@ cd "$(dirname "$0")/.."
 DATA="${SPMAMBA_DATA:-../shared/data}"
 NAME='LGG FLAIR brain MRI (Buda et al. 2019, TCGA-LGG)'
 mkdir -p runs
-
-while pgrep -f "bench/long_runs.sh" > /dev/null; do sleep 300; done
 
 chosen=$(bash bench/lgg_rule1.sh)
 echo "rule 1 (brain MRI) chooses intensity: $chosen"
