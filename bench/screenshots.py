@@ -1,9 +1,13 @@
 """The README's screenshots of the newer views, taken from the running app with headless Chromium.
 
-    python bench/screenshots.py [--out assets/screenshots] [--only volume mr ct segment]
+    python bench/screenshots.py [--out assets/screenshots] [--only volume mr ct segment compare]
 
 Needs Playwright and a Chromium (see tests/test_browser.py), the shipped checkpoints and the data in
 $SPMAMBA_DATA. Views whose checkpoint or data is missing are skipped with a message.
+
+``compare``: the brain-MRI tumour example through the scan-order ablations on the Compare tab (the
+Circular-Hilbert, raster and Hilbert rows and the prototypes-off row of ``--ablations``, in
+``weights/ablations/``), written to ``compare-scan-orders-<prefix>.png``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ sys.path.insert(0, str(ROOT))
 from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
 from spmamba.demo.app import PAGE_HEAD, allowed_paths, build_demo  # noqa: E402
 from spmamba.demo.canvas import OVERLAY_CSS  # noqa: E402
+from spmamba.demo.compare import RESEARCH  # noqa: E402
 from spmamba.demo.examples import build_examples  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
-from spmamba.zoo import list_checkpoints, list_seg_checkpoints  # noqa: E402
+from spmamba.zoo import LABEL_SEP, list_checkpoints, list_seg_checkpoints  # noqa: E402
+
+COMPARED_ROWS = ("circular-hilbert", "raster", "hilbert", "no-prototypes")  # the issue's four; boustrophedon left out
 
 
 def lgg_patient_volume(folder: Path) -> Path | None:
@@ -44,7 +51,8 @@ def lgg_patient_volume(folder: Path) -> Path | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "assets" / "screenshots"))
-    ap.add_argument("--only", nargs="*", default=["volume", "mr", "ct", "segment"])
+    ap.add_argument("--only", nargs="*", default=["volume", "mr", "ct", "segment", "compare"])
+    ap.add_argument("--ablations", default="lgg128-e10", help="name prefix of the ablation rows to compare")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -63,7 +71,8 @@ def main() -> None:
         page.goto(demo.local_url)
         page.wait_for_selector("#upload", timeout=60_000)
 
-        def example(caption: str, name: str, truth: bool = False) -> None:
+        def example(caption: str, name: str | None, truth: bool = False) -> None:
+            """Analyse an example; screenshot the page as ``name``.png (None: analyse only)."""
             page.get_by_role("tab", name="Analyse").click()
             if not page.locator("#examples").get_by_text(caption).count():
                 print(f"skipped {name}: no example '{caption}' (data missing)")
@@ -84,11 +93,35 @@ def main() -> None:
                 page.locator("#truth input").check()
                 page.wait_for_function(f"(n) => {frame} > n", arg=painted)
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
-            print(f"wrote {name}.png")
+            if name:
+                page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+                print(f"wrote {name}.png")
 
         if "mr" in args.only and "lgg-flair" in checkpoints:
             example("Brain MRI FLAIR, tumour", "mr-tumour-truth", truth=True)
+        rows = [f"{args.ablations}-{row}" for row in COMPARED_ROWS]
+        present = [row for row in rows if (RESEARCH / f"{row}.safetensors").is_file()]
+        if "compare" in args.only and len(present) < 2:
+            print(f"skipped compare: fewer than two of {', '.join(rows)} in {RESEARCH}")
+        elif "compare" in args.only:
+            example("Brain MRI FLAIR, tumour", None)
+            page.get_by_role("tab", name="Compare").click()
+            group = page.locator("#compare-choices")
+            for box in group.locator("input[type=checkbox]").all():
+                if box.is_checked():
+                    box.uncheck()
+            for row in present:
+                group.get_by_text(f"{row}{LABEL_SEP}", exact=False).first.click()
+            page.get_by_role("button", name="Compare on the analysed image").click()
+            last = f"#compare-caption-{len(present) - 1}"
+            page.wait_for_function(
+                f"document.querySelector('{last}') && document.querySelector('{last}').innerText.includes('AUROC')",
+                timeout=300_000,
+            )
+            page.wait_for_selector(f"#compare-map-{len(present) - 1} img", timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / f"compare-scan-orders-{args.ablations}.png"), full_page=True)
+            print(f"wrote compare-scan-orders-{args.ablations}.png: {', '.join(present)}")
         if "ct" in args.only and "head-ct" in checkpoints:
             example("Head CT, haemorrhage", "ct-haemorrhage")
         if "volume" in args.only and (volume := lgg_patient_volume(tmp)) is not None:
