@@ -1,9 +1,13 @@
 """The README's screenshots of the newer views, taken from the running app with headless Chromium.
 
-    python bench/screenshots.py [--out assets/screenshots] [--only volume mr ct segment compare]
+    python bench/screenshots.py [--out assets/screenshots] [--only VIEW ...]   (default: all views below)
 
 Needs Playwright and a Chromium (see tests/test_browser.py), the shipped checkpoints and the data in
 $SPMAMBA_DATA. Views whose checkpoint or data is missing are skipped with a message.
+
+``analyse``: the README's first picture, the pneumonia chest X-ray example on the default checkpoint, and its
+Before / after and Component maps views. ``batch``: three validation images of two datasets and a file that is
+no image. ``scan-order``: the tab as it opens.
 
 ``compare``: the brain-MRI tumour example through the scan-order ablations on the Compare tab (the
 Circular-Hilbert, raster and Hilbert rows and the prototypes-off row of ``--ablations``, in
@@ -30,6 +34,7 @@ from spmamba.demo.examples import build_examples  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.zoo import LABEL_SEP, list_checkpoints, list_seg_checkpoints  # noqa: E402
 
+VIEWS = ["analyse", "batch", "scan-order", "volume", "mr", "ct", "segment", "compare"]
 COMPARED_ROWS = ("circular-hilbert", "raster", "hilbert", "no-prototypes")  # the issue's four; boustrophedon left out
 
 
@@ -51,7 +56,7 @@ def lgg_patient_volume(folder: Path) -> Path | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "assets" / "screenshots"))
-    ap.add_argument("--only", nargs="*", default=["volume", "mr", "ct", "segment", "compare"])
+    ap.add_argument("--only", nargs="*", default=VIEWS)
     ap.add_argument("--ablations", default="lgg128-e10", help="name prefix of the ablation rows to compare")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -97,6 +102,46 @@ def main() -> None:
                 page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                 print(f"wrote {name}.png")
 
+        if "analyse" in args.only:
+            example("Chest X-ray, pneumonia", "analyse")
+            page.get_by_role("tab", name="Before / after").click()  # its canvas mounts now, and is painted
+            page.wait_for_function(
+                "(() => { const c = document.querySelector('#before-after canvas'); if (!c || !c.width) return false;"
+                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " return d.some((v, i) => i % 4 !== 3 && v !== 0 && v !== 255); })()",
+                timeout=30_000,
+            )
+            page.screenshot(path=str(out / "before-after.png"), full_page=True)
+            page.get_by_role("tab", name="Component maps").click()
+            page.wait_for_selector("#maps .js-plotly-plot", timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "component-maps.png"), full_page=True)
+            page.get_by_role("tab", name="Overlay").click()
+            print("wrote before-after.png, component-maps.png")
+        root = data_root()
+        if "batch" in args.only and root and (root / "zhanglab" / "val").is_dir() and (root / "lgg-flair").is_dir():
+            files = [sorted((root / "zhanglab" / "val" / c).iterdir())[0] for c in ("NORMAL", "PNEUMONIA")]
+            files.append(sorted((root / "lgg-flair" / "val" / "TUMOR").iterdir())[0])
+            notes = tmp / "notes.txt"
+            notes.write_text("not an image")
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in [*files, notes]])
+            page.wait_for_timeout(1500)
+            page.get_by_role("button", name="Score all").click()
+            page.wait_for_function(
+                "document.querySelector('#batch-table').innerText.includes('notes.txt')"
+                " && !document.querySelector('.eta-bar, .progress-text, #batch-table .pending')",
+                timeout=120_000,
+            )
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "batch.png"), full_page=True)
+            print("wrote batch.png")
+        if "scan-order" in args.only:
+            page.get_by_role("tab", name="Scan order").click()
+            page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "scan-order.png"), full_page=True)
+            print("wrote scan-order.png")
         if "mr" in args.only and "lgg-flair" in checkpoints:
             example("Brain MRI FLAIR, tumour", "mr-tumour-truth", truth=True)
         rows = [f"{args.ablations}-{row}" for row in COMPARED_ROWS]
@@ -137,7 +182,6 @@ def main() -> None:
             page.screenshot(path=str(out / "volume-profile.png"), full_page=True)
             print("wrote volume-profile.png")
         seg = list_seg_checkpoints()
-        root = data_root()
         ph2 = next((path for path in seg.values() if Path(path).name.startswith("ph2")), None)
         if "segment" in args.only and ph2 and root and (root / "ph2" / "images").is_dir():
             from spmamba.seg.checkpoint import read_seg_metadata
