@@ -7,7 +7,7 @@ $SPMAMBA_DATA. Views whose checkpoint or data is missing are skipped with a mess
 
 ``analyse``: the README's first picture, the pneumonia chest X-ray example on the default checkpoint, and its
 Before / after and Component maps views. ``batch``: three validation images of two datasets and a file that is
-no image. ``scan-order``: the tab as it opens.
+no image. ``dicom``: pydicom's CT sample in the lung window. ``scan-order``: the tab as it opens.
 
 ``compare``: the brain-MRI tumour example through the scan-order ablations on the Compare tab (the
 Circular-Hilbert, raster and Hilbert rows and the prototypes-off row of ``--ablations``, in
@@ -34,7 +34,7 @@ from spmamba.demo.examples import build_examples  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
 from spmamba.zoo import LABEL_SEP, list_checkpoints, list_seg_checkpoints  # noqa: E402
 
-VIEWS = ["analyse", "batch", "scan-order", "volume", "mr", "ct", "segment", "compare"]
+VIEWS = ["analyse", "dicom", "batch", "scan-order", "volume", "mr", "ct", "segment", "compare"]
 COMPARED_ROWS = ("circular-hilbert", "raster", "hilbert", "no-prototypes")  # the four; boustrophedon left out
 
 
@@ -118,6 +118,19 @@ def main() -> None:
             page.screenshot(path=str(out / "component-maps.png"), full_page=True)
             page.get_by_role("tab", name="Overlay").click()
             print("wrote before-after.png, component-maps.png")
+        if "dicom" in args.only:
+            example("CT slice", None)
+            page.locator("#window input").click()
+            page.get_by_role("option", name="lung").click()
+            page.wait_for_function("document.querySelector('#image-info').innerText.includes('centre -600')")
+            page.wait_for_function(
+                "!document.querySelector('.eta-bar, .progress-text')"
+                " && document.querySelector('#verdict').innerText.includes('Score')",
+                timeout=90_000,
+            )
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "dicom-window.png"), full_page=True)
+            print("wrote dicom-window.png")
         root = data_root()
         if "batch" in args.only and root and (root / "zhanglab" / "val").is_dir() and (root / "lgg-flair").is_dir():
             files = [sorted((root / "zhanglab" / "val" / c).iterdir())[0] for c in ("NORMAL", "PNEUMONIA")]
