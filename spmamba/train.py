@@ -35,6 +35,7 @@ from .metrics import (
     pixel_report,
 )
 from .model import PRESETS, SPMamba, SPMambaConfig
+from .model.encoders import ENCODERS
 from .scan import ORDERS
 from .scoring import WEIGHT_SETTINGS, ComponentMaps, MapNorm, ScoreWeights, ablation_weights, rescore
 from .training import end_epoch, load_state, machine_record, opt_field, run_paths, save_state, seed_everything
@@ -47,6 +48,7 @@ class TrainOptions:
     data: str = opt_field(None, "dataset root (train/NORMAL, val/...); default $SPMAMBA_DATA")
     out: str = opt_field(None, "checkpoint to write (.safetensors)")
     config: str = opt_field("cpu-lite0-256", "model preset (see spmamba info)", choices=sorted(PRESETS))
+    encoder: str | None = opt_field(None, "the frozen encoder (default: the preset's)", choices=list(ENCODERS))
     # the paper's Table-4 ablations: the preset's value unless given
     scan_order: str | None = opt_field(None, "the decoder's scan order (default: the preset's)", choices=list(ORDERS))
     num_directions: int | None = opt_field(None, "scan directions (default: the preset's)", choices=[1, 2, 4, 8])
@@ -92,8 +94,9 @@ class TrainOptions:
 
 
 def model_config(opts: TrainOptions) -> SPMambaConfig:
-    """The preset, with the run's intensity rule and any ablation switch (scan order, directions, prototypes)."""
-    switches = {k: getattr(opts, k) for k in ("scan_order", "num_directions", "prototype_banks")}
+    """The preset, with the run's intensity rule, encoder and any ablation switch (scan order, directions,
+    prototypes)."""
+    switches = {k: getattr(opts, k) for k in ("encoder", "scan_order", "num_directions", "prototype_banks")}
     overrides = {k: v for k, v in switches.items() if v is not None}
     return dataclasses.replace(SPMambaConfig.preset(opts.config), intensity=opts.intensity, **overrides)
 

@@ -188,6 +188,8 @@ def test_ablation_switches_build_the_table_4_networks(dataset, tmp_path):
     raster = model_config(TrainOptions(config="cpu-lite0", scan_order="raster", num_directions=4))
     assert (raster.scan_order, raster.num_directions) == ("raster", 4)
     assert dataclasses.replace(raster, scan_order=base.scan_order, num_directions=base.num_directions) == base
+    lite2 = model_config(TrainOptions(config="cpu-lite0", encoder="efficientnet_lite2"))
+    assert dataclasses.replace(lite2, encoder=base.encoder) == base and lite2.encoder == "efficientnet_lite2"
     off = model_config(TrainOptions(config="cpu-lite0", prototype_banks=0))
     model = SPMamba(off, encoder_weights=None).eval()
     assert model.prototype is None and not any(k.startswith("prototype.") for k in model.state_dict())
