@@ -212,6 +212,10 @@ def selective_scan_directions(u, perm, delta, A, B, C, D=None, delta_bias=None, 
     ``selective_scan_fn``. Returns (b, K, d, l) in u's order. On the CPU the kernel reads and writes through
     ``perm``: no copy of u per direction, no gather back. Elsewhere it is ``gathered_directions``.
     """
+    if perm.shape != (perm.shape[0], u.shape[-1]) or delta.shape[1] != perm.shape[0] * u.shape[1]:
+        raise ValueError(
+            f"{perm.shape[0]} orders of u {tuple(u.shape)} need delta (b, K*d, l); got {tuple(delta.shape)}"
+        )
     if _uses_numba(u):
         return _numba_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, perm.long().contiguous())
     return gathered_directions(u, perm, delta, A, B, C, D, delta_bias, delta_softplus)

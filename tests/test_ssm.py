@@ -64,6 +64,14 @@ def test_scanning_through_permutations_matches_gather_scan_scatter(dtype, tol, L
         assert _rel(a.double(), b) < tol, name
 
 
+def test_orders_must_match_the_channels():
+    _, delta, A, B, C, D, bias = _inputs(1, 6, 10, 3, 3, torch.float64)
+    with pytest.raises(ValueError, match="need delta"):
+        selective_scan_directions(
+            torch.randn(1, 4, 10, dtype=torch.float64), torch.stack([torch.arange(10)] * 3), delta, A, B, C, D
+        )
+
+
 @pytest.mark.parametrize("softplus", [False, True])
 def test_optional_arguments_fp64(softplus):
     u, delta, A, B, C, D, bias = _inputs(1, 4, 70, 3, 2, torch.float64, seed=3)
