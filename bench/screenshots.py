@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from spmamba.data import data_root, labelled_folder, patient_id  # noqa: E402
 from spmamba.demo.app import PAGE_HEAD, allowed_paths, build_demo  # noqa: E402
-from spmamba.demo.canvas import OVERLAY_CSS  # noqa: E402
+from spmamba.demo.canvas import BEFORE_AFTER_PAINTED, OVERLAY_CSS  # noqa: E402
 from spmamba.demo.compare import RESEARCH  # noqa: E402
 from spmamba.demo.examples import build_examples  # noqa: E402
 from spmamba.imaging import load_image  # noqa: E402
@@ -102,35 +102,28 @@ def main() -> None:
                 page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                 print(f"wrote {name}.png")
 
+        def shoot(name: str, ready: str, timeout: float = 90_000) -> None:
+            """Screenshot the page as ``name``.png once ``ready`` (a JS expression) holds and no request runs."""
+            page.wait_for_function(
+                f"({ready}) && !document.querySelector('.eta-bar, .progress-text, .pending')", timeout=timeout
+            )
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+            print(f"wrote {name}.png")
+
         if "analyse" in args.only:
             example("Chest X-ray, pneumonia", "analyse")
             page.get_by_role("tab", name="Before / after").click()  # its canvas mounts now, and is painted
-            page.wait_for_function(
-                "(() => { const c = document.querySelector('#before-after canvas'); if (!c || !c.width) return false;"
-                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                " return d.some((v, i) => i % 4 !== 3 && v !== 0 && v !== 255); })()",
-                timeout=30_000,
-            )
-            page.screenshot(path=str(out / "before-after.png"), full_page=True)
+            shoot("before-after", BEFORE_AFTER_PAINTED)
             page.get_by_role("tab", name="Component maps").click()
-            page.wait_for_selector("#maps .js-plotly-plot", timeout=30_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "component-maps.png"), full_page=True)
+            shoot("component-maps", "document.querySelector('#maps .js-plotly-plot')")
             page.get_by_role("tab", name="Overlay").click()
-            print("wrote before-after.png, component-maps.png")
         if "dicom" in args.only:
             example("CT slice", None)
             page.locator("#window input").click()
             page.get_by_role("option", name="lung").click()
             page.wait_for_function("document.querySelector('#image-info').innerText.includes('centre -600')")
-            page.wait_for_function(
-                "!document.querySelector('.eta-bar, .progress-text')"
-                " && document.querySelector('#verdict').innerText.includes('Score')",
-                timeout=90_000,
-            )
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "dicom-window.png"), full_page=True)
-            print("wrote dicom-window.png")
+            shoot("dicom-window", "document.querySelector('#verdict').innerText.includes('Score')")
         root = data_root()
         if "batch" in args.only and root and (root / "zhanglab" / "val").is_dir() and (root / "lgg-flair").is_dir():
             files = [sorted((root / "zhanglab" / "val" / c).iterdir())[0] for c in ("NORMAL", "PNEUMONIA")]
@@ -141,20 +134,10 @@ def main() -> None:
             page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in [*files, notes]])
             page.wait_for_timeout(1500)
             page.get_by_role("button", name="Score all").click()
-            page.wait_for_function(
-                "document.querySelector('#batch-table').innerText.includes('notes.txt')"
-                " && !document.querySelector('.eta-bar, .progress-text, #batch-table .pending')",
-                timeout=120_000,
-            )
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "batch.png"), full_page=True)
-            print("wrote batch.png")
+            shoot("batch", "document.querySelector('#batch-table').innerText.includes('notes.txt')", 120_000)
         if "scan-order" in args.only:
             page.get_by_role("tab", name="Scan order").click()
-            page.wait_for_selector("#scan .js-plotly-plot", timeout=30_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "scan-order.png"), full_page=True)
-            print("wrote scan-order.png")
+            shoot("scan-order", "document.querySelector('#scan .js-plotly-plot')")
         if "mr" in args.only and "lgg-flair" in checkpoints:
             example("Brain MRI FLAIR, tumour", "mr-tumour-truth", truth=True)
         rows = [f"{args.ablations}-{row}" for row in COMPARED_ROWS]

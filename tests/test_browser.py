@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from spmamba.data import data_root
+from spmamba.demo.canvas import BEFORE_AFTER_PAINTED
 from tests.conftest import SHIPPED
 
 DATA = data_root()
@@ -161,12 +162,7 @@ def test_example_dicom_window_views_and_batch_tab(page, tmp_path):
     page.wait_for_function("document.querySelectorAll('#window input')[0].value === 'auto'", timeout=10_000)
 
     page.get_by_role("tab", name="Before / after").click()  # its canvas mounts now, and is painted
-    page.wait_for_function(
-        "(() => { const c = document.querySelector('#before-after canvas'); if (!c || !c.width) return false;"
-        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " return d.some((v, i) => i % 4 !== 3 && v !== 0 && v !== 255); })()",
-        timeout=30_000,
-    )
+    page.wait_for_function(BEFORE_AFTER_PAINTED, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "tab-before-after.png"), full_page=True)
     page.get_by_role("tab", name="Component maps").click()
     page.wait_for_selector("#maps .js-plotly-plot", timeout=30_000)

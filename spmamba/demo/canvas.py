@@ -36,6 +36,13 @@ def _byte_triplet(colour: tuple[float, float, float]) -> list[int]:
     return [int(v) for v in np.floor(np.asarray(colour) * 255 + 0.5)]
 
 
+# A page-side check that the Before / after canvas holds a painted picture (some pixel neither black nor white):
+# the browser tests and bench/screenshots.py wait on it.
+BEFORE_AFTER_PAINTED = (
+    "(() => { const c = document.querySelector('#before-after canvas'); if (!c || !c.width) return false;"
+    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+    " return d.some((v, i) => i % 4 !== 3 && v !== 0 && v !== 255); })()"
+)
 OVERLAY_JS = """
 <script>
 (() => {
