@@ -2,10 +2,12 @@
 
     python bench/bench_directions.py [--threads 2] [--repeat 7]
 
-Every SS2D layer (SP-Mamba's decoder, Mamba-MIS's BFSS) scans its map in K orders. ``gathered`` is the layout
-before 2026-12-07: a copy of the map per direction (``torch.gather``), one scan, each output gathered back;
-its backward pass scatters. ``through index`` is ``selective_scan_directions``: the kernel reads the map and
-writes each output through the direction's permutation. Both run the same model, weights and inputs, the two
+Every SS2D layer (SP-Mamba's decoder, Mamba-MIS's BFSS) scans its map in K orders. ``gathered`` is the scan's
+layout before 2026-12-07 (``ssm.gathered_directions``): a copy of the map per direction (``torch.gather``), one
+scan, each output put back by a scatter, and both again in the backward pass. ``through index`` is
+``selective_scan_directions``: the kernel reads the map and writes each output through the direction's
+permutation. Both compute ``x_proj`` as this checkout does (on the map, its few rows gathered), so the
+comparison is of the scan's layout alone. Both run the same model, weights and inputs, the two
 layouts alternating within each repetition so drift in machine speed hits both alike; medians.
 
 Rows: SP-Mamba ``paper`` and ``paper-lite0`` forward per 256² image (with the floor: the model's FLOPs at
