@@ -154,15 +154,11 @@ def main() -> None:
             for row in present:
                 group.get_by_text(f"{row}{LABEL_SEP}", exact=False).first.click()
             page.get_by_role("button", name="Compare on the analysed image").click()
-            last = f"#compare-caption-{len(present) - 1}"
-            page.wait_for_function(
-                f"document.querySelector('{last}') && document.querySelector('{last}').innerText.includes('AUROC')",
-                timeout=300_000,
-            )
-            page.wait_for_selector(f"#compare-map-{len(present) - 1} img", timeout=60_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / f"compare-scan-orders-{args.ablations}.png"), full_page=True)
-            print(f"wrote compare-scan-orders-{args.ablations}.png: {', '.join(present)}")
+            last = len(present) - 1
+            caption = f"document.querySelector('#compare-caption-{last}')"
+            mapped = f"document.querySelector('#compare-map-{last} img')"
+            ready = f"{caption} && {caption}.innerText.includes('AUROC') && {mapped}"
+            shoot(f"compare-scan-orders-{args.ablations}", ready, 300_000)
         if "ct" in args.only and "head-ct" in checkpoints:
             example("Head CT, haemorrhage", "ct-haemorrhage")
         if "volume" in args.only and (volume := lgg_patient_volume(tmp)) is not None:
