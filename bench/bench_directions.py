@@ -17,9 +17,7 @@ cached features: forward, loss, backward, AdamW), and Mamba-MIS per 256² image 
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
@@ -27,7 +25,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import parser, start  # noqa: E402
+from bench.common import alternating, parser, start  # noqa: E402
 from spmamba import ssm  # noqa: E402
 from spmamba.model import SPMamba, SPMambaConfig, ss2d  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
@@ -48,15 +46,8 @@ def gathered():
 
 def side_by_side(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     """Median ms of ``fn`` on the gathered layout and through the index, alternating."""
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for i in range(repeat + 1):
-        for gather in (True, False):
-            with gathered() if gather else nullcontext():
-                t = time.perf_counter()
-                fn()
-                if i:  # the first round warms up: kernel compilation, allocator
-                    times[gather].append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times[True]), statistics.median(times[False])
+    ms = alternating(fn, {"gathered": gathered, "through index": nullcontext}, repeat)
+    return ms["gathered"], ms["through index"]
 
 
 def training_step(model: SPMamba, size: int, batch: int = 8) -> Callable[[], None]:

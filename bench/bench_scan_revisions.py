@@ -62,20 +62,22 @@ def run(kernels, x: dict, repeat: int) -> tuple[float, float, list[np.ndarray]]:
     rows, length = x["u"].shape
     d, n = x["A"].shape
     shared = (x["u"], x["delta"], x["bias"], True, x["A"], x["Bt"], x["Ct"], x["Dv"], d, 1, d)
-    if "perm" in kernels.forward.py_func.__code__.co_varnames:  # kernels since 2026-12-07 read through an order
+    # kernels since 2026-12-07 come per state size from kernels(); those before were the module's own
+    forward, backward = kernels.kernels(np.float32, n) if hasattr(kernels, "_compile") else kernels.kernels(np.float32)
+    if "perm" in forward.py_func.__code__.co_varnames:  # kernels since 2026-12-07 read through an order
         shared = (x["u"], np.arange(length)[None], *shared[1:])
     y = np.empty_like(x["u"])
     hs = np.empty((rows, kernels.n_chunks(length), n), np.float32)
-    fwd_ms = timeit(lambda: kernels.forward(*shared, y, hs, True), repeat=repeat)
+    fwd_ms = timeit(lambda: forward(*shared, y, hs, True), repeat=repeat)
     grads = [np.empty_like(x["u"]), np.empty_like(x["u"]), np.zeros((rows, n), np.float32)]
     grads += [np.zeros_like(x["Bt"]), np.zeros_like(x["Ct"]), np.zeros(rows, np.float32), np.zeros(rows, np.float32)]
 
-    def backward():
+    def backward_pass():
         for g in grads[2:]:
             g[:] = 0
-        kernels.backward(*shared, hs, x["dy"], *grads)
+        backward(*shared, hs, x["dy"], *grads)
 
-    bwd_ms = timeit(backward, repeat=repeat)
+    bwd_ms = timeit(backward_pass, repeat=repeat)
     return fwd_ms, bwd_ms, [y, *grads]
 
 

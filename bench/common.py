@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +26,23 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+def alternating(
+    fn: Callable[[], object], variants: dict[str, Callable[[], AbstractContextManager]], repeat: int
+) -> dict[str, float]:
+    """Median ms of ``fn`` under each variant (a context manager factory), the variants alternating within each
+    repetition so that drift in machine speed hits all alike; the first round warms up (compilation,
+    allocator) and is not counted."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(repeat + 1):
+        for name, variant in variants.items():
+            with variant():
+                t = time.perf_counter()
+                fn()
+                if i:
+                    times[name].append((time.perf_counter() - t) * 1e3)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:

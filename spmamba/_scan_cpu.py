@@ -114,122 +114,133 @@ def source_row(c, d_model, per_dir):
     return k, b * per_dir + d - k * per_dir
 
 
-@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def forward(u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
-    bd, L = delta.shape
-    N = A.shape[1]
-    T = CHUNK
-    per_dir = d_model // perm.shape[0]
-    n_blocks = min(bd, BLOCKS)
-    for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
-        h = np.empty(N, u.dtype)
-        dt = np.empty(L, u.dtype)
-        slope = np.empty(L, u.dtype)
-        for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
-            d = c % d_model
-            g = (c // d_model) * groups + d // per_group
-            k, row = source_row(c, d_model, per_dir)
-            p = perm[k]
-            h[:] = 0.0
-            delta_row(delta[c], bias[d], softplus, dt, slope)
-            a = A[d]
-            for l in range(L):
-                if save_states and l % T == 0:
-                    hs[c, l // T, :] = h
-                dl = dt[l]
-                ul = u[row, p[l]]
-                du = dl * ul
-                acc = u.dtype.type(0.0)
-                for n in range(N):
-                    h[n] = _exp(dl * a[n]) * h[n] + du * Bt[g, l, n]
-                    acc += h[n] * Ct[g, l, n]
-                y[c, p[l]] = acc + Dv[d] * ul
+def _compile(n_fixed: int) -> tuple:
+    """The forward and backward kernels, with d_state a compile-time constant where ``n_fixed`` > 0.
 
+    With the state loop's length known at compile time, SP-Mamba (d_state 16) runs its forward pass about 1.2x
+    and a training step about 1.1x as fast as with the length read from ``A`` (bench/bench_state_kernels.py,
+    BENCHMARKS.md). At d_state 8 a constant loop ran 2.6x slower, so 8 keeps the generic kernels. numba
+    caches each closure on disk under its constant.
+    """
 
-@njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def backward(
-    u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
-    hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias,
-):  # fmt: skip
-    bd, L = delta.shape
-    per_dir = d_model // perm.shape[0]
-    N = A.shape[1]
-    T = CHUNK
-    n_chunks = hs.shape[1]
-    n_groups = dBt.shape[0]
-    for g in prange(n_groups):
-        b = g // groups
-        hbuf = np.empty((T + 1, N), u.dtype)  # row 0: state before the chunk
-        abuf = np.empty((T, N), u.dtype)
-        dh = np.empty(N, u.dtype)
-        dA_c = np.empty(N, u.dtype)
-        dt = np.empty(L, u.dtype)
-        slope = np.empty(L, u.dtype)
-        for j in range(per_group):
-            d = (g % groups) * per_group + j
-            c = b * d_model + d
-            k, row = source_row(c, d_model, per_dir)
-            p = perm[k]
-            delta_row(delta[c], bias[d], softplus, dt, slope)
-            a = A[d]
-            dh[:] = 0.0
-            dA_c[:] = 0.0
-            db_acc = u.dtype.type(0.0)
-            dd_acc = u.dtype.type(0.0)
-            for ch in range(n_chunks - 1, -1, -1):
-                l0 = ch * T
-                l1 = min(L, l0 + T)
-                hbuf[0] = hs[c, ch]
-                for l in range(l0, l1):
-                    i = l - l0
+    @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+    def forward(u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
+        bd, L = delta.shape
+        N = A.shape[1] if n_fixed == 0 else n_fixed
+        T = CHUNK
+        per_dir = d_model // perm.shape[0]
+        n_blocks = min(bd, BLOCKS)
+        for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
+            h = np.empty(N, u.dtype)
+            dt = np.empty(L, u.dtype)
+            slope = np.empty(L, u.dtype)
+            for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
+                d = c % d_model
+                g = (c // d_model) * groups + d // per_group
+                k, row = source_row(c, d_model, per_dir)
+                p = perm[k]
+                h[:] = 0.0
+                delta_row(delta[c], bias[d], softplus, dt, slope)
+                a = A[d]
+                for l in range(L):
+                    if save_states and l % T == 0:
+                        hs[c, l // T, :] = h
                     dl = dt[l]
-                    du_ = dl * u[row, p[l]]
+                    ul = u[row, p[l]]
+                    du = dl * ul
+                    acc = u.dtype.type(0.0)
                     for n in range(N):
-                        e = _exp(dl * a[n])
-                        abuf[i, n] = e
-                        hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
-                for l in range(l1 - 1, l0 - 1, -1):
-                    i = l - l0
-                    pl = p[l]
-                    dyl = dy[c, pl]
-                    dl = dt[l]
-                    ul = u[row, pl]
-                    dd_acc += dyl * ul
-                    ddt_acc = u.dtype.type(0.0)
-                    du_acc = u.dtype.type(0.0)
-                    for n in range(N):
-                        dhn = dh[n] + dyl * Ct[g, l, n]
-                        dCt[g, l, n] += dyl * hbuf[i + 1, n]
-                        t1 = dhn * hbuf[i, n] * abuf[i, n]
-                        dA_c[n] += t1 * dl
-                        bn = Bt[g, l, n]
-                        ddt_acc += t1 * a[n] + dhn * bn * ul
-                        du_acc += dhn * bn
-                        dBt[g, l, n] += dhn * dl * ul
-                        dh[n] = abuf[i, n] * dhn
-                    gd = ddt_acc * slope[l]
-                    ddelta[c, l] = gd
-                    db_acc += gd
-                    du[c, pl] = du_acc * dl + Dv[d] * dyl
-            dA[c] = dA_c
-            dD[c] = dd_acc
-            dbias[c] = db_acc
+                        h[n] = _exp(dl * a[n]) * h[n] + du * Bt[g, l, n]
+                        acc += h[n] * Ct[g, l, n]
+                    y[c, p[l]] = acc + Dv[d] * ul
+
+    @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+    def backward(
+        u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
+        hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias,
+    ):  # fmt: skip
+        bd, L = delta.shape
+        per_dir = d_model // perm.shape[0]
+        N = A.shape[1] if n_fixed == 0 else n_fixed
+        T = CHUNK
+        n_chunks = hs.shape[1]
+        n_groups = dBt.shape[0]
+        for g in prange(n_groups):
+            b = g // groups
+            hbuf = np.empty((T + 1, N), u.dtype)  # row 0: state before the chunk
+            abuf = np.empty((T, N), u.dtype)
+            dh = np.empty(N, u.dtype)
+            dA_c = np.empty(N, u.dtype)
+            dt = np.empty(L, u.dtype)
+            slope = np.empty(L, u.dtype)
+            for j in range(per_group):
+                d = (g % groups) * per_group + j
+                c = b * d_model + d
+                k, row = source_row(c, d_model, per_dir)
+                p = perm[k]
+                delta_row(delta[c], bias[d], softplus, dt, slope)
+                a = A[d]
+                dh[:] = 0.0
+                dA_c[:] = 0.0
+                db_acc = u.dtype.type(0.0)
+                dd_acc = u.dtype.type(0.0)
+                for ch in range(n_chunks - 1, -1, -1):
+                    l0 = ch * T
+                    l1 = min(L, l0 + T)
+                    hbuf[0] = hs[c, ch]
+                    for l in range(l0, l1):
+                        i = l - l0
+                        dl = dt[l]
+                        du_ = dl * u[row, p[l]]
+                        for n in range(N):
+                            e = _exp(dl * a[n])
+                            abuf[i, n] = e
+                            hbuf[i + 1, n] = e * hbuf[i, n] + du_ * Bt[g, l, n]
+                    for l in range(l1 - 1, l0 - 1, -1):
+                        i = l - l0
+                        pl = p[l]
+                        dyl = dy[c, pl]
+                        dl = dt[l]
+                        ul = u[row, pl]
+                        dd_acc += dyl * ul
+                        ddt_acc = u.dtype.type(0.0)
+                        du_acc = u.dtype.type(0.0)
+                        for n in range(N):
+                            dhn = dh[n] + dyl * Ct[g, l, n]
+                            dCt[g, l, n] += dyl * hbuf[i + 1, n]
+                            t1 = dhn * hbuf[i, n] * abuf[i, n]
+                            dA_c[n] += t1 * dl
+                            bn = Bt[g, l, n]
+                            ddt_acc += t1 * a[n] + dhn * bn * ul
+                            du_acc += dhn * bn
+                            dBt[g, l, n] += dhn * dl * ul
+                            dh[n] = abuf[i, n] * dhn
+                        gd = ddt_acc * slope[l]
+                        ddelta[c, l] = gd
+                        db_acc += gd
+                        du[c, pl] = du_acc * dl + Dv[d] * dyl
+                dA[c] = dA_c
+                dD[c] = dd_acc
+                dbias[c] = db_acc
+
+    return forward, backward
 
 
-# Module-level kernels, compiled per dtype on first use: numba caches them on disk across processes
-# (closures over other jitted functions would be keyed by those objects' identity and never hit the cache).
-_KERNELS = {np.dtype(np.float32): (forward, backward), np.dtype(np.float64): (forward, backward)}
+FIXED_STATES = (16,)  # the d_state values with kernels of their own: where measured faster (see _compile)
+_GENERIC = _compile(0)
+_FIXED = {n: _compile(n) for n in FIXED_STATES}
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def n_chunks(length: int) -> int:
     return (length + CHUNK - 1) // CHUNK
 
 
-def kernels(dtype: np.dtype):
-    try:
-        return _KERNELS[np.dtype(dtype)]
-    except KeyError:
-        raise TypeError(f"the CPU selective scan runs in float32 or float64, got {dtype}") from None
+def kernels(dtype: np.dtype, n_state: int) -> tuple:
+    """The (forward, backward) kernels for this dtype and state size (numba compiles each dtype on first use)."""
+    if np.dtype(dtype) not in DTYPES:
+        raise TypeError(f"the CPU selective scan runs in float32 or float64, got {dtype}")
+    return _FIXED.get(n_state, _GENERIC)
 
 
 def set_threads(n: int) -> None:

@@ -116,7 +116,7 @@ class _CPUScan(torch.autograd.Function):
         groups = 1 if B.dim() == 3 else B.shape[1]
         if d % groups:
             raise ValueError(f"d_inner {d} is not divisible by the {groups} B/C groups")
-        fwd, _ = _scan_cpu.kernels(u.numpy().dtype)
+        fwd, _ = _scan_cpu.kernels(u.numpy().dtype, A.shape[1])
         order = np.arange(L)[None] if perm is None else perm.numpy()
         u2 = u.detach().reshape(-1, L).contiguous()
         delta2 = delta.detach().reshape(b * d, L).contiguous()
@@ -141,7 +141,7 @@ class _CPUScan(torch.autograd.Function):
         bd, L = delta2.shape
         d, k = A.shape[0], len(order)
         b = bd // d
-        _, bwd = _scan_cpu.kernels(u2.numpy().dtype)
+        _, bwd = _scan_cpu.kernels(u2.numpy().dtype, A.shape[1])
         dy2 = dy.reshape(bd, L).contiguous()
         du, ddelta = torch.empty_like(delta2), torch.empty_like(delta2)
         dA = u2.new_zeros(bd, A.shape[1])

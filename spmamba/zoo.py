@@ -15,6 +15,9 @@ from .hub import CHECKOUT_WEIGHTS, weights_dir
 WEIGHTS_DIR = CHECKOUT_WEIGHTS  # the source checkout's weights (the tests' shipped checkpoints live there)
 LABEL_SEP = " — "  # a dropdown label: the file's stem, this, its card's one-line summary
 DEFAULT_CHECKPOINT = "zhanglab128-clahe-efficientnet_lite0"  # first in every list: the page's and the API's default
+# each modality's default, in this order right after it: the first checkpoint trained on an image's modality
+# is the one ``preselect`` switches to (rule 4 in docs/experiments-shift.md chooses them)
+MODALITY_DEFAULTS: tuple[str, ...] = ()
 # what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
 MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
 
@@ -39,9 +42,11 @@ def _labelled(folder: Path | None, read) -> dict[str, str]:
 
 def list_checkpoints(folder: Path | None = None) -> dict[str, str]:
     """{label shown in the dropdown: path} for every readable anomaly checkpoint, with its one-line summary;
-    the default checkpoint first, then by file name."""
+    the default checkpoint first, then each modality's default, then the rest by file name."""
+    order = (DEFAULT_CHECKPOINT, *MODALITY_DEFAULTS)
     out = _labelled(folder, read_metadata)
-    return dict(sorted(out.items(), key=lambda kv: Path(kv[1]).stem != DEFAULT_CHECKPOINT))
+    rank = {stem: i for i, stem in enumerate(order)}
+    return dict(sorted(out.items(), key=lambda kv: rank.get(Path(kv[1]).stem, len(order))))
 
 
 def list_seg_checkpoints(folder: Path | None = None) -> dict[str, str]:

@@ -50,10 +50,16 @@ def test_bfss_is_each_directions_scan_mapped_back_and_fused(directions):
     assert (paths[0][:3] == [[0, 0], [0, 1], [0, 2]]).all()
     if directions == 4:
         assert (paths[1][:2] == [[0, 0], [1, 0]]).all() and (paths[2][0] == [7, 7]).all()
+    x.requires_grad_(True)
     w = layer.fusion_weights()
     expected = sum(w[k][None, :, None, None] * _one_direction(layer, x, k, paths[k]) for k in range(directions))
-    assert torch.allclose(layer.scan(x), expected, atol=1e-5)
+    got = layer.scan(x)
+    assert torch.allclose(got, expected, atol=1e-5)
     assert torch.allclose(w.sum(0), torch.full((6,), float(directions)))
+    probe = torch.randn_like(got)  # the fused layer's gradients are those of the written-out sum
+    grads = [torch.autograd.grad((y * probe).sum(), (x, layer.fusion_logits)) for y in (got, expected)]
+    for g, e in zip(*grads, strict=True):
+        assert torch.allclose(g, e, atol=1e-4)
 
 
 def test_bfss_starts_as_the_plain_sum_and_numba_matches_the_reference():

@@ -34,8 +34,10 @@ class BFSS(SS2D):
         return self.k * torch.softmax(self.fusion_logits, dim=0)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, H, W) -> (B, D, H, W)."""
-        return torch.einsum("bkdl,kd->bdl", self.scan_directions(x), self.fusion_weights()).view_as(x)
+        """(B, D, H, W) -> (B, D, H, W). The fusion is a product and a sum over directions: as an ``einsum``
+        it became a batched matmul of one tiny product per channel, 2-4x slower on CPU both ways."""
+        ys = self.scan_directions(x)  # (B, K, D, L)
+        return (ys * self.fusion_weights()[:, :, None]).sum(1).view_as(x)
 
 
 class BidirectionalScan1D(SS2D):
