@@ -18,7 +18,7 @@ cached features: forward, loss, backward, AdamW), and Mamba-MIS per 256² image 
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -44,12 +44,6 @@ def gathered():
         ss2d.selective_scan_directions = fused
 
 
-def side_by_side(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Median ms of ``fn`` on the gathered layout and through the index, alternating."""
-    ms = alternating(fn, {"gathered": gathered, "through index": nullcontext}, repeat)
-    return ms["gathered"], ms["through index"]
-
-
 def training_step(model: SPMamba, size: int, batch: int = 8) -> Callable[[], None]:
     feats = [f.detach() for f in model.encoder(torch.rand(batch, 1, size, size))]
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
@@ -63,33 +57,46 @@ def training_step(model: SPMamba, size: int, batch: int = 8) -> Callable[[], Non
     return step
 
 
-def main() -> None:
-    ap = parser(__doc__, repeat=7)
-    args = ap.parse_args()
-    gflops = start(
-        args.threads, ["measurement", "gathered ms", "through index ms", "speed-up", "beside it", "ratio to it"]
-    )
+def spmamba_rows(variants: dict[str, Callable[[], AbstractContextManager]], gflops: float, repeat: int) -> None:
+    """Print the SP-Mamba rows of a before/after kernel bench: ``paper`` and ``paper-lite0`` forward per 256²
+    image against the floor (the model's FLOPs at the matmul rate measured in this run), and a ``cpu-lite0``
+    training step; ``variants`` holds the before and the after, in that order, alternating (medians)."""
+    before_name, after_name = variants
     x = torch.rand(1, 3, 256, 256)
     for preset in ("paper", "paper-lite0"):
         torch.manual_seed(0)
         model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed
         floor = 2 * model_cost(model).gmacs / gflops * 1e3
         with torch.no_grad():
-            before, after = side_by_side(lambda m=model: m(x), args.repeat)
+            ms = alternating(lambda m=model: m(x), variants, repeat)
+        before, after = ms[before_name], ms[after_name]
         print(
             f"| SP-Mamba `{preset}` forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
             f"floor {floor:.0f} ms | {before / floor:.1f}× → {after / floor:.1f}× |"
         )
     torch.manual_seed(0)
     model = SPMamba(SPMambaConfig.preset("cpu-lite0"), encoder_weights=None).train()
-    before, after = side_by_side(training_step(model, 128), args.repeat)
+    ms = alternating(training_step(model, 128), variants, repeat)
+    before, after = ms[before_name], ms[after_name]
     print(f"| SP-Mamba `cpu-lite0` training step, 8 × 128² | {before:.0f} | {after:.0f} | {before / after:.2f}× | | |")
+
+
+def main() -> None:
+    ap = parser(__doc__, repeat=7)
+    args = ap.parse_args()
+    gflops = start(
+        args.threads, ["measurement", "gathered ms", "through index ms", "speed-up", "beside it", "ratio to it"]
+    )
+    variants = {"gathered": gathered, "through index": nullcontext}
+    spmamba_rows(variants, gflops, args.repeat)
     torch.manual_seed(0)
+    x = torch.rand(1, 3, 256, 256)
     mis = MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=256, channels=18)).eval()
     unet = UNet(UNetConfig(image_size=256)).eval()
     with torch.no_grad():
-        before, after = side_by_side(lambda: mis(x), args.repeat)
-        unet_ms = side_by_side(lambda: unet(x), args.repeat)[1]
+        ms = alternating(lambda: mis(x), variants, args.repeat)
+        unet_ms = alternating(lambda: unet(x), variants, args.repeat)["through index"]
+    before, after = ms["gathered"], ms["through index"]
     print(
         f"| Mamba-MIS (C 18) forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
         f"U-Net {unet_ms:.0f} ms | {before / unet_ms:.2f}× → {after / unet_ms:.2f}× |"

@@ -19,14 +19,10 @@ import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_directions import training_step  # noqa: E402
-from bench.common import alternating, parser, start  # noqa: E402
+from bench.bench_directions import spmamba_rows  # noqa: E402
+from bench.common import parser, start  # noqa: E402
 from spmamba import _scan_cpu  # noqa: E402
-from spmamba.model import SPMamba, SPMambaConfig  # noqa: E402
-from spmamba.profiling import model_cost  # noqa: E402
 
 
 @contextmanager
@@ -40,30 +36,11 @@ def generic():
         _scan_cpu._FIXED = fixed
 
 
-VARIANTS = {"generic": generic, "fixed": nullcontext}
-
-
 def main() -> None:
     ap = parser(__doc__, repeat=7)
     args = ap.parse_args()
-    gflops = start(args.threads, ["measurement", "generic ms", "fixed ms", "speed-up", "floor", "ratio to it"])
-    x = torch.rand(1, 3, 256, 256)
-    for preset in ("paper", "paper-lite0"):
-        torch.manual_seed(0)
-        model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed
-        floor = 2 * model_cost(model).gmacs / gflops * 1e3
-        with torch.no_grad():
-            ms = alternating(lambda m=model: m(x), VARIANTS, args.repeat)
-        before, after = ms["generic"], ms["fixed"]
-        print(
-            f"| SP-Mamba `{preset}` forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
-            f"{floor:.0f} ms | {before / floor:.1f}× → {after / floor:.1f}× |"
-        )
-    torch.manual_seed(0)
-    model = SPMamba(SPMambaConfig.preset("cpu-lite0"), encoder_weights=None).train()
-    ms = alternating(training_step(model, 128), VARIANTS, args.repeat)
-    before, after = ms["generic"], ms["fixed"]
-    print(f"| SP-Mamba `cpu-lite0` training step, 8 × 128² | {before:.0f} | {after:.0f} | {before / after:.2f}× | | |")
+    gflops = start(args.threads, ["measurement", "generic ms", "fixed ms", "speed-up", "beside it", "ratio to it"])
+    spmamba_rows({"generic": generic, "fixed": nullcontext}, gflops, args.repeat)
 
 
 if __name__ == "__main__":
