@@ -5,8 +5,8 @@
 # per row. Research checkpoints: written to the git-ignored weights/ablations/, where the demo's Compare tab
 # lists them; their metadata and shift-split scores go to docs/ablations/ (bench/ablation_records.py,
 # bench/scan_table.py score), so the table survives the weights. One network per worker, resumable; a second
-# worker takes the next row not taken (runs/lock-<row>; after a killed worker, remove its lock). Run in the
-# background:
+# worker takes the next row not taken (runs/lock-<row>; after a killed worker, remove its lock). A row
+# interrupted by a session's end is carried like the long runs (bench/carried.sh). Run in the background:
 #   OMP_NUM_THREADS=1 nohup bash bench/ablation_runs.sh > runs/queue-ablations.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +20,12 @@ run() {  # dataset folder, name prefix, dataset name, modality, intensity, name 
   # a row whose records are in docs/ablations is done, even where its weights went with a replaced machine
   [ -f "$out" ] || [ -f "docs/ablations/$prefix-$suffix.scores.json" ] && return
   mkdir "runs/lock-$prefix-$suffix" 2> /dev/null || return 0  # another worker has this row
+  bash bench/carried.sh restore "$out"  # a row's state committed at the end of an earlier session
   spmamba train "$DATA/$data" --out "$out" --config cpu-lite0 --epochs 10 --val-every 5 --keep last \
     --intensity "$intensity" --resume --dataset-name "$name" --modality $modality "$@"
   python bench/ablation_records.py "$out"
   python bench/scan_table.py score "$out"
+  bash bench/carried.sh drop "$out"
   rmdir "runs/lock-$prefix-$suffix"
 }
 
