@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import alternating, parser, start  # noqa: E402
+from bench.common import alternating, parser, start, under  # noqa: E402
 from spmamba import ssm  # noqa: E402
 from spmamba.model import SPMamba, SPMambaConfig, ss2d  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
@@ -68,7 +68,7 @@ def spmamba_rows(variants: dict[str, Callable[[], AbstractContextManager]], gflo
         model = SPMamba(SPMambaConfig.preset(preset), encoder_weights=None).eval()  # weights do not change speed
         floor = 2 * model_cost(model).gmacs / gflops * 1e3
         with torch.no_grad():
-            ms = alternating(lambda m=model: m(x), variants, repeat)
+            ms = alternating({name: under(v, lambda m=model: m(x)) for name, v in variants.items()}, repeat)
         before, after = ms[before_name], ms[after_name]
         print(
             f"| SP-Mamba `{preset}` forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
@@ -76,7 +76,8 @@ def spmamba_rows(variants: dict[str, Callable[[], AbstractContextManager]], gflo
         )
     torch.manual_seed(0)
     model = SPMamba(SPMambaConfig.preset("cpu-lite0"), encoder_weights=None).train()
-    ms = alternating(training_step(model, 128), variants, repeat)
+    step = training_step(model, 128)
+    ms = alternating({name: under(v, step) for name, v in variants.items()}, repeat)
     before, after = ms[before_name], ms[after_name]
     print(f"| SP-Mamba `cpu-lite0` training step, 8 × 128² | {before:.0f} | {after:.0f} | {before / after:.2f}× | | |")
 
@@ -94,9 +95,9 @@ def main() -> None:
     mis = MambaMIS(MambaMISConfig.preset("cpu-tiny", image_size=256, channels=18)).eval()
     unet = UNet(UNetConfig(image_size=256)).eval()
     with torch.no_grad():
-        ms = alternating(lambda: mis(x), variants, args.repeat)
-        unet_ms = alternating(lambda: unet(x), variants, args.repeat)["through index"]
-    before, after = ms["gathered"], ms["through index"]
+        runs = {name: under(v, lambda: mis(x)) for name, v in variants.items()}
+        ms = alternating({**runs, "U-Net": lambda: unet(x)}, args.repeat)
+    before, after, unet_ms = ms["gathered"], ms["through index"], ms["U-Net"]
     print(
         f"| Mamba-MIS (C 18) forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
         f"U-Net {unet_ms:.0f} ms | {before / unet_ms:.2f}× → {after / unet_ms:.2f}× |"

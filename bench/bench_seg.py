@@ -1,7 +1,8 @@
 """Segmentation models side by side: Mamba-MIS (and its ablations) against the U-Net baseline.
 
 Per model: parameters (at 256 and at the training size: the spectral gates hold one weight per frequency),
-GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1),
+GMACs (dense + selective scans), CPU inference ms per 256x256 image (batch 1; the models take turns within
+each repetition, so drift in machine speed hits all alike),
 training images/s at the training size (batch 8, forward + backward + AdamW step), and each as a ratio
 to the U-Net's in the same run. The Mamba-MIS rows below the shipped network are it with one switch each,
 at its width (C 18), as the LGG ablations were trained.
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import parser, start, timeit  # noqa: E402
+from bench.common import alternating, parser, start, timeit  # noqa: E402
 from spmamba.profiling import forward_macs  # noqa: E402
 from spmamba.seg.mamba_mis import MambaMIS, MambaMISConfig  # noqa: E402
 from spmamba.seg.train import loss_fn  # noqa: E402
@@ -72,21 +73,24 @@ def main() -> None:
             "vs U-Net",
         ],
     )
-    base_ms = base_rate = None
+    x = torch.rand(1, 3, 256, 256)
+    models = {}
     for name, make in MODELS.items():
         torch.manual_seed(0)
-        model = make(256).eval()
-        dense, scans = forward_macs(model, torch.rand(1, 3, 256, 256))
-        x = torch.rand(1, 3, 256, 256)
-        with torch.no_grad():
-            ms = timeit(lambda m=model, x=x: m(x), repeat=args.repeat, warmup=2)
-        trained = make(args.train_size)
+        models[name] = make(256).eval()
+    with torch.no_grad():  # the models in turn within each repetition: drift in machine speed hits all alike
+        ms = alternating({name: lambda m=model: m(x) for name, model in models.items()}, args.repeat)
+    base_ms, base_rate = ms["U-Net (C 9)"], None
+    for name, model in models.items():
+        dense, scans = forward_macs(model, x)
+        torch.manual_seed(0)
+        trained = MODELS[name](args.train_size)
         rate = train_rate(trained, args.train_size, max(2, args.repeat // 2))
-        base_ms, base_rate = base_ms or ms, base_rate or rate
+        base_rate = base_rate or rate
         params, params_trained = (sum(p.numel() for p in m.parameters()) / 1e6 for m in (model, trained))
         print(
-            f"| {name} | {params:.2f} | {params_trained:.2f} | {(dense + scans) / 1e9:.2f} | {ms:.0f} | "
-            f"{ms / base_ms:.2f}× | {rate:.1f} | {rate / base_rate:.2f}× |"
+            f"| {name} | {params:.2f} | {params_trained:.2f} | {(dense + scans) / 1e9:.2f} | {ms[name]:.0f} | "
+            f"{ms[name] / base_ms:.2f}× | {rate:.1f} | {rate / base_rate:.2f}× |"
         )
 
 

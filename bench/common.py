@@ -28,21 +28,27 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def alternating(
-    fn: Callable[[], object], variants: dict[str, Callable[[], AbstractContextManager]], repeat: int
-) -> dict[str, float]:
-    """Median ms of ``fn`` under each variant (a context manager factory), the variants alternating within each
-    repetition so that drift in machine speed hits all alike; the first round warms up (compilation,
-    allocator) and is not counted."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
+def alternating(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median ms of each of ``runs``, taken in turn within each repetition so that drift in machine speed hits
+    all alike; the first round warms up (compilation, allocator) and is not counted."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(repeat + 1):
-        for name, variant in variants.items():
-            with variant():
-                t = time.perf_counter()
-                fn()
-                if i:
-                    times[name].append((time.perf_counter() - t) * 1e3)
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            if i:
+                times[name].append((time.perf_counter() - t) * 1e3)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def under(variant: Callable[[], AbstractContextManager], fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run inside a fresh ``variant()`` context each time (a before/after switch for ``alternating``)."""
+
+    def run() -> object:
+        with variant():
+            return fn()
+
+    return run
 
 
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
