@@ -103,6 +103,20 @@ class Judgement:
         }
 
 
+def _misses(cal: dict) -> str:
+    """What a score under the threshold does not rule out: the share of abnormal images the threshold passed where
+    it was measured (another acquisition group where the checkpoint has one), so a low sensitivity is said plainly
+    on the verdict that depends on it."""
+    for split, where in (("shift", "from another acquisition group"), ("val", "of the validation split")):
+        tpr, ci = cal.get(f"{split}_true_positive_rate"), cal.get(f"{split}_true_positive_rate_ci95")
+        if tpr is not None and ci:
+            return (
+                f" The threshold passes {100 * (1 - tpr):.0f}% ({100 * (1 - ci[1]):.0f}–{100 * (1 - ci[0]):.0f}%) of "
+                f"the abnormal images {where}: a score in the normal range does not rule a finding out."
+            )
+    return ""
+
+
 class Predictor:
     """A checkpoint ready to score images; read-only after loading, so sessions can share one."""
 
@@ -236,6 +250,6 @@ class Predictor:
             rank = f"higher than {pct:.0f}% of the {len(normal)} {population}"
         text = (
             f"**{headline.capitalize()} for this model.** Score {total:.3g} (threshold {cal['threshold']:.3g}"
-            f"{flags}); {rank}.{weak} {NOT_DIAGNOSIS}"
+            f"{flags}); {rank}.{weak}{'' if above else _misses(cal)} {NOT_DIAGNOSIS}"
         )
         return Judgement(total, above, pct, match, headline, text)

@@ -17,7 +17,7 @@ LABEL_SEP = " — "  # a dropdown label: the file's stem, this, its card's one-l
 DEFAULT_CHECKPOINT = "zhanglab128-clahe-efficientnet_lite0"  # first in every list: the page's and the API's default
 # each modality's default, in this order right after it: the first checkpoint trained on an image's modality
 # is the one ``preselect`` switches to (rule 4 in docs/experiments-shift.md chooses them)
-MODALITY_DEFAULTS: tuple[str, ...] = ()
+MODALITY_DEFAULTS = ("lgg128-percentile-efficientnet_lite0",)  # brain MRI (since 2026-12-07)
 # what a DICOM Modality code means, for notes a reader without the DICOM standard at hand can follow
 MODALITY_NAMES = {"CR": "X-ray", "DX": "X-ray", "PT": "PET", "US": "ultrasound", "XC": "colour photograph"}
 

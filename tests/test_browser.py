@@ -15,12 +15,13 @@ from PIL import Image
 
 from spmamba.data import data_root
 from spmamba.demo.canvas import BEFORE_AFTER_PAINTED
+from spmamba.zoo import MODALITY_DEFAULTS
 from tests.conftest import SHIPPED
 
 DATA = data_root()
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-MR_CHECKPOINT = SHIPPED.parent / "lgg-flair-efficientnet_lite0.safetensors"
+MR_CHECKPOINT = SHIPPED.parent / f"{MODALITY_DEFAULTS[0]}.safetensors"  # the brain-MRI default
 CT_CHECKPOINT = SHIPPED.parent / "head-ct-efficientnet_lite0.safetensors"
 ARTIFACTS = Path(os.environ.get("SPMAMBA_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
@@ -267,7 +268,7 @@ def test_brain_tumour_example_switches_to_mr_and_shows_its_ground_truth_on_reque
     before = page.locator("#verdict").inner_text()  # an earlier test's verdict must not pass for this one's
     examples.get_by_text("Brain MRI FLAIR, tumour").click()
     page.wait_for_function(
-        "(before) => document.querySelector('#checkpoint input').value.startsWith('lgg-flair') && "
+        "(before) => document.querySelector('#checkpoint input').value.startsWith('lgg128-percentile') && "
         "document.querySelector('#image-info').innerText.includes('format: PNG') && "
         "document.querySelector('#verdict').innerText.includes('Score') && "
         "document.querySelector('#verdict').innerText !== before",

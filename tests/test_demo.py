@@ -111,9 +111,17 @@ def test_verdict_places_the_score_and_never_diagnoses(analysis):
     s_lo, s_hi = cal["shift_false_positive_rate_ci95"]
     shift = f"as do {100 * cal['shift_false_positive_rate']:.1f}% ({100 * s_lo:.0f}–{100 * s_hi:.0f}%) of normal"
     assert shift in lo and "another acquisition group" in lo
+    # under the threshold, the verdict says what share of the shift split's abnormal images the threshold passes
+    t_lo, t_hi = cal["shift_true_positive_rate_ci95"]
+    passed = 1 - cal["shift_true_positive_rate"]
+    missed = f"passes {100 * passed:.0f}% ({100 * (1 - t_hi):.0f}–{100 * (1 - t_lo):.0f}%)"
+    assert missed in lo and "does not rule a finding out" in lo and "rule a finding out" not in hi
     unshifted = copy.copy(predictor)  # one trained without a shift split does not mention one
     unshifted.calibration = {k: v for k, v in cal.items() if not k.startswith("shift_")}
     assert "another acquisition group" not in unshifted.judge(0.0).text
+    assert "rule a finding out" not in unshifted.judge(0.0).text  # nor a miss rate it never measured
+    unshifted.calibration |= {"val_true_positive_rate": 0.65, "val_true_positive_rate_ci95": [0.45, 0.85]}
+    assert "passes 35% (15–55%) of the abnormal images of the validation split" in unshifted.judge(0.0).text
     uncalibrated = copy.copy(predictor)
     uncalibrated.calibration = None
     assert "cannot be placed" in uncalibrated.judge(1.0).text
@@ -498,3 +506,20 @@ def test_the_chest_checkpoint_stays_the_default_whatever_else_is_installed():
 
     first = next(iter(list_checkpoints().values()))
     assert Path(first).stem == DEFAULT_CHECKPOINT == SHIPPED.stem
+
+
+@needs_checkpoint
+def test_each_modalitys_default_is_the_checkpoint_chosen_for_it():
+    """Rule 4 (docs/experiments-shift.md) makes a network its modality's default: it comes right after the chest
+    default in every list, so the page, the API and the command line switch to it before an older checkpoint
+    of the same modality that sorts before it by name."""
+    from spmamba.zoo import DEFAULT_CHECKPOINT, MODALITY_DEFAULTS, modalities
+
+    listed = list_checkpoints()
+    stems = [Path(p).stem for p in listed.values()]
+    assert MODALITY_DEFAULTS and stems[: 1 + len(MODALITY_DEFAULTS)] == [DEFAULT_CHECKPOINT, *MODALITY_DEFAULTS]
+    chest = next(iter(listed))
+    for label in list(listed)[1 : 1 + len(MODALITY_DEFAULTS)]:
+        for modality in modalities(listed[label]):
+            switched = f"Switched to a checkpoint trained on {modality} images."
+            assert preselect(modality, listed, chest) == (label, switched)

@@ -19,7 +19,7 @@ from spmamba.demo.site import Site
 from spmamba.demo.volume import volume_api
 from spmamba.domain import Domain, describe, write_domain
 from spmamba.pipeline import ANOMALY, SEGMENT, Pipeline
-from spmamba.zoo import WEIGHTS_DIR, list_checkpoints, list_seg_checkpoints
+from spmamba.zoo import MODALITY_DEFAULTS, WEIGHTS_DIR, list_checkpoints, list_seg_checkpoints
 from tests.conftest import needs_checkpoint
 from tests.malformed import write_dicom
 
@@ -80,7 +80,7 @@ def test_every_dataset_goes_to_its_checkpoint_with_no_modality_and_no_carry_over
     ct = first(DATA / "head-ct" / "val" / "HEMORRHAGE")
     chest = first(DATA / "zhanglab" / "val" / "PNEUMONIA")
     chest_label = site.labels[0]
-    for path, want in ((brain, "lgg-flair-"), (ct, "head-ct-"), (chest, "zhanglab")):
+    for path, want in ((brain, MODALITY_DEFAULTS[0]), (ct, "head-ct-"), (chest, "zhanglab")):
         ready = site.prepare(str(path), handlers.ImageOptions(), chest_label)  # the dropdown still shows chest
         assert Path(ready.route.path).name.startswith(want) and ready.route.in_domain
         assert ready.route.looks_like.startswith("Looks like:")
