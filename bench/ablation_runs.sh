@@ -25,16 +25,18 @@ run() {  # dataset folder, name prefix, dataset name, modality, intensity, name 
     --intensity "$intensity" --resume --dataset-name "$name" --modality $modality "$@"
   python bench/ablation_records.py "$out"
   python bench/scan_table.py score "$out"
+  python bench/scan_table.py score --split val "$out"  # in-pool, to read beside it
   bash bench/carried.sh drop "$out"
   rmdir "runs/lock-$prefix-$suffix"
 }
 
-rows() {  # the five rows of one dataset: dataset folder, name prefix, dataset name, modality, intensity
+rows() {  # the six rows of one dataset: dataset folder, name prefix, dataset name, modality, intensity
   run "$@" circular-hilbert
   run "$@" raster --scan-order raster --num-directions 8
   run "$@" boustrophedon --scan-order boustrophedon --num-directions 8
   run "$@" hilbert --scan-order hilbert --num-directions 8
   run "$@" no-prototypes --prototype-banks 0
+  run "$@" circular-hilbert-seed1 --seed 1  # the first row again, another seed: the run-to-run spread
 }
 
 rows zhanglab zhanglab128-e10 'ZhangLab chest X-ray (Kermany et al. 2018)' "CR DX" clahe

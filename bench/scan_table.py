@@ -3,11 +3,15 @@ intervals (docs/scan-order.md says how the rows are trained and what counts).
 
     python bench/scan_table.py score weights/ablations/zhanglab128-e10-*.safetensors
     python bench/scan_table.py table zhanglab128-e10
+    python bench/scan_table.py score --split val weights/ablations/lgg128-e10-*.safetensors   # in-pool, for reading
+    python bench/scan_table.py table --split val lgg128-e10
 
 ``score`` scores a row's shift-split images with the maps' peak alone (the same weights for every row, so the
 comparison is of the maps) and keeps every image's score, plus pixel AUROC where the images have masks, in
 ``docs/ablations/<row>.scores.json``: the paired differences can be computed again after the weights are gone.
 ``table`` reads those files for one prefix and prints the table, each row against the Circular-Hilbert row.
+``--split val`` does the same on the in-pool validation split (``<row>.val.scores.json``): the plan reports the
+shift split; the in-pool table says whether the two splits agree.
 """
 
 from __future__ import annotations
@@ -37,39 +41,47 @@ ROWS = {
     "boustrophedon": "boustrophedon",
     "hilbert": "Hilbert",
     "no-prototypes": "Circular-Hilbert, prototype module off",
+    "circular-hilbert-seed1": "Circular-Hilbert again, seed 1 (the training run's own spread)",
 }
 
 
-def score(checkpoint: Path, data: Path | None) -> Path:
-    """Every shift-split image's max-only score under ``checkpoint``, with its pixel AUROC where masks exist."""
+SPLITS = {"shift": ("shift_val", "Shift split", ""), "val": ("val", "In-pool validation split", ".val")}
+
+
+def records(row: str, split: str) -> Path:
+    return RECORDS / f"{row}{SPLITS[split][2]}.scores.json"
+
+
+def score(checkpoint: Path, data: Path | None, split: str = "shift") -> Path:
+    """Every image's max-only score on ``split`` under ``checkpoint``, with its pixel AUROC where masks exist."""
     meta = read_metadata(checkpoint)
     folder = data or data_root() / meta["training"]["data_path_name"]
-    shift = discover(folder, seed=meta["training"]["options"]["seed"]).shift_val
+    images = getattr(discover(folder, seed=meta["training"]["options"]["seed"]), SPLITS[split][0])
     model = Predictor(checkpoint)
-    maps = model.maps_for_samples(shift, desc=checkpoint.stem)
+    maps = model.maps_for_samples(images, desc=checkpoint.stem)
     scores = model.score(maps, ScoreWeights.max_only())
     record = {
         "checkpoint": checkpoint.name,
-        "split": "shift",
+        "split": split,
         "weights": "max-only",
-        "files": [s.path.name for s in shift],
-        "labels": [int(s.label) for s in shift],
+        "files": [s.path.name for s in images],
+        "labels": [int(s.label) for s in images],
         "scores": [float(x) for x in scores.total.numpy()],
         "train_seconds": meta["training"].get("train_seconds"),
     }
-    masks = load_masks(shift, model.image_size)
+    masks = load_masks(images, model.image_size)
     if masks is not None:
         record["pixel"] = pixel_report(scores.anomaly_map.numpy(), masks.numpy())
-    out = RECORDS / f"{checkpoint.stem}.scores.json"
+    out = records(checkpoint.stem, split)
     out.write_text(json.dumps(record) + "\n")
     return out
 
 
-def table(prefix: str) -> str:
-    """The markdown table of every row scored for ``prefix``, each against its Circular-Hilbert row."""
-    rows = {k: json.loads(p.read_text()) for k in ROWS if (p := RECORDS / f"{prefix}-{k}.scores.json").is_file()}
+def table(prefix: str, split: str = "shift") -> str:
+    """The markdown table of every row scored for ``prefix`` on ``split``, each against its Circular-Hilbert row."""
+    rows = {k: json.loads(p.read_text()) for k in ROWS if (p := records(f"{prefix}-{k}", split)).is_file()}
     if BASE not in rows:
-        raise SystemExit(f"no {prefix}-{BASE}.scores.json in {RECORDS}: score the Circular-Hilbert row first")
+        raise SystemExit(f"no {records(f'{prefix}-{BASE}', split).name} in {RECORDS}: score that row first")
     base = rows[BASE]
     labels = np.array(base["labels"])
     pixel = "pixel" in base
@@ -98,7 +110,8 @@ def table(prefix: str) -> str:
         cells.append(f"{minutes / 60:.0f}" if minutes else "–")
         out.append("| " + " | ".join(cells) + " |")
     n0, n1 = int((labels == 0).sum()), int((labels == 1).sum())
-    return "\n".join(out) + f"\n\nShift split: {n0} normal / {n1} abnormal images; scores: the maps' peak alone.\n"
+    where = SPLITS[split][1]
+    return "\n".join(out) + f"\n\n{where}: {n0} normal / {n1} abnormal images; scores: the maps' peak alone.\n"
 
 
 def main() -> None:
@@ -109,12 +122,14 @@ def main() -> None:
     sc.add_argument("--data", type=Path, default=None, help="dataset root (default: $SPMAMBA_DATA/<its data>)")
     tb = sub.add_parser("table")
     tb.add_argument("prefix")
+    for p in (sc, tb):
+        p.add_argument("--split", choices=SPLITS, default="shift", help="shift (the plan's) or val (in-pool)")
     args = ap.parse_args()
     if args.cmd == "score":
         for path in args.checkpoints:
-            print(score(path, args.data))
+            print(score(path, args.data, args.split))
     else:
-        print(table(args.prefix))
+        print(table(args.prefix, args.split))
 
 
 if __name__ == "__main__":
