@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spmamba.checkpoint import read_metadata
 from spmamba.demo import compare, handlers
 from spmamba.demo.site import Site
 from spmamba.zoo import list_checkpoints
@@ -52,6 +53,18 @@ def test_each_panel_is_what_analyse_shows_for_that_checkpoint_on_one_scale(chest
     text = compare.caption(panels[1])
     assert "validation AUROC 91.8 (89.0–94.3)" in text and "circular-hilbert scan × 8 directions" in text
     assert compare.scan_thumbnail(panels[1]).data  # the order drawn small beside the map
+    assert "acquisition group" not in text  # trained before the shift split: no such figure to show
+
+
+def test_a_checkpoint_with_a_shift_split_shows_both_validation_figures():
+    clahe = SHIPPED.with_name("zhanglab128-clahe-efficientnet_lite0.safetensors")
+    metrics = read_metadata(clahe)["metrics"]
+    in_pool, shift = metrics["validation"], metrics["shift_validation"]
+    lo, hi = shift["auroc_ci95"]
+    assert compare.validation_auroc(str(clahe)) == (
+        f"{100 * in_pool['auroc']:.1f} ({100 * in_pool['auroc_ci95'][0]:.1f}–{100 * in_pool['auroc_ci95'][1]:.1f})"
+        f"; another acquisition group {100 * shift['auroc']:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
+    )
 
 
 def test_compare_asks_for_an_analysed_image_and_two_to_four_checkpoints(chest):

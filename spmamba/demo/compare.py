@@ -51,11 +51,18 @@ def choices(site: Site) -> dict[str, str]:
     return {**site.checkpoints, **{f"{label} (research)": path for label, path in research.items()}}
 
 
-def validation_auroc(path: str) -> str:
-    v = read_metadata(path)["metrics"]["validation"]
+def _auroc(v: dict) -> str:
     lo, hi = v.get("auroc_ci95") or (None, None)
     interval = f" ({100 * lo:.1f}–{100 * hi:.1f})" if lo is not None else ""
     return f"{100 * v['auroc']:.1f}{interval}"
+
+
+def validation_auroc(path: str) -> str:
+    """The in-pool figure, and where the checkpoint held another acquisition group out, that group's: the two
+    can rank the same networks differently (docs/scan-order.md), so a panel shows both."""
+    metrics = read_metadata(path)["metrics"]
+    shift = metrics.get("shift_validation")
+    return _auroc(metrics["validation"]) + (f"; another acquisition group {_auroc(shift)}" if shift else "")
 
 
 def compare(offered: dict[str, str], analysis: handlers.Analysis | None, labels: list[str]) -> list[Panel]:
@@ -114,9 +121,11 @@ def compare_tab(site: Site, state: gr.State) -> None:
     with gr.Tab("Compare"):
         gr.Markdown(
             "The image analysed on the **Analyse** tab, through two to four checkpoints at once: each map on "
-            "**one colour scale**, with its score, its validation AUROC (95% interval) and the scan order it was "
-            "trained with. Research checkpoints (scan-order and prototype ablations, not shipped) are listed "
-            "when present in `weights/ablations/`."
+            "**one colour scale**, with its score, its validation AUROC (95% interval; also on another "
+            "acquisition group where the checkpoint held one out) and the scan order it was trained with. Research "
+            "checkpoints (scan-order and prototype ablations, not shipped) are listed when present in "
+            "`weights/ablations/`. One image shows what an order changes on it, not whether the change holds: "
+            "the table in docs/scan-order.md does that."
         )
         with gr.Row():
             chosen = gr.CheckboxGroup(
