@@ -114,6 +114,22 @@ def table(prefix: str, split: str = "shift") -> str:
     return "\n".join(out) + f"\n\n{where}: {n0} normal / {n1} abnormal images; scores: the maps' peak alone.\n"
 
 
+def pair(a: str, b: str, split: str = "shift") -> str:
+    """Two scored checkpoints (record stems) on the same images: each AUROC and a's paired gain over b."""
+    ra, rb = (json.loads(records(stem, split).read_text()) for stem in (a, b))
+    if ra["files"] != rb["files"]:
+        raise SystemExit(f"{a} and {b} were scored on different images")
+    labels = np.array(ra["labels"])
+    sa, sb = np.array(ra["scores"]), np.array(rb["scores"])
+    lines = []
+    for stem, s in ((a, sa), (b, sb)):
+        lo, hi = auroc_interval(s, labels)
+        lines.append(f"{stem}: AUROC {100 * roc_auc_score(labels, s):.1f} ({100 * lo:.1f}–{100 * hi:.1f})")
+    d, lo, hi = auroc_gain_interval(sa, sb, labels)
+    lines.append(f"{a} − {b}: {100 * d:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) on the {SPLITS[split][1].lower()}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -122,12 +138,17 @@ def main() -> None:
     sc.add_argument("--data", type=Path, default=None, help="dataset root (default: $SPMAMBA_DATA/<its data>)")
     tb = sub.add_parser("table")
     tb.add_argument("prefix")
-    for p in (sc, tb):
+    pr = sub.add_parser("pair", help="two scored checkpoints' paired AUROC difference (record stems)")
+    pr.add_argument("a")
+    pr.add_argument("b")
+    for p in (sc, tb, pr):
         p.add_argument("--split", choices=SPLITS, default="shift", help="shift (the plan's) or val (in-pool)")
     args = ap.parse_args()
     if args.cmd == "score":
         for path in args.checkpoints:
             print(score(path, args.data, args.split))
+    elif args.cmd == "pair":
+        print(pair(args.a, args.b, args.split))
     else:
         print(table(args.prefix, args.split))
 
