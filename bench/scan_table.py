@@ -77,6 +77,16 @@ def score(checkpoint: Path, data: Path | None, split: str = "shift") -> Path:
     return out
 
 
+def auroc_cell(scores: np.ndarray, labels: np.ndarray) -> str:
+    lo, hi = auroc_interval(scores, labels)
+    return f"{100 * roc_auc_score(labels, scores):.1f} ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def gain_cell(scores: np.ndarray, base: np.ndarray, labels: np.ndarray) -> str:
+    d, lo, hi = auroc_gain_interval(scores, base, labels)
+    return f"{100 * d:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f})"
+
+
 def table(prefix: str, split: str = "shift") -> str:
     """The markdown table of every row scored for ``prefix`` on ``split``, each against its Circular-Hilbert row."""
     rows = {k: json.loads(p.read_text()) for k in ROWS if (p := records(f"{prefix}-{k}", split)).is_file()}
@@ -93,13 +103,8 @@ def table(prefix: str, split: str = "shift") -> str:
         if row["files"] != base["files"]:
             raise SystemExit(f"{key} was scored on other images than the Circular-Hilbert row")
         s = np.array(row["scores"])
-        auc, (lo, hi) = roc_auc_score(labels, s), auroc_interval(s, labels)
-        cells = [ROWS[key], f"{100 * auc:.1f} ({100 * lo:.1f}–{100 * hi:.1f})"]
-        if key == BASE:
-            cells.append("–")
-        else:
-            d, dlo, dhi = auroc_gain_interval(s, np.array(base["scores"]), labels)
-            cells.append(f"{100 * d:+.1f} ({100 * dlo:+.1f} to {100 * dhi:+.1f})")
+        cells = [ROWS[key], auroc_cell(s, labels)]
+        cells.append("–" if key == BASE else gain_cell(s, np.array(base["scores"]), labels))
         if pixel:
             p = row["pixel"]
             cells.append(
@@ -121,12 +126,8 @@ def pair(a: str, b: str, split: str = "shift") -> str:
         raise SystemExit(f"{a} and {b} were scored on different images")
     labels = np.array(ra["labels"])
     sa, sb = np.array(ra["scores"]), np.array(rb["scores"])
-    lines = []
-    for stem, s in ((a, sa), (b, sb)):
-        lo, hi = auroc_interval(s, labels)
-        lines.append(f"{stem}: AUROC {100 * roc_auc_score(labels, s):.1f} ({100 * lo:.1f}–{100 * hi:.1f})")
-    d, lo, hi = auroc_gain_interval(sa, sb, labels)
-    lines.append(f"{a} − {b}: {100 * d:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) on the {SPLITS[split][1].lower()}")
+    lines = [f"{stem}: AUROC {auroc_cell(s, labels)}" for stem, s in ((a, sa), (b, sb))]
+    lines.append(f"{a} − {b}: {gain_cell(sa, sb, labels)} on the {SPLITS[split][1].lower()}")
     return "\n".join(lines)
 
 
