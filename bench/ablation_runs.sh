@@ -30,13 +30,14 @@ run() {  # dataset folder, name prefix, dataset name, modality, intensity, name 
   rmdir "runs/lock-$prefix-$suffix"
 }
 
-rows() {  # the six rows of one dataset: dataset folder, name prefix, dataset name, modality, intensity
+rows() {  # the seven rows of one dataset: dataset folder, name prefix, dataset name, modality, intensity
   run "$@" circular-hilbert
   run "$@" raster --scan-order raster --num-directions 8
   run "$@" boustrophedon --scan-order boustrophedon --num-directions 8
   run "$@" hilbert --scan-order hilbert --num-directions 8
   run "$@" no-prototypes --prototype-banks 0
   run "$@" circular-hilbert-seed1 --seed 1  # the first row again, another seed: the run-to-run spread
+  run "$@" raster-seed1 --scan-order raster --num-directions 8 --seed 1  # docs/scan-order.md, the raster rule
 }
 
 rows zhanglab zhanglab128-e10 'ZhangLab chest X-ray (Kermany et al. 2018)' "CR DX" clahe

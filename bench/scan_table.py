@@ -42,6 +42,7 @@ ROWS = {
     "hilbert": "Hilbert",
     "no-prototypes": "Circular-Hilbert, prototype module off",
     "circular-hilbert-seed1": "Circular-Hilbert again, seed 1 (the training run's own spread)",
+    "raster-seed1": "raster again, seed 1",
 }
 
 
@@ -120,14 +121,22 @@ def table(prefix: str, split: str = "shift") -> str:
 
 
 def pair(a: str, b: str, split: str = "shift") -> str:
-    """Two scored checkpoints (record stems) on the same images: each AUROC and a's paired gain over b."""
-    ra, rb = (json.loads(records(stem, split).read_text()) for stem in (a, b))
-    if ra["files"] != rb["files"]:
+    """Two scored checkpoints (record stems) on the same images: each AUROC and a's paired gain over b.
+
+    A comma-separated group (``row,row-seed1``) stands for several runs of one recipe: their mean AUROC is compared.
+    """
+    groups = {name: [json.loads(records(stem, split).read_text()) for stem in name.split(",")] for name in (a, b)}
+    files = groups[a][0]["files"]
+    if any(r["files"] != files for rs in groups.values() for r in rs):
         raise SystemExit(f"{a} and {b} were scored on different images")
-    labels = np.array(ra["labels"])
-    sa, sb = np.array(ra["scores"]), np.array(rb["scores"])
-    lines = [f"{stem}: AUROC {auroc_cell(s, labels)}" for stem, s in ((a, sa), (b, sb))]
-    lines.append(f"{a} − {b}: {gain_cell(sa, sb, labels)} on the {SPLITS[split][1].lower()}")
+    labels = np.array(groups[a][0]["labels"])
+    scores = {name: np.array([r["scores"] for r in rs]) for name, rs in groups.items()}
+    lines = [
+        f"{stem}: AUROC {auroc_cell(s, labels)}"
+        for name in (a, b)
+        for stem, s in zip(name.split(","), scores[name], strict=True)
+    ]
+    lines.append(f"{a} − {b}: {gain_cell(scores[a], scores[b], labels)} on the {SPLITS[split][1].lower()}")
     return "\n".join(lines)
 
 
@@ -139,7 +148,7 @@ def main() -> None:
     sc.add_argument("--data", type=Path, default=None, help="dataset root (default: $SPMAMBA_DATA/<its data>)")
     tb = sub.add_parser("table")
     tb.add_argument("prefix")
-    pr = sub.add_parser("pair", help="two scored checkpoints' paired AUROC difference (record stems)")
+    pr = sub.add_parser("pair", help="two scored checkpoints' paired AUROC difference (record stems, or a,b groups)")
     pr.add_argument("a")
     pr.add_argument("b")
     for p in (sc, tb, pr):

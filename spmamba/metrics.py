@@ -152,11 +152,20 @@ def auroc_interval(scores: np.ndarray, labels: np.ndarray, rounds: int = 2000) -
 def auroc_gain_interval(
     new: np.ndarray, base: np.ndarray, labels: np.ndarray, rounds: int = 2000
 ) -> tuple[float, float, float]:
-    """AUROC(new) - AUROC(base) on the same images, with its paired stratified bootstrap 95% interval."""
-    new, base, labels = np.asarray(new, float), np.asarray(base, float), np.asarray(labels, int)
+    """AUROC(new) - AUROC(base) on the same images, with its paired stratified bootstrap 95% interval.
+
+    ``new`` or ``base`` may be ``(runs, images)``: several training runs of one recipe, whose mean AUROC is
+    compared, every run on the same resamples, so the interval holds the images' variation around that mean.
+    """
+    new, base, labels = np.atleast_2d(new).astype(float), np.atleast_2d(base).astype(float), np.asarray(labels, int)
     counts = bootstrap_counts(len(labels), labels, rounds)
-    lo, hi = _quantiles(weighted_auroc(new, labels, counts) - weighted_auroc(base, labels, counts))
-    return float(roc_auc_score(labels, new) - roc_auc_score(labels, base)), lo, hi
+
+    def mean_auroc(runs: np.ndarray) -> np.ndarray:
+        return np.mean([weighted_auroc(s, labels, counts) for s in runs], axis=0)
+
+    lo, hi = _quantiles(mean_auroc(new) - mean_auroc(base))
+    point = np.mean([roc_auc_score(labels, s) for s in new]) - np.mean([roc_auc_score(labels, s) for s in base])
+    return float(point), lo, hi
 
 
 def oracle_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -32,6 +32,19 @@ def test_gain_interval_is_paired():
     assert gain == lo == hi == 0
 
 
+def test_gain_interval_of_several_runs_compares_their_mean_auroc():
+    rng = np.random.default_rng(3)
+    labels = np.arange(300) % 2
+    shared = rng.standard_normal(300)  # the images' own difficulty, common to every run
+    runs = [shared + 0.3 * rng.standard_normal(300) + k * labels for k in (0.5, 0.6, 1.0, 1.1)]
+    gain, lo, hi = auroc_gain_interval(np.stack(runs[2:]), np.stack(runs[:2]), labels, rounds=300)
+    means = [np.mean([roc_auc_score(labels, s) for s in pair]) for pair in (runs[2:], runs[:2])]
+    assert gain == pytest.approx(means[0] - means[1])
+    assert lo < gain < hi and lo > 0
+    one, *_ = auroc_gain_interval(runs[2], runs[0], labels, rounds=300)  # a single run is a group of one
+    assert one == pytest.approx(roc_auc_score(labels, runs[2]) - roc_auc_score(labels, runs[0]))
+
+
 def _maps(proto_noise: float, seed: int = 2):
     """Abnormal images carry a bright blob in the reconstruction maps; the prototype map is noise."""
     rng = np.random.default_rng(seed)
