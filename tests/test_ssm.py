@@ -111,19 +111,21 @@ def test_float32_polynomials_match_libm():
     import numba
     import numpy as np
 
-    from spmamba._scan_cpu import _exp, _log1p
+    from spmamba._scan_cpu import _exp, _exp2, _log1p
 
     @numba.njit(fastmath=True, error_model="numpy")
-    def both(x, y, e, l1):
+    def all_three(x, y, e, e2, l1):
         for i in range(x.shape[0]):
             e[i] = _exp(x[i])
+            e2[i] = _exp2(x[i])
             l1[i] = _log1p(y[i])
 
     x = np.linspace(-80, 80, 100_001, dtype=np.float32)
     y = np.linspace(0, 1, 100_001, dtype=np.float32)
-    e, l1 = np.empty_like(x), np.empty_like(y)
-    both(x, y, e, l1)
+    e, e2, l1 = np.empty_like(x), np.empty_like(x), np.empty_like(y)
+    all_three(x, y, e, e2, l1)
     assert np.abs(e / np.exp(x.astype(np.float64)) - 1).max() < 5e-6  # 1e-6 within +-20, 4e-6 near -80
+    assert np.abs(e2 / np.exp2(x.astype(np.float64)) - 1).max() < 3e-7  # exact exponent, 2e-7 polynomial
     assert np.abs(l1 - np.log1p(y.astype(np.float64))).max() < 3e-7
 
 
