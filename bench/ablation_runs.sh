@@ -41,4 +41,6 @@ rows() {  # the seven rows of one dataset: dataset folder, name prefix, dataset 
 }
 
 rows zhanglab zhanglab128-e10 'ZhangLab chest X-ray (Kermany et al. 2018)' "CR DX" clahe
-rows lgg-flair lgg128-e10 'LGG FLAIR brain MRI (Buda et al. 2019, TCGA-LGG)' MR "$(bash bench/lgg_rule1.sh)"
+lgg=(lgg-flair lgg128-e10 'LGG FLAIR brain MRI (Buda et al. 2019, TCGA-LGG)' MR "$(bash bench/lgg_rule1.sh)")
+rows "${lgg[@]}"
+run "${lgg[@]}" no-prototypes-seed1 --prototype-banks 0 --seed 1  # docs/scan-order.md, the prototype rule

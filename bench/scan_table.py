@@ -43,6 +43,7 @@ ROWS = {
     "no-prototypes": "Circular-Hilbert, prototype module off",
     "circular-hilbert-seed1": "Circular-Hilbert again, seed 1 (the training run's own spread)",
     "raster-seed1": "raster again, seed 1",
+    "no-prototypes-seed1": "prototype module off again, seed 1",
 }
 
 
