@@ -64,7 +64,10 @@ def run(kernels, x: dict, repeat: int) -> tuple[float, float, list[np.ndarray]]:
     shared = (x["u"], x["delta"], x["bias"], True, x["A"], x["Bt"], x["Ct"], x["Dv"], d, 1, d)
     # kernels since 2026-12-07 come per state size from kernels(); those before were the module's own
     forward, backward = kernels.kernels(np.float32, n) if hasattr(kernels, "_compile") else kernels.kernels(np.float32)
-    if "perm" in forward.py_func.__code__.co_varnames:  # kernels since 2026-12-07 read through an order
+    names = forward.py_func.__code__.co_varnames
+    if "wdt" in names:  # kernels that form the deltas themselves: here each row its own, through a weight of 1
+        shared = (x["u"], x["delta"][:, None], np.ones((d, 1), np.float32), False, *shared[2:])
+    if "perm" in names:  # kernels since 2026-12-07 read through an order
         shared = (x["u"], np.arange(length)[None], *shared[1:])
     y = np.empty_like(x["u"])
     hs = np.empty((rows, kernels.n_chunks(length), n), np.float32)

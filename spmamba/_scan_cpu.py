@@ -18,6 +18,11 @@ The kernels read the sequence through ``perm`` (K, L): channel row ``c`` of dire
 ``perm[k, l]`` and writes its output (and, backwards, its input gradient) at that same position. A 2-D scan's
 K directions thus run on the map itself, with no gathered copy per direction; a plain scan passes one
 identity row. Within a row the reads jump, but the row (L floats) stays in cache.
+
+The step sizes come in as ``dts`` rows through projection rows ``wdt``: SS2D passes each direction's low-rank
+inputs (R rows, R = d_model / 16) and its dt projection, and each channel forms its own deltas when it starts
+(``delta_row``), so the (channels, L) delta tensor is never written; a plain scan passes its deltas as one row
+per channel through a weight of 1.
 """
 
 from __future__ import annotations
@@ -113,17 +118,24 @@ def _log1p_overload(y):
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def delta_row(delta, bias, softplus, out, slope):
-    """out = softplus(delta + bias) (or delta + bias) and its derivative in slope."""
+def delta_row(dts, w, bias, softplus, out, slope):
+    """out = softplus(w @ dts + bias) (or w @ dts + bias) and its derivative in slope: one channel's step sizes
+    from its direction's low-rank inputs ``dts`` (R, L) through its row ``w`` (R,) of the projection (SS2D's
+    dt_proj, so the (channels, L) deltas are never written out), or from its own row with R = 1, w = 1."""
     one = out.dtype.type(1.0)
-    for l in range(delta.shape[0]):
-        x = delta[l] + bias
+    for l in range(out.shape[0]):
+        out[l] = bias
+    for r in range(dts.shape[0]):
+        wr = w[r]
+        for l in range(out.shape[0]):
+            out[l] += wr * dts[r, l]
+    for l in range(out.shape[0]):
+        x = out[l]
         if softplus:
             e = _exp(-abs(x))
             out[l] = max(x, out.dtype.type(0.0)) + _log1p(e)
             slope[l] = one / (one + e) if x >= 0 else e / (one + e)
         else:
-            out[l] = x
             slope[l] = one
 
 
@@ -133,6 +145,15 @@ def source_row(c, d_model, per_dir):
     b, d = c // d_model, c % d_model
     k = d // per_dir
     return k, b * per_dir + d - k * per_dir
+
+
+@njit(inline="always", error_model="numpy")
+def delta_source(c, d_model, n_dirs, low_rank):
+    """The row of ``dts`` channel row ``c`` takes its step sizes from: its own (R = 1), or with low-rank inputs
+    its direction's, shared by the direction's channels."""
+    if not low_rank:
+        return c
+    return (c // d_model) * n_dirs + (c % d_model) // (d_model // n_dirs)
 
 
 def _compile(n_fixed: int) -> tuple:
@@ -145,8 +166,10 @@ def _compile(n_fixed: int) -> tuple:
     """
 
     @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-    def forward(u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states):
-        bd, L = delta.shape
+    def forward(
+        u, perm, dts, wdt, low_rank, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model, y, hs, save_states
+    ):  # fmt: skip
+        bd, L = y.shape
         N = A.shape[1] if n_fixed == 0 else n_fixed
         T = CHUNK
         per_dir = d_model // perm.shape[0]
@@ -162,7 +185,7 @@ def _compile(n_fixed: int) -> tuple:
                 k, row = source_row(c, d_model, per_dir)
                 p = perm[k]
                 h[:] = 0.0
-                delta_row(delta[c], bias[d], softplus, dt, slope)
+                delta_row(dts[delta_source(c, d_model, perm.shape[0], low_rank)], wdt[d], bias[d], softplus, dt, slope)
                 for n in range(N):
                     a2[n] = A[d, n] * _LOG2E
                 for l in range(L):
@@ -179,10 +202,10 @@ def _compile(n_fixed: int) -> tuple:
 
     @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
     def backward(
-        u, perm, delta, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
+        u, perm, dts, wdt, low_rank, bias, softplus, A, Bt, Ct, Dv, per_group, groups, d_model,
         hs, dy, du, ddelta, dA, dBt, dCt, dD, dbias,
     ):  # fmt: skip
-        bd, L = delta.shape
+        bd, L = ddelta.shape
         per_dir = d_model // perm.shape[0]
         N = A.shape[1] if n_fixed == 0 else n_fixed
         T = CHUNK
@@ -202,7 +225,7 @@ def _compile(n_fixed: int) -> tuple:
                 c = b * d_model + d
                 k, row = source_row(c, d_model, per_dir)
                 p = perm[k]
-                delta_row(delta[c], bias[d], softplus, dt, slope)
+                delta_row(dts[delta_source(c, d_model, perm.shape[0], low_rank)], wdt[d], bias[d], softplus, dt, slope)
                 a = A[d]
                 for n in range(N):
                     a2[n] = a[n] * _LOG2E

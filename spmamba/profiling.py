@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .model import SPMamba
 from .model.ss2d import SS2D
+from .ssm import uses_cpu_kernel
 
 
 @dataclass
@@ -27,9 +28,10 @@ class ModelCost:
         return (self.dense_macs + self.scan_macs) / 1e9
 
 
-def scan_macs(batch: int, length: int, d_inner: int, d_state: int) -> int:
-    """VMamba's count for one selective scan: 9 B L D N, plus B D L for the D skip."""
-    return 9 * batch * length * d_inner * d_state + batch * d_inner * length
+def scan_macs(batch: int, length: int, d_inner: int, d_state: int, dt_rank: int = 0) -> int:
+    """VMamba's count for one selective scan: 9 B L D N, plus B D L for the D skip; plus B L D R for the step
+    sizes' projection where the scan kernel forms them (torch's counter does not see inside it)."""
+    return 9 * batch * length * d_inner * d_state + batch * d_inner * length * (1 + dt_rank)
 
 
 def forward_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
@@ -39,7 +41,8 @@ def forward_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
 
     def hook(mod: SS2D, inp, out):
         shape = inp[0].shape  # (B, H, W, C) maps or (B, L, C) sequences
-        scans.append(scan_macs(shape[0], shape[1:-1].numel(), mod.d_inner * mod.k, mod.d_state))
+        inside = mod.dt_rank if uses_cpu_kernel(inp[0]) else 0  # elsewhere it is an einsum torch counts
+        scans.append(scan_macs(shape[0], shape[1:-1].numel(), mod.d_inner * mod.k, mod.d_state, inside))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SS2D)]
     try:

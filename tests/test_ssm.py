@@ -68,6 +68,36 @@ def test_scanning_through_permutations_matches_gather_scan_scatter(dtype, tol, L
         assert _rel(a.double(), b) < tol, name
 
 
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-3)])
+@pytest.mark.parametrize("n", [5, 16])
+def test_step_projection_inside_the_kernel_matches_projecting_first(dtype, tol, n):
+    """SS2D's dt projection formed by the kernel from each direction's low-rank inputs, against the definition
+    (project to every channel's deltas with einsum, then scan): output and every gradient, projection's too."""
+    k, d, r, L = 3, 4, 2, 70
+    g = torch.Generator().manual_seed(n)
+    perm = torch.stack([torch.randperm(L, generator=g) for _ in range(k)])
+    _, _, A, B, C, D, bias = _inputs(2, k * d, L, n, k, torch.float64, seed=n)
+    u = torch.randn(2, d, L, generator=g, dtype=torch.float64, requires_grad=True)
+    dts = torch.randn(2, k, r, L, generator=g, dtype=torch.float64, requires_grad=True)
+    proj = (0.5 * torch.randn(k, d, r, generator=g, dtype=torch.float64)).requires_grad_()
+    want_inputs = (u, dts, proj, A, B, C, D, bias)
+    inputs = [t.detach().to(dtype).requires_grad_() for t in want_inputs]
+
+    def scan(u, dts, proj, A, B, C, D, bias):
+        return selective_scan_directions(u, perm, dts, A, B, C, D, bias, True, dt_proj=proj)
+
+    y = scan(*inputs)
+    with reference_backend():
+        y_ref = scan(*want_inputs)
+    assert y.shape == (2, k, d, L) and _rel(y.double(), y_ref) < tol
+    grad = torch.randn_like(y_ref)
+    got = torch.autograd.grad(y, inputs, grad.to(dtype))
+    want = torch.autograd.grad(y_ref, want_inputs, grad)
+    for name, a, b in zip("u delta dt_proj A B C D delta_bias".split(), got, want, strict=True):
+        assert a.shape == b.shape, name
+        assert _rel(a.double(), b) < tol, name
+
+
 def test_orders_must_match_the_channels():
     _, delta, A, B, C, D, bias = _inputs(1, 6, 10, 3, 3, torch.float64)
     with pytest.raises(ValueError, match="need delta"):

@@ -72,17 +72,17 @@ class SS2D(nn.Module):
         x_dbl = torch.einsum("bdl,kcd->bkcl", u, self.x_proj_weight)
         x_dbl = torch.gather(x_dbl, 3, perm.view(1, k, 1, length).expand(b, -1, x_dbl.shape[2], -1))
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_proj_weight)
         return selective_scan_directions(
             u,
             perm,
-            dts.reshape(b, -1, length),
+            dts,
             -torch.exp(self.A_log.float()),
             Bs,
             Cs,
             self.D.float(),
             delta_bias=self.dt_proj_bias.reshape(-1).float(),
             delta_softplus=True,
+            dt_proj=self.dt_proj_weight,  # the step sizes' projection, applied inside the scan
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
