@@ -36,6 +36,12 @@ from numba.extending import overload
 
 CHUNK = 64
 BLOCKS = 64  # parallel work items in the forward pass
+# Channels the forward pass steps together. One channel's step is a chain of dependent vector operations (the decay's
+# polynomial, then the state update); four independent chains in one loop body keep the core's units busy and load
+# B and C once for four. The forward kernel alone, one thread, AMD EPYC: 1.10-1.16x a channel at a time at
+# d_state 16 (SP-Mamba's four decoder shapes), 1.64x at d_state 8 (Mamba-MIS); eight lanes were no faster at 16,
+# and Mamba-MIS's 36 channels per direction do not divide by eight.
+LANES = 4
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 
@@ -173,32 +179,65 @@ def _compile(n_fixed: int) -> tuple:
         N = A.shape[1] if n_fixed == 0 else n_fixed
         T = CHUNK
         per_dir = d_model // perm.shape[0]
-        n_blocks = min(bd, BLOCKS)
+        # four channels at a time where four neighbours share a direction and a B/C group (see LANES)
+        Q = LANES if per_group % LANES == 0 and per_dir % LANES == 0 else 1
+        units = bd // Q
+        n_blocks = min(units, BLOCKS)
         for blk in prange(n_blocks):  # scratch is allocated once per block of channels, not per channel
-            h = np.empty(N, u.dtype)
-            a2 = np.empty(N, u.dtype)  # A in powers of two: exp(dl a) = 2**(dl a2)
-            dt = np.empty(L, u.dtype)
+            h = np.empty((LANES, N), u.dtype)
+            a2 = np.empty((LANES, N), u.dtype)  # A in powers of two: exp(dl a) = 2**(dl a2)
+            dt = np.empty((LANES, L), u.dtype)
             slope = np.empty(L, u.dtype)
-            for c in range(blk * bd // n_blocks, (blk + 1) * bd // n_blocks):
+            for unit in range(blk * units // n_blocks, (blk + 1) * units // n_blocks):
+                c = unit * Q
                 d = c % d_model
                 g = (c // d_model) * groups + d // per_group
                 k, row = source_row(c, d_model, per_dir)
                 p = perm[k]
                 h[:] = 0.0
-                delta_row(dts[delta_source(c, d_model, perm.shape[0], low_rank)], wdt[d], bias[d], softplus, dt, slope)
-                for n in range(N):
-                    a2[n] = A[d, n] * _LOG2E
-                for l in range(L):
-                    if save_states and l % T == 0:
-                        hs[c, l // T, :] = h
-                    dl = dt[l]
-                    ul = u[row, p[l]]
-                    du = dl * ul
-                    acc = u.dtype.type(0.0)
+                for q in range(Q):
+                    src = dts[delta_source(c + q, d_model, perm.shape[0], low_rank)]
+                    delta_row(src, wdt[d + q], bias[d + q], softplus, dt[q], slope)
                     for n in range(N):
-                        h[n] = _exp2(dl * a2[n]) * h[n] + du * Bt[g, l, n]
-                        acc += h[n] * Ct[g, l, n]
-                    y[c, p[l]] = acc + Dv[d] * ul
+                        a2[q, n] = A[d + q, n] * _LOG2E
+                if Q == 1:
+                    for l in range(L):
+                        if save_states and l % T == 0:
+                            hs[c, l // T, :] = h[0]
+                        pl = p[l]
+                        dl = dt[0, l]
+                        ul = u[row, pl]
+                        du = dl * ul
+                        acc = u.dtype.type(0.0)
+                        for n in range(N):
+                            x = _exp2(dl * a2[0, n]) * h[0, n] + du * Bt[g, l, n]
+                            h[0, n] = x
+                            acc += x * Ct[g, l, n]
+                        y[c, pl] = acc + Dv[d] * ul
+                    continue
+                for l in range(L):  # the same step written out for four channels: their chains interleave
+                    if save_states and l % T == 0:
+                        hs[c : c + LANES, l // T, :] = h
+                    pl = p[l]
+                    dl0, dl1, dl2, dl3 = dt[0, l], dt[1, l], dt[2, l], dt[3, l]
+                    u0, u1, u2, u3 = u[row, pl], u[row + 1, pl], u[row + 2, pl], u[row + 3, pl]
+                    du0, du1, du2, du3 = dl0 * u0, dl1 * u1, dl2 * u2, dl3 * u3
+                    acc0 = acc1 = acc2 = acc3 = u.dtype.type(0.0)
+                    for n in range(N):
+                        bn, cn = Bt[g, l, n], Ct[g, l, n]
+                        x0 = _exp2(dl0 * a2[0, n]) * h[0, n] + du0 * bn
+                        x1 = _exp2(dl1 * a2[1, n]) * h[1, n] + du1 * bn
+                        x2 = _exp2(dl2 * a2[2, n]) * h[2, n] + du2 * bn
+                        x3 = _exp2(dl3 * a2[3, n]) * h[3, n] + du3 * bn
+                        h[0, n], h[1, n], h[2, n], h[3, n] = x0, x1, x2, x3
+                        acc0 += x0 * cn
+                        acc1 += x1 * cn
+                        acc2 += x2 * cn
+                        acc3 += x3 * cn
+                    y[c, pl] = acc0 + Dv[d] * u0
+                    y[c + 1, pl] = acc1 + Dv[d + 1] * u1
+                    y[c + 2, pl] = acc2 + Dv[d + 2] * u2
+                    y[c + 3, pl] = acc3 + Dv[d + 3] * u3
 
     @njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
     def backward(

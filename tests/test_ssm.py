@@ -45,11 +45,13 @@ def test_cpu_kernel_matches_reference_fp64(L, groups):
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-3)])
 @pytest.mark.parametrize("L", [9, 130])
 @pytest.mark.parametrize("n", [5, 16])  # the generic kernels, and those compiled for d_state 16
-def test_scanning_through_permutations_matches_gather_scan_scatter(dtype, tol, L, n):
+@pytest.mark.parametrize("d", [3, 8])  # channels per direction: one at a time, or LANES at a time
+def test_scanning_through_permutations_matches_gather_scan_scatter(dtype, tol, L, n, d):
     """The kernel's read and write through ``perm`` against the definition (gather each direction's copy,
     scan, scatter back), outputs and every gradient, on random orders."""
     assert (_scan_cpu.kernels(np.float32, n) is _scan_cpu._GENERIC) == (n not in _scan_cpu.FIXED_STATES)
-    k, d = 3, 4
+    assert (d % _scan_cpu.LANES == 0) == (d == 8)
+    k = 3
     g = torch.Generator().manual_seed(L)
     perm = torch.stack([torch.randperm(L, generator=g) for _ in range(k)])
     _, delta, A, B, C, D, bias = _inputs(2, k * d, L, n, k, torch.float64, seed=L)
