@@ -6,10 +6,11 @@ REV's ``spmamba`` package is written out with ``git archive`` into a temporary f
 name, so a change anywhere on the model's path (the scan kernels, their interface, the layers that call them) is
 timed on whole models, where ``bench_scan_revisions.py`` times the kernels alone and needs their interface
 unchanged. Rows: SP-Mamba ``paper`` and ``paper-lite0`` forward per 256² image, with the floor (this checkout's
-count of the model's FLOPs at the matmul rate measured in this run); a ``cpu-lite0`` training step at 128²
-(batch 8, cached features: forward, loss, backward, AdamW); Mamba-MIS per 256² image with the U-Net beside it.
-REV's model of each pair loads this checkout's weights; the two take turns within each repetition so that drift
-in machine speed hits both alike (medians), and the largest relative difference of their outputs is printed.
+count of the model's FLOPs at the matmul rate of a 2048² product timed in turn with the two models); a
+``cpu-lite0`` training step at 128² (batch 8, cached features: forward, loss, backward, AdamW); Mamba-MIS per
+256² image with the U-Net beside it. REV's model of each pair loads this checkout's weights; the two take turns
+within each repetition so that drift in machine speed hits both alike (medians), and the largest relative
+difference of their outputs is printed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_directions import training_step  # noqa: E402
-from bench.common import alternating, parser, start  # noqa: E402
+from bench.common import alternating, matmul_run, parser, start  # noqa: E402
 from spmamba import model as our_model  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
 from spmamba.seg import mamba_mis as our_mis  # noqa: E402
@@ -79,11 +80,12 @@ def rel_diff(a: object, b: object) -> float:
     return max(((x - y).abs().max() / y.abs().max().clamp_min(1e-30)).item() for x, y in pairs)
 
 
-def forward_times(models: dict[str, torch.nn.Module], x: torch.Tensor, repeat: int) -> tuple[dict, float]:
-    """Each model's median forward ms (in turn within each repetition) and the largest relative difference
-    between the first two models' outputs."""
+def forward_times(models: dict[str, Callable], x: torch.Tensor, repeat: int) -> tuple[dict, float]:
+    """Each model's median forward ms (in turn within each repetition; a "matmul" entry runs as it is) and the
+    largest relative difference between the first two models' outputs."""
+    runs = {name: fn if name == "matmul" else functools.partial(fn, x) for name, fn in models.items()}
     with torch.no_grad():
-        ms = alternating({name: functools.partial(model, x) for name, model in models.items()}, repeat)
+        ms = alternating(runs, repeat)
         before, after = list(models.values())[:2]
         return ms, rel_diff(before(x), after(x))
 
@@ -93,7 +95,7 @@ def main() -> None:
     ap.add_argument("--before", required=True, help="the commit whose models to time against this checkout's")
     args = ap.parse_args()
     columns = ["measurement", f"{args.before} ms", "this checkout ms", "speed-up", "beside it", "ratio to it"]
-    gflops = start(args.threads, [*columns, "max rel. diff"])
+    start(args.threads, [*columns, "max rel. diff"])
     with tempfile.TemporaryDirectory() as tmp:
         old = load_package(args.before, Path(tmp))
         importlib.import_module(f"{old.__name__}.model")
@@ -107,14 +109,16 @@ def main() -> None:
             return build
 
         x = torch.rand(1, 3, 256, 256)
+        matmul, matmul_flops = matmul_run()
         for preset in ("paper", "paper-lite0"):
             theirs, ours = (m.eval() for m in pair(sp_mamba(preset), old))
-            floor = 2 * model_cost(ours).gmacs / gflops * 1e3
-            ms, diff = forward_times({"before": theirs, "after": ours}, x, args.repeat)
+            ms, diff = forward_times({"before": theirs, "after": ours, "matmul": matmul}, x, args.repeat)
+            rate = matmul_flops / ms["matmul"] / 1e6  # GFLOP/s, timed in turn with the two models
+            floor = 2 * model_cost(ours).gmacs / rate * 1e3
             b, a = ms["before"], ms["after"]
             print(
-                f"| SP-Mamba `{preset}` forward, 256² | {b:.0f} | {a:.0f} | {b / a:.2f}× | floor {floor:.0f} ms | "
-                f"{b / floor:.1f}× → {a / floor:.1f}× | {diff:.1e} |"
+                f"| SP-Mamba `{preset}` forward, 256² | {b:.0f} | {a:.0f} | {b / a:.2f}× | floor {floor:.0f} ms "
+                f"({rate:.0f} GFLOP/s) | {b / floor:.1f}× → {a / floor:.1f}× | {diff:.1e} |"
             )
         theirs, ours = (m.train() for m in pair(sp_mamba("cpu-lite0"), old))
         steps = {"before": training_step(theirs, 128), "after": training_step(ours, 128)}

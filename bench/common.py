@@ -58,6 +58,14 @@ def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n**3 / (ms / 1e3) / 1e9
 
 
+def matmul_run(n: int = 2048) -> tuple[Callable[[], object], float]:
+    """A matrix multiply to time in turn with a model (``alternating``), and its FLOPs: a floor from its median is
+    the machine's rate at the same moments as the model's times, where ``matmul_gflops`` at the start of a run
+    can be off by half on a machine whose speed drifts (this one's moved 93-179 GFLOP/s between runs)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return (lambda: a @ b), 2 * n**3
+
+
 def start(threads: int, columns: list[str]) -> float:
     """Set the thread count, print the machine line and a Markdown table head; return matmul GFLOP/s."""
     torch.set_num_threads(threads)
