@@ -3,10 +3,10 @@
     python bench/bench_scan_revisions.py --before eaef114 [--threads 1] [--repeat 3]
 
 The earlier ``spmamba/_scan_cpu.py`` is read with ``git show`` and imported under another name, so both
-kernels run in one process, one after the other, on the same arrays: forward (saving chunk states, as in
-training) and backward, in ms, with the speed-up and the largest relative difference of the outputs and of
-every gradient. Shapes: Mamba-MIS's first stage at 256² (4 directions, d_state 8) and SP-Mamba's decoder
-(8 directions, d_state 16) at two map sizes.
+kernels run in one process on the same arrays, taking turns within each repetition (medians): forward
+(saving chunk states, as in training) and backward, in ms, with the speed-up and the largest relative
+difference of the outputs and of every gradient. Shapes: Mamba-MIS's first stage at 256² (4 directions,
+d_state 8) and SP-Mamba's decoder (8 directions, d_state 16) at two map sizes.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import parser, start, timeit  # noqa: E402
+from bench.common import alternating, parser, start  # noqa: E402
 from spmamba import _scan_cpu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +58,9 @@ def inputs(rows: int, length: int, n: int, k: int, rng: np.random.Generator) -> 
     }
 
 
-def run(kernels, x: dict, repeat: int) -> tuple[float, float, list[np.ndarray]]:
-    """Forward and backward ms, and the outputs: y, du, ddelta, dA, dB, dC, dD, dbias."""
+def calls(kernels, x: dict) -> tuple[Callable[[], None], Callable[[], None], list[np.ndarray]]:
+    """The forward call (saving chunk states, as in training), the backward call, and the arrays they fill:
+    y, du, ddelta, dA, dB, dC, dD, dbias."""
     rows, length = x["u"].shape
     d, n = x["A"].shape
     shared = (x["u"], x["delta"], x["bias"], True, x["A"], x["Bt"], x["Ct"], x["Dv"], d, 1, d)
@@ -71,17 +73,15 @@ def run(kernels, x: dict, repeat: int) -> tuple[float, float, list[np.ndarray]]:
         shared = (x["u"], np.arange(length)[None], *shared[1:])
     y = np.empty_like(x["u"])
     hs = np.empty((rows, kernels.n_chunks(length), n), np.float32)
-    fwd_ms = timeit(lambda: forward(*shared, y, hs, True), repeat=repeat)
     grads = [np.empty_like(x["u"]), np.empty_like(x["u"]), np.zeros((rows, n), np.float32)]
     grads += [np.zeros_like(x["Bt"]), np.zeros_like(x["Ct"]), np.zeros(rows, np.float32), np.zeros(rows, np.float32)]
 
-    def backward_pass():
+    def backward_pass() -> None:
         for g in grads[2:]:
             g[:] = 0
         backward(*shared, hs, x["dy"], *grads)
 
-    bwd_ms = timeit(backward_pass, repeat=repeat)
-    return fwd_ms, bwd_ms, [y, *grads]
+    return (lambda: forward(*shared, y, hs, True)), backward_pass, [y, *grads]
 
 
 def main() -> None:
@@ -98,13 +98,17 @@ def main() -> None:
             kernels.set_threads(args.threads)
         for rows, length, n, k in SHAPES:
             x = inputs(rows, length, n, k, np.random.default_rng(0))
-            f0, b0, out0 = run(before, x, args.repeat)
-            f1, b1, out1 = run(_scan_cpu, x, args.repeat)
+            (f0, b0, out0), (f1, b1, out1) = calls(before, x), calls(_scan_cpu, x)
+            fwd = alternating({"before": f0, "after": f1}, args.repeat)
+            bwd = alternating({"before": b0, "after": b1}, args.repeat)
             pairs = zip(out0, out1, strict=True)
             diff = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)) for a, b in pairs)
             shape = f"{rows} × {length}, {n}"
-            print(f"| {shape} | {args.before} | {f0:.1f} | {b0:.1f} | | | |")
-            print(f"| {shape} | this checkout | {f1:.1f} | {b1:.1f} | {f0 / f1:.2f}× | {b0 / b1:.2f}× | {diff:.1e} |")
+            print(f"| {shape} | {args.before} | {fwd['before']:.1f} | {bwd['before']:.1f} | | | |")
+            print(
+                f"| {shape} | this checkout | {fwd['after']:.1f} | {bwd['after']:.1f} | "
+                f"{fwd['before'] / fwd['after']:.2f}× | {bwd['before'] / bwd['after']:.2f}× | {diff:.1e} |"
+            )
 
 
 if __name__ == "__main__":
