@@ -7,8 +7,8 @@ exclusive CPU time is put in one group: the selective scans, the direction layou
 in each direction and put the outputs back), dense convolutions, depthwise convolutions, 1×1 convolutions
 (the heads and projections written as convolutions), linear layers and matrix products, normalisation,
 element-wise operations, copies, the rest. The groups' shares add up to the profiled total; the wall time and
-the floor (the model's FLOPs at the matmul rate measured in the same run, as bench_forward.py) are printed above
-the table.
+the floor (the model's FLOPs at the rate of a 2048² matmul timed in turn with the forward passes) are printed
+above the table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import parser, start, timeit  # noqa: E402
+from bench.common import alternating, matmul_run, parser, start  # noqa: E402
 from spmamba.model import SPMamba, SPMambaConfig  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
 
@@ -57,13 +57,14 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--preset", default="paper")
     args = ap.parse_args()
-    gflops = start(args.threads, ["group", "ms / image", "share"])
+    start(args.threads, ["group", "ms / image", "share"])
     torch.manual_seed(0)
     model = SPMamba(SPMambaConfig.preset(args.preset), encoder_weights=None).eval()  # weights do not change speed
     x = torch.rand(1, 3, 256, 256)
-    floor = 2 * model_cost(model).gmacs / gflops * 1e3
+    matmul, matmul_flops = matmul_run()
     with torch.no_grad():
-        wall = timeit(lambda: model(x), repeat=args.repeat, warmup=2)
+        ms = alternating({"model": lambda: model(x), "matmul": matmul}, args.repeat)
+        wall, floor = ms["model"], 2 * model_cost(model).gmacs * 1e9 / matmul_flops * ms["matmul"]
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(args.repeat):
                 model(x)

@@ -38,9 +38,8 @@ CHUNK = 64
 BLOCKS = 64  # parallel work items in the forward pass
 # Channels the forward pass steps together. One channel's step is a chain of dependent vector operations (the decay's
 # polynomial, then the state update); four independent chains in one loop body keep the core's units busy and load
-# B and C once for four. The forward kernel alone, one thread, AMD EPYC: 1.10-1.16x a channel at a time at
-# d_state 16 (SP-Mamba's four decoder shapes), 1.64x at d_state 8 (Mamba-MIS); eight lanes were no faster at 16,
-# and Mamba-MIS's 36 channels per direction do not divide by eight.
+# B and C once for four. Forward kernel alone (bench_scan_revisions.py, one thread, AMD EPYC): 1.8x at d_state 8,
+# 1.1-1.2x at 16; eight lanes were no faster at 16, and Mamba-MIS's 36 channels per direction do not divide by 8.
 LANES = 4
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
