@@ -82,6 +82,13 @@ def spmamba_rows(variants: dict[str, Callable[[], AbstractContextManager]], gflo
     print(f"| SP-Mamba `cpu-lite0` training step, 8 × 128² | {before:.0f} | {after:.0f} | {before / after:.2f}× | | |")
 
 
+def mis_row(before: float, after: float, unet: float, *more: str) -> str:
+    """The Mamba-MIS row of a before/after bench (ms per 256² image), with the U-Net beside it."""
+    cells = [f"{before:.0f}", f"{after:.0f}", f"{before / after:.2f}×", f"U-Net {unet:.0f} ms"]
+    cells += [f"{before / unet:.2f}× → {after / unet:.2f}×", *more]
+    return "| Mamba-MIS (C 18) forward, 256² | " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     ap = parser(__doc__, repeat=7)
     args = ap.parse_args()
@@ -97,11 +104,7 @@ def main() -> None:
     with torch.no_grad():
         runs = {name: under(v, lambda: mis(x)) for name, v in variants.items()}
         ms = alternating({**runs, "U-Net": lambda: unet(x)}, args.repeat)
-    before, after, unet_ms = ms["gathered"], ms["through index"], ms["U-Net"]
-    print(
-        f"| Mamba-MIS (C 18) forward, 256² | {before:.0f} | {after:.0f} | {before / after:.2f}× | "
-        f"U-Net {unet_ms:.0f} ms | {before / unet_ms:.2f}× → {after / unet_ms:.2f}× |"
-    )
+    print(mis_row(ms["gathered"], ms["through index"], ms["U-Net"]))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_directions import training_step  # noqa: E402
+from bench.bench_directions import mis_row, training_step  # noqa: E402
 from bench.common import alternating, matmul_run, parser, start  # noqa: E402
 from spmamba import model as our_model  # noqa: E402
 from spmamba.profiling import model_cost  # noqa: E402
@@ -133,11 +133,7 @@ def main() -> None:
         theirs, ours = (m.eval() for m in pair(mis, old))
         unet = UNet(UNetConfig(image_size=256)).eval()
         ms, diff = forward_times({"before": theirs, "after": ours, "unet": unet}, x, args.repeat)
-        b, a, u = ms["before"], ms["after"], ms["unet"]
-        print(
-            f"| Mamba-MIS (C 18) forward, 256² | {b:.0f} | {a:.0f} | {b / a:.2f}× | U-Net {u:.0f} ms | "
-            f"{b / u:.2f}× → {a / u:.2f}× | {diff:.1e} |"
-        )
+        print(mis_row(ms["before"], ms["after"], ms["unet"], f"{diff:.1e}"))
 
 
 if __name__ == "__main__":
