@@ -236,11 +236,16 @@ def selective_scan_directions(
     back) and forms the deltas itself (the (b, K*d, l) tensor is never written). Elsewhere it is
     ``gathered_directions``.
     """
-    k = perm.shape[0]
-    rows = delta.shape[1] * (u.shape[1] if dt_proj is not None else 1)
-    if perm.shape != (k, u.shape[-1]) or rows != k * u.shape[1]:
-        want = "(b, K, R, l) with dt_proj" if dt_proj is not None else "(b, K*d, l)"
-        raise ValueError(f"{k} orders of u {tuple(u.shape)} need delta {want}; got {tuple(delta.shape)}")
+    k, (b, d, length) = perm.shape[0], u.shape
+    if dt_proj is not None:  # the kernel indexes without bounds checks: every shape must agree
+        r = dt_proj.shape[-1]
+        ok = delta.shape == (b, k, r, length) and dt_proj.shape == (k, d, r)
+        want = f"delta (b, K, R, l) = {(b, k, r, length)} for dt_proj (K, d, R) = {(k, d, r)}"
+    else:
+        ok = delta.shape == (b, k * d, length)
+        want = f"delta (b, K*d, l) = {(b, k * d, length)}"
+    if perm.shape != (k, length) or not ok:
+        raise ValueError(f"{k} orders of u {tuple(u.shape)} need {want}; got delta {tuple(delta.shape)}")
     if uses_cpu_kernel(u):
         return _numba_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, perm.long().contiguous(), dt_proj)
     return gathered_directions(u, perm, delta, A, B, C, D, delta_bias, delta_softplus, dt_proj)

@@ -106,6 +106,9 @@ def test_orders_must_match_the_channels():
         selective_scan_directions(
             torch.randn(1, 4, 10, dtype=torch.float64), torch.stack([torch.arange(10)] * 3), delta, A, B, C, D
         )
+    u, perm = torch.randn(1, 2, 10, dtype=torch.float64), torch.stack([torch.arange(10)] * 3)
+    with pytest.raises(ValueError, match="for dt_proj"):  # low-rank inputs of rank 2 through a rank-3 projection
+        selective_scan_directions(u, perm, torch.randn(1, 3, 2, 10), A, B, C, D, dt_proj=torch.randn(3, 2, 3))
 
 
 @pytest.mark.parametrize("softplus", [False, True])
