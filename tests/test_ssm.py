@@ -25,6 +25,23 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
 
 
+def _matches_reference(scan, want_inputs, names: str, dtype, tol: float) -> torch.Tensor:
+    """``scan`` on the CPU kernels (inputs cast to ``dtype``) against the same call on the fp64 reference: the
+    output and the gradient of every input, each within ``tol``. Returns the kernels' output."""
+    inputs = [t.detach().to(dtype).requires_grad_() for t in want_inputs]
+    y = scan(*inputs)
+    with reference_backend():
+        y_ref = scan(*want_inputs)
+    assert y.shape == y_ref.shape and _rel(y.double(), y_ref) < tol
+    grad = torch.randn_like(y_ref)
+    got = torch.autograd.grad(y, inputs, grad.to(dtype))
+    want = torch.autograd.grad(y_ref, want_inputs, grad)
+    for name, a, b in zip(names.split(), got, want, strict=True):
+        assert a.shape == b.shape, name
+        assert _rel(a.double(), b) < tol, name
+    return y
+
+
 @pytest.mark.parametrize("L", [1, 7, 64, 65, 100, 257])
 @pytest.mark.parametrize("groups", [None, 1, 4])
 def test_cpu_kernel_matches_reference_fp64(L, groups):
@@ -56,18 +73,12 @@ def test_scanning_through_permutations_matches_gather_scan_scatter(dtype, tol, L
     perm = torch.stack([torch.randperm(L, generator=g) for _ in range(k)])
     _, delta, A, B, C, D, bias = _inputs(2, k * d, L, n, k, torch.float64, seed=L)
     u = torch.randn(2, d, L, generator=g, dtype=torch.float64, requires_grad=True)
-    inputs = [t.detach().to(dtype).requires_grad_() for t in (u, delta, A, B, C, D, bias)]
-    kw = dict(delta_bias=inputs[6], delta_softplus=True)
-    y = selective_scan_directions(inputs[0], perm, *inputs[1:6], **kw)
-    with reference_backend():
-        y_ref = selective_scan_directions(u, perm, delta, A, B, C, D, delta_bias=bias, delta_softplus=True)
-    assert y.shape == (2, k, d, L) and _rel(y.double(), y_ref) < tol
-    grad = torch.randn_like(y_ref)
-    got = torch.autograd.grad(y, inputs, grad.to(dtype))
-    want = torch.autograd.grad(y_ref, (u, delta, A, B, C, D, bias), grad)
-    for name, a, b in zip("u delta A B C D delta_bias".split(), got, want, strict=True):
-        assert a.shape == b.shape, name
-        assert _rel(a.double(), b) < tol, name
+
+    def scan(u, delta, A, B, C, D, bias):
+        return selective_scan_directions(u, perm, delta, A, B, C, D, delta_bias=bias, delta_softplus=True)
+
+    y = _matches_reference(scan, (u, delta, A, B, C, D, bias), "u delta A B C D delta_bias", dtype, tol)
+    assert y.shape == (2, k, d, L)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-3)])
@@ -82,22 +93,13 @@ def test_step_projection_inside_the_kernel_matches_projecting_first(dtype, tol, 
     u = torch.randn(2, d, L, generator=g, dtype=torch.float64, requires_grad=True)
     dts = torch.randn(2, k, r, L, generator=g, dtype=torch.float64, requires_grad=True)
     proj = (0.5 * torch.randn(k, d, r, generator=g, dtype=torch.float64)).requires_grad_()
-    want_inputs = (u, dts, proj, A, B, C, D, bias)
-    inputs = [t.detach().to(dtype).requires_grad_() for t in want_inputs]
 
     def scan(u, dts, proj, A, B, C, D, bias):
         return selective_scan_directions(u, perm, dts, A, B, C, D, bias, True, dt_proj=proj)
 
-    y = scan(*inputs)
-    with reference_backend():
-        y_ref = scan(*want_inputs)
-    assert y.shape == (2, k, d, L) and _rel(y.double(), y_ref) < tol
-    grad = torch.randn_like(y_ref)
-    got = torch.autograd.grad(y, inputs, grad.to(dtype))
-    want = torch.autograd.grad(y_ref, want_inputs, grad)
-    for name, a, b in zip("u delta dt_proj A B C D delta_bias".split(), got, want, strict=True):
-        assert a.shape == b.shape, name
-        assert _rel(a.double(), b) < tol, name
+    names = "u delta dt_proj A B C D delta_bias"
+    y = _matches_reference(scan, (u, dts, proj, A, B, C, D, bias), names, dtype, tol)
+    assert y.shape == (2, k, d, L)
 
 
 def test_orders_must_match_the_channels():
