@@ -109,11 +109,11 @@ def main() -> None:
             return build
 
         x = torch.rand(1, 3, 256, 256)
-        matmul, matmul_flops = matmul_run()
+        matmul, gflops = matmul_run()
         for preset in ("paper", "paper-lite0"):
             theirs, ours = (m.eval() for m in pair(sp_mamba(preset), old))
             ms, diff = forward_times({"before": theirs, "after": ours, "matmul": matmul}, x, args.repeat)
-            rate = matmul_flops / ms["matmul"] / 1e6  # GFLOP/s, timed in turn with the two models
+            rate = gflops(ms["matmul"])  # timed in turn with the two models
             floor = 2 * model_cost(ours).gmacs / rate * 1e3
             b, a = ms["before"], ms["after"]
             print(

@@ -51,19 +51,18 @@ def under(variant: Callable[[], AbstractContextManager], fn: Callable[[], object
     return run
 
 
+def matmul_run(n: int = 2048) -> tuple[Callable[[], object], Callable[[float], float]]:
+    """A matrix multiply, and what turns its ms into GFLOP/s. Timed in turn with a model (``alternating``), it gives
+    a floor at the machine's rate at the same moments as the model's times, where ``matmul_gflops`` at the start of a
+    run can be off by half on a machine whose speed drifts (this one's moved 93-179 GFLOP/s between runs)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return (lambda: a @ b), lambda ms: 2 * n**3 / (ms / 1e3) / 1e9
+
+
 def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
     """This machine's fp32 matrix-multiply throughput at the current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    ms = timeit(lambda: a @ b, repeat=repeat, warmup=2)
-    return 2 * n**3 / (ms / 1e3) / 1e9
-
-
-def matmul_run(n: int = 2048) -> tuple[Callable[[], object], float]:
-    """A matrix multiply to time in turn with a model (``alternating``), and its FLOPs: a floor from its median is
-    the machine's rate at the same moments as the model's times, where ``matmul_gflops`` at the start of a run
-    can be off by half on a machine whose speed drifts (this one's moved 93-179 GFLOP/s between runs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return (lambda: a @ b), 2 * n**3
+    matmul, gflops = matmul_run(n)
+    return gflops(timeit(matmul, repeat=repeat, warmup=2))
 
 
 def start(threads: int, columns: list[str]) -> float:

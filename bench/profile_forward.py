@@ -61,10 +61,10 @@ def main() -> None:
     torch.manual_seed(0)
     model = SPMamba(SPMambaConfig.preset(args.preset), encoder_weights=None).eval()  # weights do not change speed
     x = torch.rand(1, 3, 256, 256)
-    matmul, matmul_flops = matmul_run()
+    matmul, gflops = matmul_run()
     with torch.no_grad():
         ms = alternating({"model": lambda: model(x), "matmul": matmul}, args.repeat)
-        wall, floor = ms["model"], 2 * model_cost(model).gmacs * 1e9 / matmul_flops * ms["matmul"]
+        wall, floor = ms["model"], 2 * model_cost(model).gmacs / gflops(ms["matmul"]) * 1e3
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(args.repeat):
                 model(x)

@@ -140,15 +140,24 @@ class _CPUScan(torch.autograd.Function):
         _on_torch_threads(fwd, *shared, y.numpy(), hs.numpy(), save)
         if save:
             ctx.save_for_backward(u2, dts, wdt, bias, A, Dv, hs)
-            ctx.extra = (order, Bt, Ct, B.shape, C.shape, groups, softplus, low_rank)
-            ctx.has = (D is not None, delta_bias is not None)
+            ctx.extra = (
+                order,
+                Bt,
+                Ct,
+                B.shape,
+                C.shape,
+                groups,
+                softplus,
+                low_rank,
+                D is not None,
+                delta_bias is not None,
+            )
         return y.view(b, d, L) if perm is None else y.view(b, len(order), -1, L)
 
     @staticmethod
     def backward(ctx, dy):
         u2, dts, wdt, bias, A, Dv, hs = ctx.saved_tensors
-        order, Bt, Ct, b_shape, c_shape, groups, softplus, low_rank = ctx.extra
-        has_d, has_bias = ctx.has
+        order, Bt, Ct, b_shape, c_shape, groups, softplus, low_rank, has_d, has_bias = ctx.extra
         d, k, L = A.shape[0], len(order), u2.shape[1]
         b = u2.shape[0] * k // d
         bd = b * d
